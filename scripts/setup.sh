@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests need (idempotent): a software Vulkan driver so
+# wgpu finds an adapter without a GPU, and Chromium for the browser test.
+set -euo pipefail
+need=()
+[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || need+=(mesa-vulkan-drivers libvulkan1)
+command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "setup: missing ${need[*]} (install them, or run as root on Debian)" >&2
+  fi
+fi
