@@ -1,0 +1,7 @@
+// Known-good QR matrices (level M, byte mode, forced mask) produced by the independent
+// python-qrcode 8.x encoder, rows concatenated, dark = 1, packed as hex (zero-padded).
+export const QR_FIXTURES = [
+  { text: "hello", mask: 0, bits: "fe63fc16106e96bb7465dbacaec10507faafe00700aa50916110d4ba3f900426b2a8007a9ff8dcf047b0bab71dd219aeba2b04852feeb18" },
+  { text: "bp1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq", mask: 3, bits: "fefa9f3fc14d60d06e9bac0bb7552495dba40e3aec11ac1907faaaaafe01e3e500b71b6da5a8fb6db1cadd29ed74321ac10be338ecc187524aabd9186b7191160dadfe10a7fa98fc94dc46be6b01c1964d6c3ea40929748fcc7b14df2d66c6893250198726dafc804ddb46bfb61f6b1054ac31eba50e3fadd6a4988eeb5eb3990460d561fea87d0e0" },
+  { text: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", mask: 6, bits: "fecf40003fc1505c71d06ebc85b6cbb74e36aaa5dbacb92492ec11831c7107faaaaaaafe00ef71c7009fb24924cbe2e4eaaaac85e15b6dbe8eb66c71c69ca48880021447f2b8e3eed8ec9b6d332a4165554d03641249059c084e38e5aaea27fff7af37af1c70477878f24b304b07baaacb8921b6dbe82b57c71c695315000020a04c638e3ee8b9edb6d3219a155554d1a67124905f28f8238e5b1993dfff7b8bda71c704fbd85924fb004acaaac4bfb6baedea905268f1f19bafe6401f95d58a28eea6e9385b6e73044a55561dfebcd249d40" },
+];
