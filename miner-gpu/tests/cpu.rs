@@ -1,0 +1,136 @@
+//! The CPU kernels against the engine's SHA-256d (the `sha2` crate).
+
+mod common;
+
+use common::*;
+use miner_gpu::{CpuBackend, Kernel, SearchControl, Work};
+
+#[test]
+fn every_kernel_matches_brute_force_on_random_headers() {
+    let mut rng = Rng(1);
+    for kernel in Kernel::available() {
+        for round in 0..6 {
+            let header = rng.header();
+            // Top word around 1/64 of the range: several winners per few thousand nonces,
+            // and plenty of candidates that pass the early reject but fail the full check
+            // only when the top words are equal (exercised with `top` below).
+            let top = (u32::MAX / 64).wrapping_add(rng.next_u32() % 1000);
+            let target = target_with_top(top);
+            let start = rng.next_u32();
+            let count = 2000 + round * 37; // not a multiple of the lane count
+            let work = Work::new(header, target);
+            let got: Vec<u32> = CpuBackend::with_kernel(kernel, 1)
+                .search(&work, start, count as u64, &SearchControl::new())
+                .iter()
+                .map(|s| s.nonce)
+                .collect();
+            let want = brute_force(&header, &target, start, count);
+            assert!(!want.is_empty());
+            assert_eq!(got, want, "{kernel:?} round {round}");
+        }
+    }
+}
+
+#[test]
+fn every_lane_position_reports_its_own_winner() {
+    // For each kernel and each lane position, pick a target equal to that nonce's hash:
+    // exactly that nonce (bar an astronomically unlikely tie) must be found, in that lane.
+    let mut rng = Rng(2);
+    let header = rng.header();
+    for kernel in Kernel::available() {
+        let lanes = kernel.lanes();
+        let start = 0xffff_fff0u32; // the wrap sits inside the first blocks
+        for lane in 0..2 * lanes {
+            let nonce = start.wrapping_add(lane);
+            let work0 = Work::new(header, [0xff; 32]);
+            let target = work0.hash(nonce).0;
+            let work = Work::new(header, target);
+            let found = CpuBackend::with_kernel(kernel, 1).search(
+                &work,
+                start,
+                2 * lanes as u64,
+                &SearchControl::new(),
+            );
+            let expect = brute_force(&header, &target, start, 2 * lanes);
+            assert!(expect.contains(&nonce));
+            assert_eq!(
+                found.iter().map(|s| s.nonce).collect::<Vec<_>>(),
+                expect,
+                "{kernel:?} lane {lane}"
+            );
+            for s in &found {
+                let mut h = header;
+                h[76..].copy_from_slice(&s.nonce.to_le_bytes());
+                assert_eq!(s.hash.0, engine::hash::sha256d(&h));
+            }
+        }
+    }
+}
+
+#[test]
+fn all_hashes_match_engine_with_max_target() {
+    // With the maximum target every nonce wins, so every lane's full hash is compared.
+    let mut rng = Rng(3);
+    for kernel in Kernel::available() {
+        let header = rng.header();
+        let work = Work::new(header, [0xff; 32]);
+        let start = u32::MAX - 40;
+        let found =
+            CpuBackend::with_kernel(kernel, 2).search(&work, start, 100, &SearchControl::new());
+        assert_eq!(found.len(), 100, "{kernel:?}");
+        for (i, s) in found.iter().enumerate() {
+            assert_eq!(s.nonce, start.wrapping_add(i as u32));
+            let mut h = header;
+            h[76..].copy_from_slice(&s.nonce.to_le_bytes());
+            assert_eq!(s.hash, engine::hash::Hash256::sha256d(&h));
+        }
+    }
+}
+
+#[test]
+fn bitcoin_genesis_is_found_by_search_on_every_kernel() {
+    let genesis = bitcoin_genesis();
+    let target = genesis.bits.to_target().unwrap().to_be_bytes();
+    let work = Work::from_hex(&hex::encode(genesis.to_bytes()), &hex::encode(target)).unwrap();
+    for kernel in Kernel::available() {
+        let start = GENESIS_NONCE - 50_000;
+        let found =
+            CpuBackend::with_kernel(kernel, 2).search(&work, start, 100_000, &SearchControl::new());
+        assert_eq!(found.len(), 1, "{kernel:?}");
+        assert_eq!(found[0].nonce, GENESIS_NONCE);
+        assert_eq!(found[0].hash.to_string(), GENESIS_HASH);
+    }
+}
+
+#[test]
+fn cancel_stops_a_search() {
+    let ctl = SearchControl::new();
+    ctl.cancel();
+    let work = Work::new([0; 80], [0; 32]);
+    let found = CpuBackend::new(2).search(&work, 0, 1 << 32, &ctl);
+    assert!(found.is_empty());
+    assert_eq!(ctl.hashes(), 0);
+}
+
+#[test]
+fn detect_picks_the_widest_kernel() {
+    let available = Kernel::available();
+    assert_eq!(available[0], Kernel::Portable);
+    assert_eq!(Kernel::detect(), *available.last().unwrap());
+}
+
+#[test]
+fn bad_hex_is_a_typed_error() {
+    assert!(matches!(
+        Work::from_hex("00", &"0".repeat(64)),
+        Err(miner_gpu::MinerError::HeaderLength(2))
+    ));
+    assert!(matches!(
+        Work::from_hex(&"0".repeat(160), "00"),
+        Err(miner_gpu::MinerError::TargetLength(2))
+    ));
+    assert!(matches!(
+        Work::from_hex(&"z".repeat(160), &"0".repeat(64)),
+        Err(miner_gpu::MinerError::Hex("header"))
+    ));
+}
