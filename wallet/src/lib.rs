@@ -1,1 +1,25 @@
+//! The Bitplace wallet: keys stay on the user's machine.
+//!
+//! - [`mnemonic`]: BIP39 mnemonics (12 or 24 words, optional BIP39 passphrase).
+//! - [`slip10`] and [`keys`]: SLIP-0010 ed25519 keys along the hardened path
+//!   **`m/44'/8080'/<account>'/<index>'`** (44' = BIP44 purpose, 8080' = Bitplace's coin
+//!   type, account 0' by default, one hardened index per receive address). An address is
+//!   `bech32m("bp", sha256(public key)[0..20])`.
+//! - [`keystore`]: the mnemonic encrypted at rest (argon2id + XChaCha20-Poly1305), mode 0600.
+//! - [`coinselect`]: largest-first coin selection with a size-based fee, change, signing.
+//! - [`client`]: a blocking HTTP client of the node API (docs/API.md), including its
+//!   server-sent events feed.
+//!
+//! Cross-check vector (the web page must derive the same): the mnemonic
+//! `abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about`
+//! with an empty BIP39 passphrase gives, at `m/44'/8080'/0'/0'`, the address
+//! `bp1s53gfleaqdwfaxyas5xhzsytz56arptawkt7rh`
+//! (public key `536d5feb764a094e7ac4fe773f6a262fdcd1972248a46c0285fb4985e4a2ec33`).
 
+pub mod keys;
+pub mod mnemonic;
+pub mod slip10;
+
+pub use keys::{derivation_path, Keychain, COIN_TYPE};
+pub use mnemonic::{Mnemonic, MnemonicError};
+pub use slip10::{DerivationError, ExtendedKey};
