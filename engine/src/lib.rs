@@ -25,3 +25,19 @@ pub use header::BlockHeader;
 pub use params::{ChainParams, Network};
 pub use pow::CompactTarget;
 pub use tx::{OutPoint, Transaction, TxIn, TxInputs, TxOut};
+
+pub mod difficulty;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod mining;
+pub mod notify;
+pub mod query;
+pub mod recovery;
+pub mod store;
+pub mod testkit;
+pub mod validation;
+
+pub use engine::{BlockAccepted, Engine, EngineConfig, TxAccepted};
+pub use error::EngineError;
+pub use validation::Reject;

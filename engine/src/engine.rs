@@ -1,0 +1,671 @@
+//! The [`Engine`]: commands in, events out.
+//!
+//! One writer thread owns every write. Callers validate what needs no state (shape,
+//! signatures — the expensive part, so it runs on the caller's thread, in parallel) and
+//! then queue a command. The writer drains the queue, validates each command against the
+//! projections, appends its events and folds them in one redb write transaction per
+//! batch of transactions (group commit: one fsync for many submissions), commits with
+//! immediate durability, and only then answers the callers and notifies subscribers.
+//! Reads never wait for the writer: they use redb's MVCC snapshots.
+
+use crate::block::Block;
+use crate::error::EngineError;
+use crate::events::{Event, RemovalReason};
+use crate::hash::Hash256;
+use crate::notify::Notification;
+use crate::params::ChainParams;
+use crate::store::chainstate::InputContext;
+use crate::store::codec::{decode_mempool_value, fee_rate_micro};
+use crate::store::{read, StoreError, Tables};
+use crate::tx::{OutPoint, Transaction};
+use crate::validation::{self, Reject};
+use redb::{Database, Durability, ReadableTable, WriteTransaction};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, oneshot};
+
+/// Most commands folded into one write transaction.
+const MAX_BATCH: usize = 8192;
+
+/// Seconds since the Unix epoch; injectable so tests control "now".
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    })
+}
+
+#[derive(Clone)]
+pub struct EngineConfig {
+    pub params: ChainParams,
+    pub clock: Clock,
+    /// Minimum fee rate for the mempool, units per 1000 bytes.
+    pub min_fee_rate: u64,
+}
+
+impl EngineConfig {
+    pub fn new(params: ChainParams) -> EngineConfig {
+        EngineConfig {
+            params,
+            clock: system_clock(),
+            min_fee_rate: 0,
+        }
+    }
+}
+
+/// What happened to a submitted transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TxAccepted {
+    pub txid: Hash256,
+    /// Already in the mempool or the chain: nothing new was written.
+    pub duplicate: bool,
+}
+
+/// What happened to a submitted block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum BlockAccepted {
+    /// It extends the best chain.
+    Connected { hash: Hash256, height: u64 },
+    /// It made a side branch the best chain.
+    Reorganized {
+        hash: Hash256,
+        height: u64,
+        disconnected: usize,
+        connected: usize,
+    },
+    /// Stored on a side branch with no more work than the best chain.
+    SideChain { hash: Hash256, height: u64 },
+    /// Already known: nothing was written.
+    Duplicate { hash: Hash256, height: u64 },
+}
+
+impl BlockAccepted {
+    pub fn hash(&self) -> Hash256 {
+        match self {
+            BlockAccepted::Connected { hash, .. }
+            | BlockAccepted::Reorganized { hash, .. }
+            | BlockAccepted::SideChain { hash, .. }
+            | BlockAccepted::Duplicate { hash, .. } => *hash,
+        }
+    }
+
+    pub fn height(&self) -> u64 {
+        match self {
+            BlockAccepted::Connected { height, .. }
+            | BlockAccepted::Reorganized { height, .. }
+            | BlockAccepted::SideChain { height, .. }
+            | BlockAccepted::Duplicate { height, .. } => *height,
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+enum Command {
+    Tx(Transaction, Reply<TxAccepted>),
+    Block(Arc<Block>, Reply<BlockAccepted>),
+    Reset(Reply<()>),
+    Rebuild(Reply<Hash256>),
+}
+
+pub(crate) struct Shared {
+    pub db: Database,
+    pub config: EngineConfig,
+    pub notifier: broadcast::Sender<Arc<Notification>>,
+    pub template_cache: Mutex<Option<crate::query::TemplateCache>>,
+}
+
+/// A handle to the ledger; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) shared: Arc<Shared>,
+    commands: mpsc::SyncSender<Command>,
+}
+
+impl Engine {
+    /// Opens (or creates) the ledger at `path`. Checks the log's hash chain and that the
+    /// projections are exactly at the log head, catching up if they are behind; refuses
+    /// with [`EngineError::Open`] when the log is corrupt or belongs to another network.
+    pub fn open(path: impl AsRef<Path>, config: EngineConfig) -> Result<Engine, EngineError> {
+        let path = path.as_ref();
+        let db = Database::builder()
+            .create(path)
+            .map_err(|e| EngineError::Open(format!("{}: {e}", path.display())))?;
+        Self::with_database(db, config)
+    }
+
+    /// Opens a ledger in memory (tests, benchmarks, `verify`).
+    pub fn in_memory(config: EngineConfig) -> Result<Engine, EngineError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| EngineError::Open(e.to_string()))?;
+        Self::with_database(db, config)
+    }
+
+    fn with_database(db: Database, config: EngineConfig) -> Result<Engine, EngineError> {
+        crate::recovery::check_and_init(&db, &config.params)?;
+        let (notifier, _) = broadcast::channel(65_536);
+        let shared = Arc::new(Shared {
+            db,
+            config,
+            notifier,
+            template_cache: Mutex::new(None),
+        });
+        let (commands, rx) = mpsc::sync_channel(MAX_BATCH * 4);
+        let writer = Writer {
+            shared: shared.clone(),
+        };
+        std::thread::Builder::new()
+            .name("bitplace-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| EngineError::Open(format!("cannot start the writer thread: {e}")))?;
+        Ok(Engine { shared, commands })
+    }
+
+    pub fn params(&self) -> &ChainParams {
+        &self.shared.config.params
+    }
+
+    pub fn now(&self) -> u64 {
+        (self.shared.config.clock)()
+    }
+
+    /// Hears every notification committed from now on (after it is durable).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Notification>> {
+        self.shared.notifier.subscribe()
+    }
+
+    /// Submits a signed transaction to the mempool; returns once it is durable.
+    pub fn submit_tx(&self, tx: Transaction) -> Result<TxAccepted, EngineError> {
+        self.queue_tx(tx)?
+            .blocking_recv()
+            .map_err(|_| EngineError::Closed)?
+    }
+
+    /// Async form of [`Engine::submit_tx`]; signature checks run on the caller's task.
+    pub async fn submit_tx_async(&self, tx: Transaction) -> Result<TxAccepted, EngineError> {
+        self.queue_tx(tx)?.await.map_err(|_| EngineError::Closed)?
+    }
+
+    /// Submits many transactions at once (they share commits); results in order.
+    pub fn submit_txs(&self, txs: Vec<Transaction>) -> Vec<Result<TxAccepted, EngineError>> {
+        let pending: Vec<_> = txs.into_iter().map(|tx| self.queue_tx(tx)).collect();
+        pending
+            .into_iter()
+            .map(|p| p?.blocking_recv().map_err(|_| EngineError::Closed)?)
+            .collect()
+    }
+
+    fn queue_tx(
+        &self,
+        tx: Transaction,
+    ) -> Result<oneshot::Receiver<Result<TxAccepted, EngineError>>, EngineError> {
+        validation::check_loose_tx(&tx)?;
+        validation::verify_signatures(&tx)?;
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Tx(tx, reply))
+            .map_err(|_| EngineError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Submits a block; returns once it (and any reorganisation) is durable.
+    pub fn submit_block(&self, block: Block) -> Result<BlockAccepted, EngineError> {
+        self.queue_block(block)?
+            .blocking_recv()
+            .map_err(|_| EngineError::Closed)?
+    }
+
+    pub async fn submit_block_async(&self, block: Block) -> Result<BlockAccepted, EngineError> {
+        self.queue_block(block)?
+            .await
+            .map_err(|_| EngineError::Closed)?
+    }
+
+    fn queue_block(
+        &self,
+        block: Block,
+    ) -> Result<oneshot::Receiver<Result<BlockAccepted, EngineError>>, EngineError> {
+        validation::check_block(&block, self.params())?;
+        validation::verify_signatures_batch(&block.txs[1..]).map_err(|(_, e)| e)?;
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Block(Arc::new(block), reply))
+            .map_err(|_| EngineError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Dev mode: appends a reset; every projection goes back to genesis.
+    pub fn reset(&self) -> Result<(), EngineError> {
+        self.command(Command::Reset)
+    }
+
+    /// Drops every projection and replays the log; returns the UTXO set hash.
+    pub fn rebuild(&self) -> Result<Hash256, EngineError> {
+        self.command(Command::Rebuild)
+    }
+
+    fn command<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .map_err(|_| EngineError::Closed)?;
+        rx.blocking_recv().map_err(|_| EngineError::Closed)?
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    fn params(&self) -> &ChainParams {
+        &self.shared.config.params
+    }
+
+    fn run(self, rx: mpsc::Receiver<Command>) {
+        while let Ok(first) = rx.recv() {
+            let mut txs = Vec::new();
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Tx(tx, reply) => txs.push((tx, reply)),
+                    other => {
+                        self.commit_txs(std::mem::take(&mut txs));
+                        self.run_single(other);
+                    }
+                }
+                if txs.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.commit_txs(txs);
+        }
+    }
+
+    fn begin(&self) -> Result<WriteTransaction, EngineError> {
+        let mut txn = self.shared.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.set_two_phase_commit(true);
+        Ok(txn)
+    }
+
+    /// Runs `work` in one write transaction; commits only if it succeeded, then publishes
+    /// the notifications. On any error nothing is written.
+    fn transact<T>(
+        &self,
+        work: impl FnOnce(&mut Tables<'_>) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let txn = self.begin()?;
+        let (result, notes) = {
+            let mut tables = Tables::open(&txn)?;
+            let result = work(&mut tables);
+            if result.is_ok() {
+                tables.flush_meta()?;
+            }
+            (result, std::mem::take(&mut tables.notes))
+        };
+        match result {
+            Ok(v) => {
+                txn.commit()?;
+                self.publish(notes);
+                Ok(v)
+            }
+            Err(e) => {
+                txn.abort()?;
+                Err(e)
+            }
+        }
+    }
+
+    fn publish(&self, notes: Vec<Notification>) {
+        for n in notes {
+            // No subscribers is fine: nobody is listening.
+            let _ = self.shared.notifier.send(Arc::new(n));
+        }
+    }
+
+    fn run_single(&self, cmd: Command) {
+        match cmd {
+            Command::Tx(tx, reply) => self.commit_txs(vec![(tx, reply)]),
+            Command::Block(block, reply) => {
+                let _ = reply.send(self.transact(|t| self.accept_block(t, &block)));
+            }
+            Command::Reset(reply) => {
+                let _ = reply.send(self.transact(|t| self.reset(t)));
+            }
+            Command::Rebuild(reply) => {
+                let _ = reply.send(crate::recovery::rebuild(&self.shared.db).map_err(Into::into));
+            }
+        }
+    }
+
+    /// Group commit: every transaction of the batch is validated and appended in one write
+    /// transaction; rejected ones write nothing; all callers hear back after the fsync.
+    fn commit_txs(&self, batch: Vec<(Transaction, Reply<TxAccepted>)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let (txs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let outcome = self.transact(|t| {
+            let mut results = Vec::with_capacity(txs.len());
+            for tx in txs {
+                match self.admit(t, tx) {
+                    Err(EngineError::Rejected(r)) => results.push(Err(EngineError::Rejected(r))),
+                    // A storage failure fails the whole batch: nothing is acknowledged.
+                    Err(e) => return Err(e),
+                    Ok(ok) => results.push(Ok(ok)),
+                }
+            }
+            Ok(results)
+        });
+        match outcome {
+            Ok(results) => {
+                for (reply, r) in replies.into_iter().zip(results) {
+                    let _ = reply.send(r);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Corrupt(format!(
+                        "write failed, not acknowledged: {msg}"
+                    ))
+                    .into()));
+                }
+            }
+        }
+    }
+
+    /// Validates `tx` against the mempool view and appends it. A rejection writes nothing:
+    /// every check comes before the first append.
+    fn admit(&self, t: &mut Tables<'_>, tx: Transaction) -> Result<TxAccepted, EngineError> {
+        let txid = tx.txid();
+        if t.mempool.get(txid.0.as_slice())?.is_some() || t.tx_known(&txid)? {
+            return Ok(TxAccepted {
+                txid,
+                duplicate: true,
+            });
+        }
+        let next_height = self.tip_height(t)? + 1;
+        let ctx = InputContext::Mempool {
+            next_height,
+            replacing: None,
+        };
+        let fee = t.check_inputs(&tx, &ctx, self.params())?;
+        let size = crate::encoding::Encode::encode(&tx).len();
+        let rate_kb = (fee as u128 * 1000 / size as u128) as u64;
+        if rate_kb < self.shared.config.min_fee_rate {
+            return Err(Reject::FeeTooLow {
+                rate: rate_kb,
+                min: self.shared.config.min_fee_rate,
+            }
+            .into());
+        }
+        self.make_room(t, &tx, fee_rate_micro(fee, size))?;
+        t.append(Event::TxAdmitted(tx))?;
+        Ok(TxAccepted {
+            txid,
+            duplicate: false,
+        })
+    }
+
+    fn tip_height(&self, t: &Tables<'_>) -> Result<u64, EngineError> {
+        Ok(read::block_meta(&t.block_index, &t.meta.tip)?
+            .ok_or_else(|| StoreError::corrupt("tip is not in the block index"))?
+            .height)
+    }
+
+    /// Keeps the mempool bounded: evicts the lowest fee-rate transaction (with its
+    /// descendants) if the newcomer pays more and does not depend on it.
+    fn make_room(
+        &self,
+        t: &mut Tables<'_>,
+        tx: &Transaction,
+        rate: u64,
+    ) -> Result<(), EngineError> {
+        if (mempool_len(t)? as usize) < self.params().mempool_max_txs {
+            return Ok(());
+        }
+        let lowest = match t.mempool_rate.first()? {
+            Some((k, _)) => k.value().to_vec(),
+            None => return Ok(()),
+        };
+        let lowest_rate = u64::from_be_bytes(lowest[..8].try_into().expect("8 bytes"));
+        let victim = Hash256(lowest[8..40].try_into().expect("32 bytes"));
+        let doomed = descendants(t, &victim)?;
+        let depends = tx.spends().iter().any(|i| doomed.contains(&i.prevout.txid));
+        if lowest_rate >= rate || depends {
+            return Err(Reject::MempoolFull.into());
+        }
+        for id in doomed.iter().rev() {
+            t.append(Event::TxRemoved {
+                txid: *id,
+                reason: RemovalReason::Evicted,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn reset(&self, t: &mut Tables<'_>) -> Result<(), EngineError> {
+        t.append(Event::Reset)?;
+        let genesis = Arc::new(self.params().genesis());
+        let hash = genesis.hash();
+        t.append(Event::BlockAccepted(genesis))?;
+        t.append(Event::TipConnected(hash))?;
+        Ok(())
+    }
+
+    fn accept_block(
+        &self,
+        t: &mut Tables<'_>,
+        block: &Arc<Block>,
+    ) -> Result<BlockAccepted, EngineError> {
+        let hash = block.hash();
+        if let Some(meta) = read::block_meta(&t.block_index, &hash)? {
+            return Ok(BlockAccepted::Duplicate {
+                hash,
+                height: meta.height,
+            });
+        }
+        let prev = block.header.prev_hash;
+        let parent = read::block_meta(&t.block_index, &prev)?.ok_or(Reject::UnknownParent(prev))?;
+        let height = parent.height + 1;
+        let now = (self.shared.config.clock)();
+        t.check_header_context(block, &parent, self.params(), now)?;
+        crate::store::chainstate::check_coinbase(&block.txs[0], height, u64::MAX, self.params())?;
+        t.append(Event::BlockAccepted(block.clone()))?;
+        let tip = read::block_meta(&t.block_index, &t.meta.tip)?
+            .ok_or_else(|| StoreError::corrupt("tip missing"))?;
+        let new = read::block_meta(&t.block_index, &hash)?
+            .ok_or_else(|| StoreError::corrupt("block just stored"))?;
+        if new.chainwork <= tip.chainwork {
+            return Ok(BlockAccepted::SideChain { hash, height });
+        }
+        let (disconnected, connected) = self.reorganize_to(t, &hash)?;
+        Ok(if disconnected == 0 {
+            BlockAccepted::Connected { hash, height }
+        } else {
+            BlockAccepted::Reorganized {
+                hash,
+                height,
+                disconnected,
+                connected,
+            }
+        })
+    }
+
+    /// Makes `target` the tip: disconnects back to the fork point, then validates and
+    /// connects each block of the new branch. Any invalid block fails the whole step
+    /// (the caller aborts the transaction, so nothing changes).
+    fn reorganize_to(
+        &self,
+        t: &mut Tables<'_>,
+        target: &Hash256,
+    ) -> Result<(usize, usize), EngineError> {
+        let (fork, branch) = self.find_fork(t, target)?;
+        let mut disconnected = Vec::new();
+        while t.meta.tip != fork {
+            let tip = t.meta.tip;
+            disconnected.push(tip);
+            t.append(Event::TipDisconnected(tip))?;
+        }
+        for hash in branch.iter().rev() {
+            self.connect_validated(t, hash)?;
+        }
+        if !disconnected.is_empty() {
+            self.repair_mempool(t, &disconnected)?;
+        }
+        Ok((disconnected.len(), branch.len()))
+    }
+
+    /// The last common block with the best chain, and the branch from `target` down to
+    /// just above it (highest first).
+    fn find_fork(
+        &self,
+        t: &Tables<'_>,
+        target: &Hash256,
+    ) -> Result<(Hash256, Vec<Hash256>), EngineError> {
+        let mut branch = Vec::new();
+        let mut cur = read::block_meta(&t.block_index, target)?
+            .ok_or_else(|| StoreError::corrupt("target missing"))?;
+        while read::main_hash_at(&t.main_chain, cur.height)? != Some(cur.hash) {
+            branch.push(cur.hash);
+            cur = read::block_meta(&t.block_index, &cur.prev)?
+                .ok_or_else(|| StoreError::corrupt("branch parent missing"))?;
+        }
+        Ok((cur.hash, branch))
+    }
+
+    fn connect_validated(&self, t: &mut Tables<'_>, hash: &Hash256) -> Result<(), EngineError> {
+        let block = t.block(hash)?;
+        let meta = read::block_meta(&t.block_index, hash)?
+            .ok_or_else(|| StoreError::corrupt("block missing"))?;
+        t.check_block_txs(&block, meta.height, self.params())?;
+        t.append(Event::TipConnected(*hash))?;
+        let mut conflicts = Vec::new();
+        for tx in &block.txs[1..] {
+            for input in tx.spends() {
+                if let Some(by) = t.mempool_spender(&input.prevout)? {
+                    conflicts.push(by);
+                }
+            }
+        }
+        for id in conflicts {
+            self.remove_with_descendants(t, &id, RemovalReason::Conflict)?;
+        }
+        Ok(())
+    }
+
+    fn remove_with_descendants(
+        &self,
+        t: &mut Tables<'_>,
+        txid: &Hash256,
+        reason: RemovalReason,
+    ) -> Result<(), EngineError> {
+        if t.mempool.get(txid.0.as_slice())?.is_none() {
+            return Ok(());
+        }
+        for id in descendants(t, txid)?.iter().rev() {
+            t.append(Event::TxRemoved { txid: *id, reason })?;
+        }
+        Ok(())
+    }
+
+    /// After a reorganisation: puts the disconnected blocks' transactions back when still
+    /// valid, then drops mempool transactions the new chain made invalid.
+    fn repair_mempool(
+        &self,
+        t: &mut Tables<'_>,
+        disconnected: &[Hash256],
+    ) -> Result<(), EngineError> {
+        let next_height = self.tip_height(t)? + 1;
+        for hash in disconnected.iter().rev() {
+            let block = t.block(hash)?;
+            for tx in &block.txs[1..] {
+                let txid = tx.txid();
+                if t.tx_known(&txid)? || t.mempool.get(txid.0.as_slice())?.is_some() {
+                    continue;
+                }
+                let ctx = InputContext::Mempool {
+                    next_height,
+                    replacing: None,
+                };
+                if t.check_inputs(tx, &ctx, self.params()).is_ok() {
+                    t.append(Event::TxAdmitted(tx.clone()))?;
+                }
+            }
+        }
+        for (txid, tx) in mempool_in_order(t)? {
+            if t.mempool.get(txid.0.as_slice())?.is_none() {
+                continue;
+            }
+            let ctx = InputContext::Mempool {
+                next_height,
+                replacing: Some(txid),
+            };
+            match t.check_inputs(&tx, &ctx, self.params()) {
+                Ok(_) => {}
+                Err(EngineError::Rejected(_)) => {
+                    self.remove_with_descendants(t, &txid, RemovalReason::Invalidated)?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn mempool_len(t: &Tables<'_>) -> Result<u64, EngineError> {
+    use redb::ReadableTableMetadata;
+    Ok(t.mempool.len()?)
+}
+
+/// Mempool transactions in admission order (parents before children).
+fn mempool_in_order(t: &Tables<'_>) -> Result<Vec<(Hash256, Transaction)>, EngineError> {
+    let mut rows = Vec::new();
+    for row in t.mempool.iter()? {
+        let (k, v) = row?;
+        let (seq, _, bytes) =
+            decode_mempool_value(v.value()).ok_or_else(|| StoreError::corrupt("mempool row"))?;
+        let tx = <Transaction as crate::encoding::Decode>::decode(bytes)
+            .map_err(|e| StoreError::corrupt(format!("mempool tx: {e}")))?;
+        let txid = Hash256(
+            k.value()
+                .try_into()
+                .map_err(|_| StoreError::corrupt("mempool key"))?,
+        );
+        rows.push((seq, txid, tx));
+    }
+    rows.sort_by_key(|r| r.0);
+    Ok(rows.into_iter().map(|(_, id, tx)| (id, tx)).collect())
+}
+
+/// `txid` and every mempool transaction depending on it, parents before children.
+fn descendants(t: &Tables<'_>, txid: &Hash256) -> Result<Vec<Hash256>, EngineError> {
+    let mut out = vec![*txid];
+    let mut seen: HashSet<Hash256> = out.iter().copied().collect();
+    let mut i = 0;
+    while i < out.len() {
+        let id = out[i];
+        if let Some((tx, _)) = read::mempool_tx(&t.mempool, &id)? {
+            for vout in 0..tx.outputs.len() as u32 {
+                if let Some(child) = t.mempool_spender(&OutPoint { txid: id, vout })? {
+                    if seen.insert(child) {
+                        out.push(child);
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    Ok(out)
+}

@@ -1,0 +1,47 @@
+//! The engine's error type.
+
+use crate::store::StoreError;
+use crate::validation::Reject;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The input broke a rule; nothing was written.
+    #[error("rejected: {0}")]
+    Rejected(#[from] Reject),
+    /// Storage failed; the write (if any) was not acknowledged and nothing was applied.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The data directory cannot be used (wrong network, corrupt log, ...): refuse to start.
+    #[error("refusing to open the data directory: {0}")]
+    Open(String),
+    /// The engine's writer has stopped.
+    #[error("the engine has shut down")]
+    Closed,
+}
+
+impl EngineError {
+    /// The rule broken, if this is a rejection.
+    pub fn reject(&self) -> Option<&Reject> {
+        match self {
+            EngineError::Rejected(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! via_store {
+    ($($t:ty),*) => {$(
+        impl From<$t> for EngineError {
+            fn from(e: $t) -> Self { EngineError::Store(e.into()) }
+        }
+    )*};
+}
+via_store!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError,
+    redb::SetDurabilityError
+);

@@ -1,0 +1,193 @@
+//! The event log's records: the only source of truth.
+//!
+//! Every state change of the ledger is one [`Event`], appended to the log inside the
+//! same redb write transaction that folds it into the projections. Each record carries
+//! the hash of its predecessor, so a truncated, reordered or altered log is detected
+//! when the chain of hashes is checked at startup.
+//!
+//! Record encoding (version 1):
+//! ```text
+//! u8  record version (=1)
+//! u64 sequence number (0, 1, 2, ... without gaps)
+//! [32] hash of the previous record (zero for the first)
+//! u8  event tag, then the event's fields:
+//!   1 BlockAccepted   block encoding (header + transactions)
+//!   2 TipConnected    block hash [32]
+//!   3 TipDisconnected block hash [32]
+//!   4 TxAdmitted      transaction encoding
+//!   5 TxRemoved       txid [32], u8 reason
+//!   6 Reset           (dev mode: back to genesis)
+//! ```
+//! The record hash is SHA-256d of the whole encoded record.
+
+use crate::block::Block;
+use crate::encoding::{Decode, DecodeError, Encode, Reader};
+use crate::hash::Hash256;
+use crate::tx::Transaction;
+use serde::Serialize;
+use std::sync::Arc;
+
+pub const RECORD_VERSION: u8 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A block passed validation and is stored (on the best chain or a side branch).
+    BlockAccepted(Arc<Block>),
+    /// The block became the new tip of the best chain.
+    TipConnected(Hash256),
+    /// The tip block was taken off the best chain (a reorganisation).
+    TipDisconnected(Hash256),
+    /// A transaction entered the mempool.
+    TxAdmitted(Transaction),
+    /// A transaction left the mempool without being confirmed.
+    TxRemoved {
+        txid: Hash256,
+        reason: RemovalReason,
+    },
+    /// Dev mode: every projection goes back to the genesis state.
+    Reset,
+}
+
+/// Why a transaction left the mempool without being confirmed by a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovalReason {
+    /// A confirmed transaction spends one of its inputs.
+    Conflict,
+    /// The mempool was full and it paid the lowest fee rate.
+    Evicted,
+    /// A reorganisation made it invalid (e.g. an input no longer exists).
+    Invalidated,
+}
+
+impl RemovalReason {
+    fn tag(self) -> u8 {
+        match self {
+            RemovalReason::Conflict => 1,
+            RemovalReason::Evicted => 2,
+            RemovalReason::Invalidated => 3,
+        }
+    }
+
+    fn from_tag(tag: u8) -> Result<Self, DecodeError> {
+        Ok(match tag {
+            1 => RemovalReason::Conflict,
+            2 => RemovalReason::Evicted,
+            3 => RemovalReason::Invalidated,
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "removal reason",
+                    tag,
+                })
+            }
+        })
+    }
+}
+
+/// One entry of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub seq: u64,
+    pub prev_hash: Hash256,
+    pub event: Event,
+}
+
+impl Record {
+    /// SHA-256d of the encoded record: what the next record's `prev_hash` must be.
+    pub fn hash_of_bytes(bytes: &[u8]) -> Hash256 {
+        Hash256::sha256d(bytes)
+    }
+}
+
+impl Encode for Record {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.push(RECORD_VERSION);
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.prev_hash.0);
+        match &self.event {
+            Event::BlockAccepted(b) => {
+                out.push(1);
+                b.encode_to(out);
+            }
+            Event::TipConnected(h) => {
+                out.push(2);
+                out.extend_from_slice(&h.0);
+            }
+            Event::TipDisconnected(h) => {
+                out.push(3);
+                out.extend_from_slice(&h.0);
+            }
+            Event::TxAdmitted(tx) => {
+                out.push(4);
+                tx.encode_to(out);
+            }
+            Event::TxRemoved { txid, reason } => {
+                out.push(5);
+                out.extend_from_slice(&txid.0);
+                out.push(reason.tag());
+            }
+            Event::Reset => out.push(6),
+        }
+    }
+}
+
+impl Decode for Record {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let version = r.u8()?;
+        if version != RECORD_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                what: "log record",
+                version: version as u32,
+            });
+        }
+        let seq = r.u64()?;
+        let prev_hash = Hash256(r.array()?);
+        let event = match r.u8()? {
+            1 => Event::BlockAccepted(Arc::new(Block::decode_from(r)?)),
+            2 => Event::TipConnected(Hash256(r.array()?)),
+            3 => Event::TipDisconnected(Hash256(r.array()?)),
+            4 => Event::TxAdmitted(Transaction::decode_from(r)?),
+            5 => Event::TxRemoved {
+                txid: Hash256(r.array()?),
+                reason: RemovalReason::from_tag(r.u8()?)?,
+            },
+            6 => Event::Reset,
+            tag => return Err(DecodeError::UnknownTag { what: "event", tag }),
+        };
+        Ok(Record {
+            seq,
+            prev_hash,
+            event,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::ChainParams;
+
+    #[test]
+    fn every_event_round_trips() {
+        let genesis = ChainParams::dev().genesis();
+        let events = vec![
+            Event::BlockAccepted(Arc::new(genesis.clone())),
+            Event::TipConnected(genesis.hash()),
+            Event::TipDisconnected(genesis.hash()),
+            Event::TxAdmitted(genesis.txs[0].clone()),
+            Event::TxRemoved {
+                txid: Hash256([4; 32]),
+                reason: RemovalReason::Evicted,
+            },
+            Event::Reset,
+        ];
+        for (seq, event) in events.into_iter().enumerate() {
+            let rec = Record {
+                seq: seq as u64,
+                prev_hash: Hash256([seq as u8; 32]),
+                event,
+            };
+            assert_eq!(Record::decode(&rec.encode()).unwrap(), rec);
+        }
+    }
+}

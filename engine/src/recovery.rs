@@ -1,0 +1,264 @@
+//! Startup checks, rebuilds and verification: the log is the ground truth, so every
+//! question about the projections is answered by replaying it.
+
+use crate::encoding::Decode;
+use crate::error::EngineError;
+use crate::events::{Event, Record};
+use crate::hash::Hash256;
+use crate::params::ChainParams;
+use crate::store::{drop_projections, Bytes, Head, StoreError, StoreResult, Tables, LOG};
+use redb::{Database, Durability, Key, ReadableDatabase, ReadableTable, TableDefinition, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Checks the log's hash chain against its head, that it belongs to `params`' network,
+/// and that the projections are exactly at the head (folding any missing records).
+/// Initializes a new log with the genesis block.
+pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<(), EngineError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    txn.set_two_phase_commit(true);
+    {
+        let mut t = Tables::open(&txn)?;
+        t.collect_notes = false;
+        if t.head.next_seq == 0 {
+            let genesis = Arc::new(params.genesis());
+            let hash = genesis.hash();
+            t.append(Event::BlockAccepted(genesis))?;
+            t.append(Event::TipConnected(hash))?;
+        } else {
+            verify_chain(&t.log, &t.head)
+                .map_err(|e| EngineError::Open(format!("the event log is damaged: {e}")))?;
+            check_network(&t, params)?;
+            catch_up(&mut t)?;
+        }
+        t.flush_meta()?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn check_network(t: &Tables<'_>, params: &ChainParams) -> Result<(), EngineError> {
+    let first = t.record(0).map_err(|e| EngineError::Open(e.to_string()))?;
+    let expected = params.genesis_hash();
+    match first.event {
+        Event::BlockAccepted(b) if b.hash() == expected => Ok(()),
+        Event::BlockAccepted(b) => Err(EngineError::Open(format!(
+            "this data directory holds another network (genesis {}, expected {expected} for {})",
+            b.hash(),
+            params.network
+        ))),
+        _ => Err(EngineError::Open(
+            "the event log does not start with a genesis block".into(),
+        )),
+    }
+}
+
+fn catch_up(t: &mut Tables<'_>) -> Result<(), EngineError> {
+    let head = t.head.next_seq;
+    if t.meta.cursor > head {
+        return Err(EngineError::Open(format!(
+            "projections claim {} records but the log has {head}: run `rebuild`",
+            t.meta.cursor
+        )));
+    }
+    for seq in t.meta.cursor..head {
+        let record = t.record(seq)?;
+        t.fold(seq, &record.event)?;
+    }
+    Ok(())
+}
+
+/// Walks the whole log: sequence numbers without gaps, each record naming its
+/// predecessor's hash, ending exactly at the stored head.
+pub(crate) fn verify_chain(
+    log: &impl ReadableTable<u64, Bytes>,
+    head: &Head,
+) -> Result<(), String> {
+    let mut expected = 0u64;
+    let mut last = Hash256::ZERO;
+    for row in log.iter().map_err(|e| e.to_string())? {
+        let (k, v) = row.map_err(|e| e.to_string())?;
+        let (seq, bytes) = (k.value(), v.value());
+        if seq != expected {
+            return Err(format!("record {expected} is missing (found {seq} next)"));
+        }
+        if bytes.len() < 41 || bytes[1..9] != seq.to_le_bytes() {
+            return Err(format!("record {seq} is malformed"));
+        }
+        if bytes[9..41] != last.0 {
+            return Err(format!(
+                "record {seq} does not follow record {} (hash chain broken)",
+                seq.wrapping_sub(1)
+            ));
+        }
+        last = Record::hash_of_bytes(bytes);
+        expected += 1;
+    }
+    if expected != head.next_seq {
+        return Err(format!(
+            "the log is truncated: its head says {} records, {expected} are present",
+            head.next_seq
+        ));
+    }
+    if last != head.last_hash {
+        return Err("the last record does not match the log head's hash".into());
+    }
+    Ok(())
+}
+
+/// Drops every projection and folds the whole log again, checking the hash chain as it
+/// goes (signatures are not re-verified: the log holds validated facts).
+pub(crate) fn rebuild(db: &Database) -> StoreResult<Hash256> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    txn.set_two_phase_commit(true);
+    drop_projections(&txn)?;
+    let utxo_hash = {
+        let mut t = Tables::open(&txn)?;
+        t.collect_notes = false;
+        let until = t.head.next_seq;
+        replay(&mut t, until)?;
+        t.flush_meta()?;
+        Hash256(t.meta.utxo_hash.to_big_endian())
+    };
+    txn.commit()?;
+    Ok(utxo_hash)
+}
+
+/// Folds records from the projection cursor up to (not including) `until`.
+pub(crate) fn replay(t: &mut Tables<'_>, until: u64) -> StoreResult<()> {
+    let mut prev = if t.meta.cursor == 0 {
+        Hash256::ZERO
+    } else {
+        Record::hash_of_bytes(&raw(t, t.meta.cursor - 1)?)
+    };
+    for seq in t.meta.cursor..until {
+        let bytes = raw(t, seq)?;
+        let record = Record::decode(&bytes)
+            .map_err(|e| StoreError::corrupt(format!("record {seq}: {e}")))?;
+        if record.prev_hash != prev || record.seq != seq {
+            return Err(StoreError::corrupt(format!(
+                "hash chain broken at record {seq}"
+            )));
+        }
+        prev = Record::hash_of_bytes(&bytes);
+        t.fold(seq, &record.event)?;
+        // Blocks are cached for connects that follow soon; keep replay memory bounded.
+        if t.blocks.len() > 256 {
+            t.blocks.clear();
+        }
+    }
+    Ok(())
+}
+
+fn raw(t: &Tables<'_>, seq: u64) -> StoreResult<Vec<u8>> {
+    Ok(t.log
+        .get(seq)?
+        .ok_or_else(|| StoreError::corrupt(format!("log record {seq} is missing")))?
+        .value()
+        .to_vec())
+}
+
+/// Digest of every row of a table, to compare two databases' projections.
+fn table_digest<K: Key + 'static, V: Value + 'static>(
+    db: &Database,
+    def: TableDefinition<K, V>,
+) -> StoreResult<[u8; 32]> {
+    let txn = db.begin_read()?;
+    let mut h = Sha256::new();
+    let table = match txn.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(h.finalize().into()),
+        Err(e) => return Err(e.into()),
+    };
+    for row in table.iter()? {
+        let (k, v) = row?;
+        let (kv, vv) = (k.value(), v.value());
+        let kb = K::as_bytes(&kv);
+        let vb = V::as_bytes(&vv);
+        h.update((kb.as_ref().len() as u64).to_le_bytes());
+        h.update(kb.as_ref());
+        h.update((vb.as_ref().len() as u64).to_le_bytes());
+        h.update(vb.as_ref());
+    }
+    Ok(h.finalize().into())
+}
+
+/// Digests of every projection table, by name.
+pub(crate) fn projection_digests(db: &Database) -> StoreResult<Vec<(&'static str, [u8; 32])>> {
+    use crate::store::*;
+    Ok(vec![
+        ("proj_meta", table_digest(db, PROJ_META)?),
+        ("block_index", table_digest(db, BLOCK_INDEX)?),
+        ("main_chain", table_digest(db, MAIN_CHAIN)?),
+        ("utxo", table_digest(db, UTXO)?),
+        ("addr_utxo", table_digest(db, ADDR_UTXO)?),
+        ("balance", table_digest(db, BALANCE)?),
+        ("tx_index", table_digest(db, TX_INDEX)?),
+        ("addr_history", table_digest(db, ADDR_HISTORY)?),
+        ("undo", table_digest(db, UNDO)?),
+        ("mempool", table_digest(db, MEMPOOL)?),
+        ("mempool_spends", table_digest(db, MEMPOOL_SPENDS)?),
+        ("mempool_rate", table_digest(db, MEMPOOL_RATE)?),
+        ("mempool_addr", table_digest(db, MEMPOOL_ADDR)?),
+    ])
+}
+
+/// Copies the log of `db` into a fresh in-memory database and rebuilds it there.
+pub(crate) fn rebuild_copy(db: &Database) -> StoreResult<Database> {
+    let copy = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+    let src = db.begin_read()?;
+    let log = src.open_table(LOG)?;
+    let head = src.open_table(crate::store::LOG_HEAD)?;
+    let w = copy.begin_write()?;
+    {
+        let mut dst = w.open_table(LOG)?;
+        for row in log.iter()? {
+            let (k, v) = row?;
+            dst.insert(k.value(), v.value())?;
+        }
+        let mut dst_head = w.open_table(crate::store::LOG_HEAD)?;
+        for row in head.iter()? {
+            let (k, v) = row?;
+            dst_head.insert(k.value(), v.value())?;
+        }
+    }
+    w.commit()?;
+    rebuild(&copy)?;
+    Ok(copy)
+}
+
+/// The result of [`crate::Engine::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub records: u64,
+    /// Projection tables whose content differs from a rebuild (empty = all equal).
+    pub mismatched: Vec<&'static str>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.mismatched.is_empty()
+    }
+}
+
+pub(crate) fn verify(db: &Database) -> Result<VerifyReport, EngineError> {
+    let txn = db.begin_read()?;
+    let head = crate::store::read_head(&txn.open_table(crate::store::LOG_HEAD)?)?;
+    verify_chain(&txn.open_table(LOG)?, &head)
+        .map_err(|e| StoreError::corrupt(format!("event log: {e}")))?;
+    let copy = rebuild_copy(db)?;
+    let ours = projection_digests(db)?;
+    let theirs = projection_digests(&copy)?;
+    let mismatched = ours
+        .iter()
+        .zip(&theirs)
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, _)| a.0)
+        .collect();
+    Ok(VerifyReport {
+        records: head.next_seq,
+        mismatched,
+    })
+}

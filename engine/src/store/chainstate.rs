@@ -1,0 +1,320 @@
+//! Validation against chain state: inputs against the UTXO set (and the mempool's
+//! unconfirmed outputs), header context against the block index.
+
+use super::codec::UtxoEntry;
+use super::{read, StoreResult, Tables};
+use crate::address::Address;
+use crate::block::Block;
+use crate::difficulty::{median_time_past, required_bits, RetargetInput, MEDIAN_TIME_SPAN};
+use crate::error::EngineError;
+use crate::hash::Hash256;
+use crate::params::ChainParams;
+use crate::pow::CompactTarget;
+use crate::store::codec::BlockMeta;
+use crate::tx::{OutPoint, Transaction, TxInputs};
+use crate::validation::Reject;
+use redb::ReadableTable;
+use std::collections::{HashMap, HashSet};
+
+/// Against what a transaction's inputs are checked.
+pub enum InputContext<'a> {
+    /// For the mempool: confirmed outputs plus outputs of mempool transactions; an output
+    /// already spent by another mempool transaction is a double spend. `replacing` names
+    /// a transaction already in the mempool being re-checked (its own spends are fine).
+    Mempool {
+        next_height: u64,
+        replacing: Option<Hash256>,
+    },
+    /// For a block at `height`: confirmed outputs plus those created earlier in the same
+    /// block (`created`), minus those spent earlier in it (`spent`).
+    Block {
+        height: u64,
+        created: &'a HashMap<OutPoint, UtxoEntry>,
+        spent: &'a HashSet<OutPoint>,
+    },
+}
+
+impl InputContext<'_> {
+    fn spend_height(&self) -> u64 {
+        match self {
+            InputContext::Mempool { next_height, .. } => *next_height,
+            InputContext::Block { height, .. } => *height,
+        }
+    }
+}
+
+impl Tables<'_> {
+    /// Checks every input and the amounts; returns the fee. Signatures are checked
+    /// elsewhere (they need no state); here the key must match the spent address.
+    pub fn check_inputs(
+        &self,
+        tx: &Transaction,
+        ctx: &InputContext<'_>,
+        params: &ChainParams,
+    ) -> Result<u64, EngineError> {
+        let mut total: u64 = 0;
+        for (i, input) in tx.spends().iter().enumerate() {
+            let entry = self.find_input(i, &input.prevout, ctx)?;
+            if entry.coinbase && ctx.spend_height() < entry.height + params.coinbase_maturity {
+                return Err(Reject::ImmatureCoinbase {
+                    input: i,
+                    coinbase_height: entry.height,
+                    mature_at: entry.height + params.coinbase_maturity,
+                }
+                .into());
+            }
+            if Address::from_public_key(&input.public_key) != entry.address {
+                return Err(Reject::KeyMismatch(i).into());
+            }
+            total = total
+                .checked_add(entry.amount)
+                .ok_or(Reject::InputOverflow)?;
+        }
+        let outputs = tx.output_total().ok_or(Reject::OutputOverflow)?;
+        total.checked_sub(outputs).ok_or_else(|| {
+            Reject::SpendsMoreThanInputs {
+                inputs: total,
+                outputs,
+            }
+            .into()
+        })
+    }
+
+    fn find_input(
+        &self,
+        i: usize,
+        op: &OutPoint,
+        ctx: &InputContext<'_>,
+    ) -> Result<UtxoEntry, EngineError> {
+        let missing = |known: bool| -> EngineError {
+            if known {
+                Reject::InputSpent(i, op.txid, op.vout).into()
+            } else {
+                Reject::MissingInput(i, op.txid, op.vout).into()
+            }
+        };
+        match ctx {
+            InputContext::Block { created, spent, .. } => {
+                if spent.contains(op) {
+                    return Err(missing(true));
+                }
+                if let Some(e) = created.get(op) {
+                    return Ok(*e);
+                }
+                match read::utxo(&self.utxo, op)? {
+                    Some(e) => Ok(e),
+                    None => Err(missing(
+                        self.tx_known(&op.txid)? || created.keys().any(|k| k.txid == op.txid),
+                    )),
+                }
+            }
+            InputContext::Mempool { replacing, .. } => {
+                if let Some(by) = self.mempool_spender(op)? {
+                    if Some(by) != *replacing {
+                        return Err(Reject::DoubleSpend(i, *op, by).into());
+                    }
+                }
+                if let Some(e) = read::utxo(&self.utxo, op)? {
+                    return Ok(e);
+                }
+                if let Some((parent, _)) = read::mempool_tx(&self.mempool, &op.txid)? {
+                    let out = parent
+                        .outputs
+                        .get(op.vout as usize)
+                        .ok_or_else(|| missing(false))?;
+                    return Ok(UtxoEntry {
+                        amount: out.amount,
+                        address: out.address,
+                        height: u64::MAX,
+                        coinbase: false,
+                    });
+                }
+                Err(missing(self.tx_known(&op.txid)?))
+            }
+        }
+    }
+
+    /// The mempool transaction spending `op`, if any.
+    pub fn mempool_spender(&self, op: &OutPoint) -> StoreResult<Option<Hash256>> {
+        Ok(self
+            .mempool_spends
+            .get(op.key().as_slice())?
+            .and_then(|v| v.value().try_into().ok().map(Hash256)))
+    }
+
+    /// Whether the transaction is confirmed on the best chain.
+    pub fn tx_known(&self, txid: &Hash256) -> StoreResult<bool> {
+        Ok(self.tx_index.get(txid.0.as_slice())?.is_some())
+    }
+
+    /// Validates every transaction of `block` in order against the chain at its parent
+    /// and returns the total fees. The block must extend the current tip.
+    pub fn check_block_txs(
+        &self,
+        block: &Block,
+        height: u64,
+        params: &ChainParams,
+    ) -> Result<u64, EngineError> {
+        let mut created = HashMap::new();
+        let mut spent = HashSet::new();
+        let mut fees: u64 = 0;
+        for tx in &block.txs[1..] {
+            let ctx = InputContext::Block {
+                height,
+                created: &created,
+                spent: &spent,
+            };
+            let fee = self.check_inputs(tx, &ctx, params)?;
+            fees = fees.checked_add(fee).ok_or(Reject::InputOverflow)?;
+            spent.extend(tx.spends().iter().map(|i| i.prevout));
+            let txid = tx.txid();
+            for (vout, out) in tx.outputs.iter().enumerate() {
+                created.insert(
+                    OutPoint {
+                        txid,
+                        vout: vout as u32,
+                    },
+                    UtxoEntry {
+                        amount: out.amount,
+                        address: out.address,
+                        height,
+                        coinbase: false,
+                    },
+                );
+            }
+        }
+        check_coinbase(&block.txs[0], height, fees, params)?;
+        Ok(fees)
+    }
+
+    /// Header rules that need the parent: bits, median time past, future limit.
+    pub fn check_header_context(
+        &self,
+        block: &Block,
+        parent: &BlockMeta,
+        params: &ChainParams,
+        now: u64,
+    ) -> Result<(), EngineError> {
+        let header = &block.header;
+        let expected = self.required_bits_after(parent, params)?;
+        if header.bits != expected {
+            return Err(Reject::BadBits {
+                expected,
+                got: header.bits,
+            }
+            .into());
+        }
+        let median = self.median_time_past(parent)?;
+        if header.time <= median {
+            return Err(Reject::TimeTooOld {
+                time: header.time,
+                median,
+            }
+            .into());
+        }
+        let max = now + params.max_future_secs as u64;
+        if header.time as u64 > max {
+            return Err(Reject::TimeTooNew {
+                time: header.time,
+                max,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The bits a child of `parent` must carry.
+    pub fn required_bits_after(
+        &self,
+        parent: &BlockMeta,
+        params: &ChainParams,
+    ) -> StoreResult<CompactTarget> {
+        ancestor_bits(&self.block_index, parent, params)
+    }
+
+    pub fn median_time_past(&self, parent: &BlockMeta) -> StoreResult<u32> {
+        median_after(&self.block_index, parent)
+    }
+}
+
+/// Coinbase rules: height matches, pays at most reward + fees.
+pub fn check_coinbase(
+    coinbase: &Transaction,
+    height: u64,
+    fees: u64,
+    params: &ChainParams,
+) -> Result<(), Reject> {
+    if let TxInputs::Coinbase { height: h, .. } = &coinbase.inputs {
+        if *h != height {
+            return Err(Reject::BadCoinbaseHeight {
+                expected: height,
+                got: *h,
+            });
+        }
+    }
+    let allowed = params.block_reward(height).saturating_add(fees);
+    let paid = coinbase.output_total().ok_or(Reject::OutputOverflow)?;
+    if paid > allowed {
+        return Err(Reject::CoinbaseTooLarge { paid, allowed });
+    }
+    Ok(())
+}
+
+/// Walks `steps` parents back from `from`.
+pub fn ancestor(
+    index: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    from: &BlockMeta,
+    steps: u64,
+) -> StoreResult<BlockMeta> {
+    let mut cur = *from;
+    for _ in 0..steps {
+        if cur.height == 0 {
+            break;
+        }
+        cur = read::block_meta(index, &cur.prev)?
+            .ok_or_else(|| super::StoreError::corrupt(format!("ancestor {} missing", cur.prev)))?;
+    }
+    Ok(cur)
+}
+
+pub fn ancestor_bits(
+    index: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    parent: &BlockMeta,
+    params: &ChainParams,
+) -> StoreResult<CompactTarget> {
+    let height = parent.height + 1;
+    let needs_start = params.retarget_interval != 0
+        && height.is_multiple_of(params.retarget_interval)
+        && height > 1;
+    let interval_start_time = if needs_start {
+        ancestor(index, parent, params.retarget_interval - 1)?.time
+    } else {
+        0
+    };
+    Ok(required_bits(
+        params,
+        &RetargetInput {
+            height,
+            parent_bits: parent.bits,
+            parent_time: parent.time,
+            interval_start_time,
+        },
+    ))
+}
+
+pub fn median_after(
+    index: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    parent: &BlockMeta,
+) -> StoreResult<u32> {
+    let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
+    let mut cur = *parent;
+    loop {
+        times.push(cur.time);
+        if times.len() == MEDIAN_TIME_SPAN || cur.height == 0 {
+            break;
+        }
+        cur = read::block_meta(index, &cur.prev)?
+            .ok_or_else(|| super::StoreError::corrupt(format!("ancestor {} missing", cur.prev)))?;
+    }
+    Ok(median_time_past(&mut times))
+}

@@ -1,0 +1,232 @@
+//! Fixed-layout values stored in the projection tables. All of these are derived data:
+//! they can be dropped and rebuilt from the log at any time.
+
+use crate::address::Address;
+use crate::hash::Hash256;
+use crate::pow::CompactTarget;
+use primitive_types::U256;
+
+fn word<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    b[at..at + N].try_into().expect("fixed layout")
+}
+
+/// An unspent output and where it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UtxoEntry {
+    pub amount: u64,
+    pub address: Address,
+    pub height: u64,
+    pub coinbase: bool,
+}
+
+impl UtxoEntry {
+    pub const LEN: usize = 37;
+
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[..8].copy_from_slice(&self.amount.to_le_bytes());
+        b[8..28].copy_from_slice(&self.address.0);
+        b[28..36].copy_from_slice(&self.height.to_le_bytes());
+        b[36] = self.coinbase as u8;
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Option<UtxoEntry> {
+        if b.len() != Self::LEN {
+            return None;
+        }
+        Some(UtxoEntry {
+            amount: u64::from_le_bytes(word(b, 0)),
+            address: Address(word(b, 8)),
+            height: u64::from_le_bytes(word(b, 28)),
+            coinbase: b[36] != 0,
+        })
+    }
+}
+
+/// What the block index knows about a stored block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockMeta {
+    pub hash: Hash256,
+    pub height: u64,
+    pub chainwork: U256,
+    pub prev: Hash256,
+    /// Sequence number of the log record holding the block.
+    pub seq: u64,
+    pub time: u32,
+    pub bits: CompactTarget,
+    pub tx_count: u32,
+    pub size: u32,
+}
+
+impl BlockMeta {
+    pub const LEN: usize = 128;
+
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[..32].copy_from_slice(&self.hash.0);
+        b[32..40].copy_from_slice(&self.height.to_le_bytes());
+        b[40..72].copy_from_slice(&self.chainwork.to_big_endian());
+        b[72..104].copy_from_slice(&self.prev.0);
+        b[104..112].copy_from_slice(&self.seq.to_le_bytes());
+        b[112..116].copy_from_slice(&self.time.to_le_bytes());
+        b[116..120].copy_from_slice(&self.bits.0.to_le_bytes());
+        b[120..124].copy_from_slice(&self.tx_count.to_le_bytes());
+        b[124..128].copy_from_slice(&self.size.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Option<BlockMeta> {
+        if b.len() != Self::LEN {
+            return None;
+        }
+        Some(BlockMeta {
+            hash: Hash256(word(b, 0)),
+            height: u64::from_le_bytes(word(b, 32)),
+            chainwork: U256::from_big_endian(&b[40..72]),
+            prev: Hash256(word(b, 72)),
+            seq: u64::from_le_bytes(word(b, 104)),
+            time: u32::from_le_bytes(word(b, 112)),
+            bits: CompactTarget(u32::from_le_bytes(word(b, 116))),
+            tx_count: u32::from_le_bytes(word(b, 120)),
+            size: u32::from_le_bytes(word(b, 124)),
+        })
+    }
+}
+
+/// Where a confirmed transaction sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxLocation {
+    pub block: Hash256,
+    pub height: u64,
+    pub position: u32,
+}
+
+impl TxLocation {
+    pub fn encode(&self) -> [u8; 44] {
+        let mut b = [0u8; 44];
+        b[..32].copy_from_slice(&self.block.0);
+        b[32..40].copy_from_slice(&self.height.to_le_bytes());
+        b[40..44].copy_from_slice(&self.position.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Option<TxLocation> {
+        if b.len() != 44 {
+            return None;
+        }
+        Some(TxLocation {
+            block: Hash256(word(b, 0)),
+            height: u64::from_le_bytes(word(b, 32)),
+            position: u32::from_le_bytes(word(b, 40)),
+        })
+    }
+}
+
+/// Key of an address-history row: address, height, position (big-endian, so rows sort
+/// by address then chain order).
+pub fn history_key(address: &Address, height: u64, position: u32) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..20].copy_from_slice(&address.0);
+    k[20..28].copy_from_slice(&height.to_be_bytes());
+    k[28..].copy_from_slice(&position.to_be_bytes());
+    k
+}
+
+/// Value of an address-history row: txid and the signed change of the address's balance.
+pub fn history_value(txid: &Hash256, delta: i64) -> [u8; 40] {
+    let mut v = [0u8; 40];
+    v[..32].copy_from_slice(&txid.0);
+    v[32..].copy_from_slice(&delta.to_le_bytes());
+    v
+}
+
+pub fn decode_history_value(v: &[u8]) -> Option<(Hash256, i64)> {
+    if v.len() != 40 {
+        return None;
+    }
+    Some((Hash256(word(v, 0)), i64::from_le_bytes(word(v, 32))))
+}
+
+/// Key of an address → outpoint index row.
+pub fn address_outpoint_key(address: &Address, outpoint_key: &[u8; 36]) -> [u8; 56] {
+    let mut k = [0u8; 56];
+    k[..20].copy_from_slice(&address.0);
+    k[20..].copy_from_slice(outpoint_key);
+    k
+}
+
+/// Key of an address → mempool txid index row.
+pub fn address_txid_key(address: &Address, txid: &Hash256) -> [u8; 52] {
+    let mut k = [0u8; 52];
+    k[..20].copy_from_slice(&address.0);
+    k[20..].copy_from_slice(&txid.0);
+    k
+}
+
+/// Fee rate in millionths of a unit per byte: fine enough to order any two fees.
+pub fn fee_rate_micro(fee: u64, size: usize) -> u64 {
+    ((fee as u128 * 1_000_000) / size.max(1) as u128).min(u64::MAX as u128) as u64
+}
+
+/// Key of the mempool's fee-rate index: rate (big-endian, lowest first), then txid.
+pub fn rate_key(rate_micro: u64, txid: &Hash256) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&rate_micro.to_be_bytes());
+    k[8..].copy_from_slice(&txid.0);
+    k
+}
+
+/// A mempool row: admission sequence, fee, then the full transaction encoding.
+pub fn mempool_value(seq: u64, fee: u64, tx_bytes: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 + tx_bytes.len());
+    v.extend_from_slice(&seq.to_le_bytes());
+    v.extend_from_slice(&fee.to_le_bytes());
+    v.extend_from_slice(tx_bytes);
+    v
+}
+
+pub fn decode_mempool_value(v: &[u8]) -> Option<(u64, u64, &[u8])> {
+    if v.len() < 16 {
+        return None;
+    }
+    Some((
+        u64::from_le_bytes(word(v, 0)),
+        u64::from_le_bytes(word(v, 8)),
+        &v[16..],
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip() {
+        let u = UtxoEntry {
+            amount: 5,
+            address: Address([3; 20]),
+            height: 9,
+            coinbase: true,
+        };
+        assert_eq!(UtxoEntry::decode(&u.encode()), Some(u));
+        let m = BlockMeta {
+            hash: Hash256([1; 32]),
+            height: 4,
+            chainwork: U256::from(77u64) << 100,
+            prev: Hash256([2; 32]),
+            seq: 12,
+            time: 99,
+            bits: CompactTarget(0x207fffff),
+            tx_count: 3,
+            size: 400,
+        };
+        assert_eq!(BlockMeta::decode(&m.encode()), Some(m));
+        let l = TxLocation {
+            block: Hash256([7; 32]),
+            height: 1,
+            position: 2,
+        };
+        assert_eq!(TxLocation::decode(&l.encode()), Some(l));
+    }
+}

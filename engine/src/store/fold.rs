@@ -1,0 +1,432 @@
+//! Folding events into projections. Each function here is the *only* writer of the
+//! projection rows it touches, and it runs in the same write transaction that appended
+//! the event, so replaying the log through [`Tables::fold`] rebuilds exactly the same
+//! state. Folding trusts the log (it holds validated facts): it checks consistency
+//! (a spent output must exist) but never signatures or consensus rules.
+
+use super::codec::*;
+use super::{read, StoreError, StoreResult, Tables};
+use crate::address::Address;
+use crate::block::Block;
+use crate::encoding::{Decode, Encode};
+use crate::events::Event;
+use crate::hash::{sha256, Hash256};
+use crate::notify::{push_unique, Notification, NotificationKind};
+use crate::tx::{OutPoint, Transaction};
+use primitive_types::U256;
+use redb::ReadableTable;
+use std::sync::Arc;
+
+/// Per-transaction balance changes, summed per address in first-seen order.
+type Deltas = Vec<(Address, i128)>;
+
+fn add_delta(deltas: &mut Deltas, address: Address, amount: i128) {
+    match deltas.iter_mut().find(|(a, _)| *a == address) {
+        Some((_, d)) => *d += amount,
+        None => deltas.push((address, amount)),
+    }
+}
+
+fn utxo_digest(key: &[u8; 36], entry: &UtxoEntry) -> U256 {
+    let mut buf = [0u8; 36 + UtxoEntry::LEN];
+    buf[..36].copy_from_slice(key);
+    buf[36..].copy_from_slice(&entry.encode());
+    U256::from_big_endian(&sha256(&buf))
+}
+
+impl Tables<'_> {
+    /// Folds one event (already in the log at `seq`) into every projection.
+    pub fn fold(&mut self, seq: u64, event: &Event) -> StoreResult<()> {
+        match event {
+            Event::BlockAccepted(block) => self.fold_block_accepted(seq, block)?,
+            Event::TipConnected(hash) => self.fold_connect(seq, hash)?,
+            Event::TipDisconnected(hash) => self.fold_disconnect(seq, hash)?,
+            Event::TxAdmitted(tx) => self.fold_admit(seq, tx)?,
+            Event::TxRemoved { txid, reason } => {
+                let addresses = self.remove_mempool_entry(txid)?.ok_or_else(|| {
+                    StoreError::corrupt(format!("removed tx {txid} is not in the mempool"))
+                })?;
+                self.note(
+                    seq,
+                    NotificationKind::TxRemoved {
+                        txid: *txid,
+                        reason: *reason,
+                    },
+                    addresses,
+                );
+            }
+            Event::Reset => self.fold_reset(seq)?,
+        }
+        self.meta.cursor = seq + 1;
+        Ok(())
+    }
+
+    fn note(&mut self, seq: u64, kind: NotificationKind, addresses: Vec<Address>) {
+        if self.collect_notes {
+            self.notes.push(Notification {
+                seq,
+                kind,
+                addresses,
+            });
+        }
+    }
+
+    fn fold_block_accepted(&mut self, seq: u64, block: &Arc<Block>) -> StoreResult<()> {
+        let hash = block.hash();
+        let prev = block.header.prev_hash;
+        let (height, parent_work) = if prev == Hash256::ZERO {
+            (0, U256::zero())
+        } else {
+            let parent = read::block_meta(&self.block_index, &prev)?.ok_or_else(|| {
+                StoreError::corrupt(format!("parent of stored block {hash} is unknown"))
+            })?;
+            (parent.height + 1, parent.chainwork)
+        };
+        let work =
+            block.header.bits.work().map_err(|e| {
+                StoreError::corrupt(format!("stored block {hash} has bad bits: {e}"))
+            })?;
+        let meta = BlockMeta {
+            hash,
+            height,
+            chainwork: parent_work.saturating_add(work),
+            prev,
+            seq,
+            time: block.header.time,
+            bits: block.header.bits,
+            tx_count: block.txs.len() as u32,
+            size: block.size() as u32,
+        };
+        self.block_index
+            .insert(hash.0.as_slice(), meta.encode().as_slice())?;
+        self.blocks.insert(hash, block.clone());
+        self.note(
+            seq,
+            NotificationKind::BlockStored { hash, height },
+            Vec::new(),
+        );
+        Ok(())
+    }
+
+    fn fold_connect(&mut self, seq: u64, hash: &Hash256) -> StoreResult<()> {
+        let meta = self.meta_of(hash)?;
+        if meta.height > 0 && meta.prev != self.meta.tip {
+            return Err(StoreError::corrupt(format!(
+                "block {hash} connected off the tip"
+            )));
+        }
+        let block = self.block(hash)?;
+        let mut undo = Vec::new();
+        let mut touched = Vec::new();
+        for (pos, tx) in block.txs.iter().enumerate() {
+            let txid = tx.txid();
+            let mut deltas = Deltas::new();
+            for input in tx.spends() {
+                let key = input.prevout.key();
+                let entry = self.remove_utxo(&key)?;
+                undo.extend_from_slice(&key);
+                undo.extend_from_slice(&entry.encode());
+                add_delta(&mut deltas, entry.address, -(entry.amount as i128));
+            }
+            for (vout, out) in tx.outputs.iter().enumerate() {
+                let entry = UtxoEntry {
+                    amount: out.amount,
+                    address: out.address,
+                    height: meta.height,
+                    coinbase: tx.is_coinbase(),
+                };
+                self.add_utxo(
+                    &OutPoint {
+                        txid,
+                        vout: vout as u32,
+                    }
+                    .key(),
+                    &entry,
+                )?;
+                add_delta(&mut deltas, out.address, out.amount as i128);
+            }
+            let loc = TxLocation {
+                block: *hash,
+                height: meta.height,
+                position: pos as u32,
+            };
+            self.tx_index
+                .insert(txid.0.as_slice(), loc.encode().as_slice())?;
+            for (address, delta) in &deltas {
+                let key = history_key(address, meta.height, pos as u32);
+                let d = (*delta).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+                self.addr_history
+                    .insert(key.as_slice(), history_value(&txid, d).as_slice())?;
+                push_unique(&mut touched, *address);
+            }
+            self.remove_mempool_entry(&txid)?;
+        }
+        self.undo.insert(hash.0.as_slice(), undo.as_slice())?;
+        self.main_chain.insert(meta.height, hash.0.as_slice())?;
+        self.meta.tip = *hash;
+        let txids = block.txids();
+        self.note(
+            seq,
+            NotificationKind::BlockConnected {
+                hash: *hash,
+                height: meta.height,
+                txids,
+            },
+            touched,
+        );
+        Ok(())
+    }
+
+    fn fold_disconnect(&mut self, seq: u64, hash: &Hash256) -> StoreResult<()> {
+        if *hash != self.meta.tip {
+            return Err(StoreError::corrupt(format!(
+                "block {hash} disconnected but is not the tip"
+            )));
+        }
+        let meta = self.meta_of(hash)?;
+        let block = self.block(hash)?;
+        let undo = self
+            .undo
+            .remove(hash.0.as_slice())?
+            .ok_or_else(|| StoreError::corrupt(format!("no undo data for block {hash}")))?
+            .value()
+            .to_vec();
+        let spent = parse_undo(&undo)?;
+        let mut spent_end = spent.len();
+        let mut touched = Vec::new();
+        for (pos, tx) in block.txs.iter().enumerate().rev() {
+            let txid = tx.txid();
+            let mut deltas = Deltas::new();
+            for (vout, out) in tx.outputs.iter().enumerate() {
+                self.remove_utxo(
+                    &OutPoint {
+                        txid,
+                        vout: vout as u32,
+                    }
+                    .key(),
+                )?;
+                add_delta(&mut deltas, out.address, out.amount as i128);
+            }
+            let n = tx.spends().len();
+            let start = spent_end.checked_sub(n).ok_or_else(|| {
+                StoreError::corrupt(format!("undo data of block {hash} is short"))
+            })?;
+            for (key, entry) in spent[start..spent_end].iter().rev() {
+                self.add_utxo(key, entry)?;
+                add_delta(&mut deltas, entry.address, -(entry.amount as i128));
+            }
+            spent_end = start;
+            self.tx_index.remove(txid.0.as_slice())?;
+            for (address, _) in &deltas {
+                let key = history_key(address, meta.height, pos as u32);
+                self.addr_history.remove(key.as_slice())?;
+                push_unique(&mut touched, *address);
+            }
+        }
+        self.main_chain.remove(meta.height)?;
+        self.meta.tip = meta.prev;
+        self.note(
+            seq,
+            NotificationKind::BlockDisconnected {
+                hash: *hash,
+                height: meta.height,
+            },
+            touched,
+        );
+        Ok(())
+    }
+
+    fn fold_admit(&mut self, seq: u64, tx: &Transaction) -> StoreResult<()> {
+        let txid = tx.txid();
+        let mut input_total: u64 = 0;
+        let mut addresses = Vec::new();
+        for input in tx.spends() {
+            let (amount, address) = self.spendable_output(&input.prevout)?.ok_or_else(|| {
+                StoreError::corrupt(format!("admitted tx {txid} spends an unknown output"))
+            })?;
+            input_total = input_total
+                .checked_add(amount)
+                .ok_or_else(|| StoreError::corrupt("input overflow in the log"))?;
+            push_unique(&mut addresses, address);
+        }
+        let fee = input_total
+            .checked_sub(tx.output_total().unwrap_or(u64::MAX))
+            .ok_or_else(|| {
+                StoreError::corrupt(format!("admitted tx {txid} spends more than its inputs"))
+            })?;
+        let bytes = tx.encode();
+        self.mempool.insert(
+            txid.0.as_slice(),
+            mempool_value(seq, fee, &bytes).as_slice(),
+        )?;
+        for input in tx.spends() {
+            self.mempool_spends
+                .insert(input.prevout.key().as_slice(), txid.0.as_slice())?;
+        }
+        let rate = fee_rate_micro(fee, bytes.len());
+        self.mempool_rate
+            .insert(rate_key(rate, &txid).as_slice(), ())?;
+        for out in &tx.outputs {
+            push_unique(&mut addresses, out.address);
+        }
+        for a in &addresses {
+            self.mempool_addr
+                .insert(address_txid_key(a, &txid).as_slice(), ())?;
+        }
+        self.note(seq, NotificationKind::TxAdded { txid, fee }, addresses);
+        Ok(())
+    }
+
+    fn fold_reset(&mut self, seq: u64) -> StoreResult<()> {
+        self.block_index.retain(|_, _| false)?;
+        self.main_chain.retain(|_, _| false)?;
+        self.utxo.retain(|_, _| false)?;
+        self.addr_utxo.retain(|_, _| false)?;
+        self.balance.retain(|_, _| false)?;
+        self.tx_index.retain(|_, _| false)?;
+        self.addr_history.retain(|_, _| false)?;
+        self.undo.retain(|_, _| false)?;
+        self.mempool.retain(|_, _| false)?;
+        self.mempool_spends.retain(|_, _| false)?;
+        self.mempool_rate.retain(|_, _| false)?;
+        self.mempool_addr.retain(|_, _| false)?;
+        self.blocks.clear();
+        self.meta = super::ProjMeta {
+            cursor: seq,
+            ..Default::default()
+        };
+        self.note(seq, NotificationKind::Reset, Vec::new());
+        Ok(())
+    }
+
+    fn meta_of(&self, hash: &Hash256) -> StoreResult<BlockMeta> {
+        read::block_meta(&self.block_index, hash)?
+            .ok_or_else(|| StoreError::corrupt(format!("block {hash} is not in the index")))
+    }
+
+    fn add_utxo(&mut self, key: &[u8; 36], entry: &UtxoEntry) -> StoreResult<()> {
+        if self
+            .utxo
+            .insert(key.as_slice(), entry.encode().as_slice())?
+            .is_some()
+        {
+            return Err(StoreError::corrupt("an output was created twice"));
+        }
+        self.addr_utxo
+            .insert(address_outpoint_key(&entry.address, key).as_slice(), ())?;
+        let a = entry.address.0;
+        let old = self
+            .balance
+            .get(a.as_slice())?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let new = old
+            .checked_add(entry.amount)
+            .ok_or_else(|| StoreError::corrupt("balance overflow"))?;
+        self.balance.insert(a.as_slice(), new)?;
+        self.meta.utxo_hash = self
+            .meta
+            .utxo_hash
+            .overflowing_add(utxo_digest(key, entry))
+            .0;
+        self.meta.utxo_count += 1;
+        Ok(())
+    }
+
+    fn remove_utxo(&mut self, key: &[u8; 36]) -> StoreResult<UtxoEntry> {
+        let entry = self
+            .utxo
+            .remove(key.as_slice())?
+            .and_then(|v| UtxoEntry::decode(v.value()))
+            .ok_or_else(|| {
+                let op = OutPoint::from_key(key).expect("36-byte key");
+                StoreError::corrupt(format!("output {}:{} is not unspent", op.txid, op.vout))
+            })?;
+        self.addr_utxo
+            .remove(address_outpoint_key(&entry.address, key).as_slice())?;
+        let a = entry.address.0;
+        let old = self
+            .balance
+            .get(a.as_slice())?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let new = old
+            .checked_sub(entry.amount)
+            .ok_or_else(|| StoreError::corrupt("balance underflow"))?;
+        if new == 0 {
+            self.balance.remove(a.as_slice())?;
+        } else {
+            self.balance.insert(a.as_slice(), new)?;
+        }
+        self.meta.utxo_hash = self
+            .meta
+            .utxo_hash
+            .overflowing_sub(utxo_digest(key, &entry))
+            .0;
+        self.meta.utxo_count -= 1;
+        Ok(entry)
+    }
+
+    /// Amount and address of an output that is unspent on chain or created by a
+    /// mempool transaction (whether or not something in the mempool spends it).
+    pub fn spendable_output(&self, op: &OutPoint) -> StoreResult<Option<(u64, Address)>> {
+        if let Some(v) = self.utxo.get(op.key().as_slice())? {
+            let e = UtxoEntry::decode(v.value()).ok_or_else(|| StoreError::corrupt("utxo row"))?;
+            return Ok(Some((e.amount, e.address)));
+        }
+        Ok(
+            read::mempool_tx(&self.mempool, &op.txid)?.and_then(|(tx, _)| {
+                tx.outputs
+                    .get(op.vout as usize)
+                    .map(|o| (o.amount, o.address))
+            }),
+        )
+    }
+
+    /// Removes a transaction and its index rows from the mempool; returns the addresses
+    /// it touched, or None if it was not there.
+    pub fn remove_mempool_entry(&mut self, txid: &Hash256) -> StoreResult<Option<Vec<Address>>> {
+        let Some(raw) = self
+            .mempool
+            .remove(txid.0.as_slice())?
+            .map(|v| v.value().to_vec())
+        else {
+            return Ok(None);
+        };
+        let (_, fee, bytes) =
+            decode_mempool_value(&raw).ok_or_else(|| StoreError::corrupt("mempool row"))?;
+        let tx = Transaction::decode(bytes)
+            .map_err(|e| StoreError::corrupt(format!("mempool tx: {e}")))?;
+        let mut addresses = Vec::new();
+        for input in tx.spends() {
+            self.mempool_spends.remove(input.prevout.key().as_slice())?;
+            push_unique(&mut addresses, Address::from_public_key(&input.public_key));
+        }
+        for out in &tx.outputs {
+            push_unique(&mut addresses, out.address);
+        }
+        for a in &addresses {
+            self.mempool_addr
+                .remove(address_txid_key(a, txid).as_slice())?;
+        }
+        let rate = fee_rate_micro(fee, bytes.len());
+        self.mempool_rate.remove(rate_key(rate, txid).as_slice())?;
+        Ok(Some(addresses))
+    }
+}
+
+fn parse_undo(bytes: &[u8]) -> StoreResult<Vec<([u8; 36], UtxoEntry)>> {
+    const ROW: usize = 36 + UtxoEntry::LEN;
+    if !bytes.len().is_multiple_of(ROW) {
+        return Err(StoreError::corrupt("undo data has a partial row"));
+    }
+    bytes
+        .chunks_exact(ROW)
+        .map(|row| {
+            let key: [u8; 36] = row[..36].try_into().expect("36 bytes");
+            let entry =
+                UtxoEntry::decode(&row[36..]).ok_or_else(|| StoreError::corrupt("undo row"))?;
+            Ok((key, entry))
+        })
+        .collect()
+}

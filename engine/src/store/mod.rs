@@ -1,0 +1,299 @@
+//! Storage: the append-only event log and the projections folded from it, in one redb
+//! file.
+//!
+//! Layers, bottom up: [`codec`] (byte layouts of projection rows), this module (table
+//! definitions, opening, the write-side [`Tables`] that appends and folds in one
+//! transaction), [`fold`] (how each event changes the projections), [`chainstate`]
+//! (validation against the projections), [`read`] (queries for the API).
+//!
+//! Only `LOG` and `LOG_HEAD` are ground truth. Every other table is a projection: it is
+//! written only by [`fold`], in the same write transaction as the record it folds, and
+//! `PROJ_META.cursor` names the last record folded, so projections can never be ahead
+//! of or behind the log.
+
+pub mod chainstate;
+pub mod codec;
+pub mod fold;
+pub mod read;
+
+use crate::encoding::{Decode, Encode};
+use crate::events::{Event, Record};
+use crate::hash::Hash256;
+use crate::notify::Notification;
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub(crate) type Bytes = &'static [u8];
+
+pub const LOG: TableDefinition<u64, Bytes> = TableDefinition::new("log");
+pub const LOG_HEAD: TableDefinition<&str, Bytes> = TableDefinition::new("log_head");
+pub const PROJ_META: TableDefinition<&str, Bytes> = TableDefinition::new("proj_meta");
+pub const BLOCK_INDEX: TableDefinition<Bytes, Bytes> = TableDefinition::new("block_index");
+pub const MAIN_CHAIN: TableDefinition<u64, Bytes> = TableDefinition::new("main_chain");
+pub const UTXO: TableDefinition<Bytes, Bytes> = TableDefinition::new("utxo");
+pub const ADDR_UTXO: TableDefinition<Bytes, ()> = TableDefinition::new("addr_utxo");
+pub const BALANCE: TableDefinition<Bytes, u64> = TableDefinition::new("balance");
+pub const TX_INDEX: TableDefinition<Bytes, Bytes> = TableDefinition::new("tx_index");
+pub const ADDR_HISTORY: TableDefinition<Bytes, Bytes> = TableDefinition::new("addr_history");
+pub const UNDO: TableDefinition<Bytes, Bytes> = TableDefinition::new("undo");
+pub const MEMPOOL: TableDefinition<Bytes, Bytes> = TableDefinition::new("mempool");
+pub const MEMPOOL_SPENDS: TableDefinition<Bytes, Bytes> = TableDefinition::new("mempool_spends");
+pub const MEMPOOL_RATE: TableDefinition<Bytes, ()> = TableDefinition::new("mempool_rate");
+pub const MEMPOOL_ADDR: TableDefinition<Bytes, ()> = TableDefinition::new("mempool_addr");
+
+/// Why the store failed. Validation failures are [`crate::validation::Reject`], not this.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Redb(#[from] redb::Error),
+    #[error("the data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(what: impl Into<String>) -> StoreError {
+        StoreError::Corrupt(what.into())
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Redb(e.into()) }
+        }
+    )*};
+}
+from_redb!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError,
+    redb::SetDurabilityError
+);
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The log head: sequence number and hash of the last record (None while empty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Head {
+    pub next_seq: u64,
+    pub last_hash: Hash256,
+}
+
+/// Projection bookkeeping kept in `PROJ_META`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProjMeta {
+    /// Number of log records folded (the next record to fold).
+    pub cursor: u64,
+    pub tip: Hash256,
+    /// Sum modulo 2^256 of SHA-256(outpoint ‖ entry) over the UTXO set: changes with any
+    /// entry, independent of insertion order, updated incrementally.
+    pub utxo_hash: primitive_types::U256,
+    pub utxo_count: u64,
+}
+
+impl Default for ProjMeta {
+    fn default() -> Self {
+        ProjMeta {
+            cursor: 0,
+            tip: Hash256::ZERO,
+            utxo_hash: primitive_types::U256::zero(),
+            utxo_count: 0,
+        }
+    }
+}
+
+pub(crate) fn read_head(t: &impl ReadableTable<&'static str, Bytes>) -> StoreResult<Head> {
+    let next_seq = match t.get("next_seq")? {
+        Some(v) => u64::from_le_bytes(
+            v.value()
+                .try_into()
+                .map_err(|_| StoreError::corrupt("log head"))?,
+        ),
+        None => return Ok(Head::default()),
+    };
+    let last_hash = match t.get("last_hash")? {
+        Some(v) => Hash256(
+            v.value()
+                .try_into()
+                .map_err(|_| StoreError::corrupt("log head hash"))?,
+        ),
+        None => return Err(StoreError::corrupt("log head without hash")),
+    };
+    Ok(Head {
+        next_seq,
+        last_hash,
+    })
+}
+
+pub(crate) fn read_proj_meta(t: &impl ReadableTable<&'static str, Bytes>) -> StoreResult<ProjMeta> {
+    let mut m = ProjMeta::default();
+    let bad = || StoreError::corrupt("projection metadata");
+    if let Some(v) = t.get("cursor")? {
+        m.cursor = u64::from_le_bytes(v.value().try_into().map_err(|_| bad())?);
+    }
+    if let Some(v) = t.get("tip")? {
+        m.tip = Hash256(v.value().try_into().map_err(|_| bad())?);
+    }
+    if let Some(v) = t.get("utxo_hash")? {
+        m.utxo_hash = primitive_types::U256::from_big_endian(v.value());
+    }
+    if let Some(v) = t.get("utxo_count")? {
+        m.utxo_count = u64::from_le_bytes(v.value().try_into().map_err(|_| bad())?);
+    }
+    Ok(m)
+}
+
+/// Every table opened for one write transaction, plus what that transaction changed in
+/// memory (log head, projection metadata, blocks seen) and the notifications to publish
+/// once it commits.
+pub struct Tables<'t> {
+    pub log: redb::Table<'t, u64, Bytes>,
+    pub log_head: redb::Table<'t, &'static str, Bytes>,
+    pub proj_meta: redb::Table<'t, &'static str, Bytes>,
+    pub block_index: redb::Table<'t, Bytes, Bytes>,
+    pub main_chain: redb::Table<'t, u64, Bytes>,
+    pub utxo: redb::Table<'t, Bytes, Bytes>,
+    pub addr_utxo: redb::Table<'t, Bytes, ()>,
+    pub balance: redb::Table<'t, Bytes, u64>,
+    pub tx_index: redb::Table<'t, Bytes, Bytes>,
+    pub addr_history: redb::Table<'t, Bytes, Bytes>,
+    pub undo: redb::Table<'t, Bytes, Bytes>,
+    pub mempool: redb::Table<'t, Bytes, Bytes>,
+    pub mempool_spends: redb::Table<'t, Bytes, Bytes>,
+    pub mempool_rate: redb::Table<'t, Bytes, ()>,
+    pub mempool_addr: redb::Table<'t, Bytes, ()>,
+    pub head: Head,
+    pub meta: ProjMeta,
+    /// Blocks decoded in this transaction, so connecting one just accepted needs no re-read.
+    pub blocks: HashMap<Hash256, Arc<crate::block::Block>>,
+    /// Filled while folding when `collect_notes` is set.
+    pub notes: Vec<Notification>,
+    pub collect_notes: bool,
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> StoreResult<Tables<'t>> {
+        let log_head = txn.open_table(LOG_HEAD)?;
+        let proj_meta = txn.open_table(PROJ_META)?;
+        let head = read_head(&log_head)?;
+        let meta = read_proj_meta(&proj_meta)?;
+        Ok(Tables {
+            log: txn.open_table(LOG)?,
+            log_head,
+            proj_meta,
+            block_index: txn.open_table(BLOCK_INDEX)?,
+            main_chain: txn.open_table(MAIN_CHAIN)?,
+            utxo: txn.open_table(UTXO)?,
+            addr_utxo: txn.open_table(ADDR_UTXO)?,
+            balance: txn.open_table(BALANCE)?,
+            tx_index: txn.open_table(TX_INDEX)?,
+            addr_history: txn.open_table(ADDR_HISTORY)?,
+            undo: txn.open_table(UNDO)?,
+            mempool: txn.open_table(MEMPOOL)?,
+            mempool_spends: txn.open_table(MEMPOOL_SPENDS)?,
+            mempool_rate: txn.open_table(MEMPOOL_RATE)?,
+            mempool_addr: txn.open_table(MEMPOOL_ADDR)?,
+            head,
+            meta,
+            blocks: HashMap::new(),
+            notes: Vec::new(),
+            collect_notes: true,
+        })
+    }
+
+    /// Appends `event` to the log and folds it into the projections, atomically with
+    /// the enclosing transaction. Returns the record's sequence number.
+    pub fn append(&mut self, event: Event) -> StoreResult<u64> {
+        let seq = self.head.next_seq;
+        if self.meta.cursor != seq {
+            return Err(StoreError::corrupt(format!(
+                "projection cursor {} is not at the log head {seq}",
+                self.meta.cursor
+            )));
+        }
+        let record = Record {
+            seq,
+            prev_hash: self.head.last_hash,
+            event,
+        };
+        let bytes = record.encode();
+        self.log.insert(seq, bytes.as_slice())?;
+        self.head = Head {
+            next_seq: seq + 1,
+            last_hash: Record::hash_of_bytes(&bytes),
+        };
+        self.fold(seq, &record.event)?;
+        Ok(seq)
+    }
+
+    /// Writes the in-memory head and projection metadata back to their tables.
+    pub fn flush_meta(&mut self) -> StoreResult<()> {
+        self.log_head
+            .insert("next_seq", self.head.next_seq.to_le_bytes().as_slice())?;
+        self.log_head
+            .insert("last_hash", self.head.last_hash.0.as_slice())?;
+        self.proj_meta
+            .insert("cursor", self.meta.cursor.to_le_bytes().as_slice())?;
+        self.proj_meta.insert("tip", self.meta.tip.0.as_slice())?;
+        self.proj_meta
+            .insert("utxo_hash", self.meta.utxo_hash.to_big_endian().as_slice())?;
+        self.proj_meta
+            .insert("utxo_count", self.meta.utxo_count.to_le_bytes().as_slice())?;
+        Ok(())
+    }
+
+    /// Reads the record at `seq` from the log.
+    pub fn record(&self, seq: u64) -> StoreResult<Record> {
+        read_record(&self.log, seq)
+    }
+
+    /// The block with `hash`, from this transaction's cache or the log.
+    pub fn block(&mut self, hash: &Hash256) -> StoreResult<Arc<crate::block::Block>> {
+        if let Some(b) = self.blocks.get(hash) {
+            return Ok(b.clone());
+        }
+        let meta = read::block_meta(&self.block_index, hash)?
+            .ok_or_else(|| StoreError::corrupt(format!("block {hash} is not in the index")))?;
+        let block = match self.record(meta.seq)?.event {
+            Event::BlockAccepted(b) => b,
+            _ => {
+                return Err(StoreError::corrupt(format!(
+                    "record {} is not a block",
+                    meta.seq
+                )))
+            }
+        };
+        self.blocks.insert(*hash, block.clone());
+        Ok(block)
+    }
+}
+
+pub(crate) fn read_record(log: &impl ReadableTable<u64, Bytes>, seq: u64) -> StoreResult<Record> {
+    let bytes = log
+        .get(seq)?
+        .ok_or_else(|| StoreError::corrupt(format!("log record {seq} is missing")))?;
+    Record::decode(bytes.value())
+        .map_err(|e| StoreError::corrupt(format!("log record {seq} does not decode: {e}")))
+}
+
+/// Every projection table, for rebuilds.
+pub fn drop_projections(txn: &WriteTransaction) -> StoreResult<()> {
+    txn.delete_table(PROJ_META)?;
+    txn.delete_table(BLOCK_INDEX)?;
+    txn.delete_table(MAIN_CHAIN)?;
+    txn.delete_table(UTXO)?;
+    txn.delete_table(ADDR_UTXO)?;
+    txn.delete_table(BALANCE)?;
+    txn.delete_table(TX_INDEX)?;
+    txn.delete_table(ADDR_HISTORY)?;
+    txn.delete_table(UNDO)?;
+    txn.delete_table(MEMPOOL)?;
+    txn.delete_table(MEMPOOL_SPENDS)?;
+    txn.delete_table(MEMPOOL_RATE)?;
+    txn.delete_table(MEMPOOL_ADDR)?;
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! Lookups shared by the write path (inside a write transaction) and queries (inside a
+//! read snapshot): generic over redb's `ReadableTable`.
+
+use super::codec::*;
+use super::{Bytes, StoreError, StoreResult};
+use crate::encoding::Decode;
+use crate::hash::Hash256;
+use crate::tx::{OutPoint, Transaction};
+use redb::ReadableTable;
+
+pub fn block_meta(
+    t: &impl ReadableTable<Bytes, Bytes>,
+    hash: &Hash256,
+) -> StoreResult<Option<BlockMeta>> {
+    match t.get(hash.0.as_slice())? {
+        None => Ok(None),
+        Some(v) => BlockMeta::decode(v.value())
+            .map(Some)
+            .ok_or_else(|| StoreError::corrupt(format!("block index row of {hash}"))),
+    }
+}
+
+pub fn main_hash_at(
+    t: &impl ReadableTable<u64, Bytes>,
+    height: u64,
+) -> StoreResult<Option<Hash256>> {
+    match t.get(height)? {
+        None => Ok(None),
+        Some(v) => Ok(Some(Hash256(
+            v.value()
+                .try_into()
+                .map_err(|_| StoreError::corrupt("main chain row"))?,
+        ))),
+    }
+}
+
+pub fn utxo(t: &impl ReadableTable<Bytes, Bytes>, op: &OutPoint) -> StoreResult<Option<UtxoEntry>> {
+    match t.get(op.key().as_slice())? {
+        None => Ok(None),
+        Some(v) => UtxoEntry::decode(v.value())
+            .map(Some)
+            .ok_or_else(|| StoreError::corrupt("utxo row")),
+    }
+}
+
+/// A mempool transaction and its fee.
+pub fn mempool_tx(
+    t: &impl ReadableTable<Bytes, Bytes>,
+    txid: &Hash256,
+) -> StoreResult<Option<(Transaction, u64)>> {
+    let Some(v) = t.get(txid.0.as_slice())? else {
+        return Ok(None);
+    };
+    let (_, fee, bytes) =
+        decode_mempool_value(v.value()).ok_or_else(|| StoreError::corrupt("mempool row"))?;
+    let tx =
+        Transaction::decode(bytes).map_err(|e| StoreError::corrupt(format!("mempool tx: {e}")))?;
+    Ok(Some((tx, fee)))
+}
+
+pub fn tx_location(
+    t: &impl ReadableTable<Bytes, Bytes>,
+    txid: &Hash256,
+) -> StoreResult<Option<TxLocation>> {
+    match t.get(txid.0.as_slice())? {
+        None => Ok(None),
+        Some(v) => TxLocation::decode(v.value())
+            .map(Some)
+            .ok_or_else(|| StoreError::corrupt("tx index row")),
+    }
+}

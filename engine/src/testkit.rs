@@ -1,0 +1,60 @@
+//! Helpers for tests and benchmarks of this and other crates: deterministic keys and
+//! signed spends. Not used by the node itself.
+
+use crate::address::Address;
+use crate::hash::Hash256;
+use crate::tx::{OutPoint, Transaction, TxIn, TxInputs, TxOut, TX_VERSION};
+use ed25519_dalek::SigningKey;
+
+/// A deterministic ed25519 key for tests.
+#[derive(Clone)]
+pub struct TestKey(pub SigningKey);
+
+impl TestKey {
+    pub fn new(seed: u64) -> TestKey {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&seed.to_le_bytes());
+        b[8] = 0x5a;
+        TestKey(SigningKey::from_bytes(&b))
+    }
+
+    pub fn public(&self) -> [u8; 32] {
+        self.0.verifying_key().to_bytes()
+    }
+
+    pub fn address(&self) -> Address {
+        Address::from_public_key(&self.public())
+    }
+
+    /// A signed transaction spending `inputs` (all owned by this key) to `outputs`.
+    pub fn spend(&self, inputs: &[OutPoint], outputs: &[(Address, u64)]) -> Transaction {
+        let mut tx = Transaction {
+            version: TX_VERSION,
+            inputs: TxInputs::Transfer(
+                inputs
+                    .iter()
+                    .map(|op| TxIn {
+                        prevout: *op,
+                        public_key: self.public(),
+                        signature: [0; 64],
+                    })
+                    .collect(),
+            ),
+            outputs: outputs
+                .iter()
+                .map(|(address, amount)| TxOut {
+                    amount: *amount,
+                    address: *address,
+                })
+                .collect(),
+        };
+        let keys = vec![&self.0; inputs.len()];
+        tx.sign_inputs(&keys);
+        tx
+    }
+}
+
+/// Output `vout` of `txid`.
+pub fn outpoint(txid: Hash256, vout: u32) -> OutPoint {
+    OutPoint { txid, vout }
+}

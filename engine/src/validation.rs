@@ -1,0 +1,370 @@
+//! Context-free rules and the typed reasons a transaction or block is rejected.
+//!
+//! Checks that need no chain state live here (shape, amounts, signatures, merkle root,
+//! proof of work); checks against the UTXO set and the block index live in
+//! [`crate::store::chainstate`]. Every rejection is one [`Reject`] variant, so callers
+//! (HTTP, peers, tests) can tell exactly why.
+
+use crate::block::Block;
+use crate::encoding::DecodeError;
+use crate::hash::Hash256;
+use crate::params::ChainParams;
+use crate::pow::{BitsError, CompactTarget};
+use crate::tx::{OutPoint, Transaction, MAX_EXTRA_NONCE};
+use ed25519_dalek::{Signature, VerifyingKey};
+use rayon::prelude::*;
+use std::collections::HashSet;
+
+/// Why a transaction or block was refused. Nothing was written when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Reject {
+    #[error("malformed encoding: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("transaction has no inputs")]
+    NoInputs,
+    #[error("transaction has no outputs")]
+    NoOutputs,
+    #[error("output {0} pays zero units")]
+    ZeroOutput(usize),
+    #[error("input {0}:{1} is spent twice by the same transaction")]
+    DuplicateInput(Hash256, u32),
+    #[error("output amounts overflow u64")]
+    OutputOverflow,
+    #[error("input amounts overflow u64")]
+    InputOverflow,
+    #[error("transaction of {size} bytes exceeds the limit of {max}")]
+    TxTooLarge { size: usize, max: usize },
+    #[error("a coinbase is only valid as the first transaction of a block")]
+    UnexpectedCoinbase,
+    #[error("signature of input {0} does not verify")]
+    BadSignature(usize),
+    #[error("public key of input {0} is not a valid ed25519 key")]
+    BadPublicKey(usize),
+    #[error("input {0} spends {1}:{2} which does not exist")]
+    MissingInput(usize, Hash256, u32),
+    #[error("input {0} spends {1}:{2} which is already spent")]
+    InputSpent(usize, Hash256, u32),
+    #[error("input {0} double-spends {1:?}, already spent by mempool transaction {2}")]
+    DoubleSpend(usize, OutPoint, Hash256),
+    #[error("public key of input {0} does not match the address of the output it spends")]
+    KeyMismatch(usize),
+    #[error("input {input} spends a coinbase of height {coinbase_height} that matures at height {mature_at}")]
+    ImmatureCoinbase {
+        input: usize,
+        coinbase_height: u64,
+        mature_at: u64,
+    },
+    #[error("outputs ({outputs}) exceed inputs ({inputs})")]
+    SpendsMoreThanInputs { inputs: u64, outputs: u64 },
+    #[error("fee rate {rate} is below the mempool's minimum {min} (units per 1000 bytes)")]
+    FeeTooLow { rate: u64, min: u64 },
+    #[error("the mempool is full and this transaction pays too little to evict another")]
+    MempoolFull,
+    #[error("block has no transactions")]
+    NoTransactions,
+    #[error("first transaction of a block must be the coinbase")]
+    FirstNotCoinbase,
+    #[error("block has more than one coinbase")]
+    MultipleCoinbase,
+    #[error("coinbase height {got} does not match the block height {expected}")]
+    BadCoinbaseHeight { expected: u64, got: u64 },
+    #[error("coinbase extra nonce of {0} bytes exceeds {MAX_EXTRA_NONCE}")]
+    ExtraNonceTooLong(usize),
+    #[error("coinbase pays {paid}, more than reward plus fees ({allowed})")]
+    CoinbaseTooLarge { paid: u64, allowed: u64 },
+    #[error("merkle root does not match the transactions")]
+    BadMerkleRoot,
+    #[error("block lists transaction {0} more than once")]
+    DuplicateTx(Hash256),
+    #[error("block hash does not meet its target")]
+    HighHash,
+    #[error("invalid compact target: {0}")]
+    InvalidBits(BitsError),
+    #[error("bits {got:?} differ from the required {expected:?}")]
+    BadBits {
+        expected: CompactTarget,
+        got: CompactTarget,
+    },
+    #[error("block time {time} is not after the median time past {median}")]
+    TimeTooOld { time: u32, median: u32 },
+    #[error(
+        "block time {time} is more than the allowed {max} (too far in the future; retry later)"
+    )]
+    TimeTooNew { time: u32, max: u64 },
+    #[error("parent block {0} is unknown")]
+    UnknownParent(Hash256),
+    #[error("block of {size} bytes exceeds the limit of {max}")]
+    BlockTooLarge { size: usize, max: usize },
+    #[error("block has {count} transactions, more than the limit of {max}")]
+    TooManyTxs { count: usize, max: usize },
+    #[error("the genesis block cannot be replaced")]
+    GenesisMismatch,
+}
+
+impl Reject {
+    /// A stable snake_case code for APIs (`{"error": code}`).
+    pub fn code(&self) -> &'static str {
+        use Reject::*;
+        match self {
+            Decode(_) => "malformed",
+            NoInputs => "no_inputs",
+            NoOutputs => "no_outputs",
+            ZeroOutput(_) => "zero_output",
+            DuplicateInput(..) => "duplicate_input",
+            OutputOverflow => "output_overflow",
+            InputOverflow => "input_overflow",
+            TxTooLarge { .. } => "tx_too_large",
+            UnexpectedCoinbase => "unexpected_coinbase",
+            BadSignature(_) => "bad_signature",
+            BadPublicKey(_) => "bad_public_key",
+            MissingInput(..) => "missing_input",
+            InputSpent(..) => "input_spent",
+            DoubleSpend(..) => "double_spend",
+            KeyMismatch(_) => "key_mismatch",
+            ImmatureCoinbase { .. } => "immature_coinbase",
+            SpendsMoreThanInputs { .. } => "spends_more_than_inputs",
+            FeeTooLow { .. } => "fee_too_low",
+            MempoolFull => "mempool_full",
+            NoTransactions => "no_transactions",
+            FirstNotCoinbase => "first_not_coinbase",
+            MultipleCoinbase => "multiple_coinbase",
+            BadCoinbaseHeight { .. } => "bad_coinbase_height",
+            ExtraNonceTooLong(_) => "extra_nonce_too_long",
+            CoinbaseTooLarge { .. } => "coinbase_too_large",
+            BadMerkleRoot => "bad_merkle_root",
+            DuplicateTx(_) => "duplicate_tx",
+            HighHash => "high_hash",
+            InvalidBits(_) => "invalid_bits",
+            BadBits { .. } => "bad_bits",
+            TimeTooOld { .. } => "time_too_old",
+            TimeTooNew { .. } => "time_too_new",
+            UnknownParent(_) => "unknown_parent",
+            BlockTooLarge { .. } => "block_too_large",
+            TooManyTxs { .. } => "too_many_txs",
+            GenesisMismatch => "genesis_mismatch",
+        }
+    }
+
+    /// Whether the same data may become valid later (so it must not be remembered as bad).
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            Reject::TimeTooNew { .. }
+                | Reject::UnknownParent(_)
+                | Reject::MissingInput(..)
+                | Reject::MempoolFull
+        )
+    }
+}
+
+/// Largest transaction accepted (bytes of full encoding).
+pub const MAX_TX_BYTES: usize = 1_000_000;
+
+/// Shape rules for any transaction: inputs, outputs, amounts, duplicate inputs.
+pub fn check_tx_shape(tx: &Transaction) -> Result<(), Reject> {
+    if tx.outputs.is_empty() {
+        return Err(Reject::NoOutputs);
+    }
+    if let Some(i) = tx.outputs.iter().position(|o| o.amount == 0) {
+        return Err(Reject::ZeroOutput(i));
+    }
+    tx.output_total().ok_or(Reject::OutputOverflow)?;
+    if let crate::tx::TxInputs::Coinbase { extra_nonce, .. } = &tx.inputs {
+        if extra_nonce.len() > MAX_EXTRA_NONCE {
+            return Err(Reject::ExtraNonceTooLong(extra_nonce.len()));
+        }
+        return Ok(());
+    }
+    let ins = tx.spends();
+    if ins.is_empty() {
+        return Err(Reject::NoInputs);
+    }
+    let mut seen = HashSet::with_capacity(ins.len());
+    for i in ins {
+        if !seen.insert(i.prevout) {
+            return Err(Reject::DuplicateInput(i.prevout.txid, i.prevout.vout));
+        }
+    }
+    Ok(())
+}
+
+/// Shape rules plus size for a transaction submitted to the mempool (no coinbase).
+pub fn check_loose_tx(tx: &Transaction) -> Result<(), Reject> {
+    if tx.is_coinbase() {
+        return Err(Reject::UnexpectedCoinbase);
+    }
+    check_tx_shape(tx)?;
+    let size = tx.size();
+    if size > MAX_TX_BYTES {
+        return Err(Reject::TxTooLarge {
+            size,
+            max: MAX_TX_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Verifies every input's signature (strict ed25519) over the txid.
+pub fn verify_signatures(tx: &Transaction) -> Result<(), Reject> {
+    let msg = tx.txid();
+    for (i, input) in tx.spends().iter().enumerate() {
+        let key =
+            VerifyingKey::from_bytes(&input.public_key).map_err(|_| Reject::BadPublicKey(i))?;
+        let sig = Signature::from_bytes(&input.signature);
+        key.verify_strict(&msg.0, &sig)
+            .map_err(|_| Reject::BadSignature(i))?;
+    }
+    Ok(())
+}
+
+/// Verifies all signatures of many transactions with ed25519 batch verification, in
+/// parallel chunks over all cores. A failing chunk is re-checked one signature at a time
+/// so the error names the culprit. Returns the index of the bad transaction with it.
+pub fn verify_signatures_batch(txs: &[Transaction]) -> Result<(), (usize, Reject)> {
+    const CHUNK: usize = 256;
+    txs.par_chunks(CHUNK)
+        .enumerate()
+        .try_for_each(|(c, chunk)| {
+            if verify_chunk(chunk) {
+                return Ok(());
+            }
+            for (j, tx) in chunk.iter().enumerate() {
+                verify_signatures(tx).map_err(|e| (c * CHUNK + j, e))?;
+            }
+            Ok(())
+        })
+}
+
+/// Batch-verifies a chunk; false if anything is wrong (then checked singly).
+/// Batch verification is not "strict", so weak keys are refused here first.
+fn verify_chunk(chunk: &[Transaction]) -> bool {
+    let mut msgs: Vec<[u8; 32]> = Vec::new();
+    let mut sigs = Vec::new();
+    let mut keys = Vec::new();
+    for tx in chunk {
+        let id = tx.txid();
+        for input in tx.spends() {
+            let Ok(key) = VerifyingKey::from_bytes(&input.public_key) else {
+                return false;
+            };
+            if key.is_weak() {
+                return false;
+            }
+            msgs.push(id.0);
+            sigs.push(Signature::from_bytes(&input.signature));
+            keys.push(key);
+        }
+    }
+    if sigs.is_empty() {
+        return true;
+    }
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
+    ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok()
+}
+
+/// Context-free block rules: structure, limits, merkle root (no mutation), proof of work.
+/// Signatures are checked separately ([`verify_signatures_batch`]).
+pub fn check_block(block: &Block, params: &ChainParams) -> Result<(), Reject> {
+    let count = block.txs.len();
+    if count == 0 {
+        return Err(Reject::NoTransactions);
+    }
+    if count > params.max_block_txs {
+        return Err(Reject::TooManyTxs {
+            count,
+            max: params.max_block_txs,
+        });
+    }
+    let size = block.size();
+    if size > params.max_block_bytes {
+        return Err(Reject::BlockTooLarge {
+            size,
+            max: params.max_block_bytes,
+        });
+    }
+    let target = block.header.bits.to_target().map_err(Reject::InvalidBits)?;
+    if !target.is_met_by(&block.hash()) {
+        return Err(Reject::HighHash);
+    }
+    if !block.txs[0].is_coinbase() {
+        return Err(Reject::FirstNotCoinbase);
+    }
+    if block.txs[1..].iter().any(Transaction::is_coinbase) {
+        return Err(Reject::MultipleCoinbase);
+    }
+    for tx in &block.txs {
+        check_tx_shape(tx)?;
+    }
+    check_merkle(block)
+}
+
+fn check_merkle(block: &Block) -> Result<(), Reject> {
+    let txids = block.txids();
+    let mut seen = HashSet::with_capacity(txids.len());
+    for id in &txids {
+        if !seen.insert(*id) {
+            return Err(Reject::DuplicateTx(*id));
+        }
+    }
+    let (root, mutated) = crate::merkle::merkle_root(&txids);
+    if mutated || root != block.header.merkle_root {
+        return Err(Reject::BadMerkleRoot);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::Address;
+    use crate::tx::{TxIn, TxInputs, TxOut, TX_VERSION};
+    use ed25519_dalek::SigningKey;
+
+    fn signed(n: u8) -> Transaction {
+        let key = SigningKey::from_bytes(&[n; 32]);
+        let mut tx = Transaction {
+            version: TX_VERSION,
+            inputs: TxInputs::Transfer(vec![TxIn {
+                prevout: OutPoint {
+                    txid: Hash256([n; 32]),
+                    vout: 0,
+                },
+                public_key: key.verifying_key().to_bytes(),
+                signature: [0; 64],
+            }]),
+            outputs: vec![TxOut {
+                amount: 1,
+                address: Address([n; 20]),
+            }],
+        };
+        tx.sign_inputs(&[&key]);
+        tx
+    }
+
+    #[test]
+    fn batch_verification_names_the_bad_transaction() {
+        let mut txs: Vec<Transaction> = (1..=50).map(signed).collect();
+        assert!(verify_signatures_batch(&txs).is_ok());
+        if let TxInputs::Transfer(ins) = &mut txs[37].inputs {
+            ins[0].signature[5] ^= 1;
+        }
+        assert_eq!(
+            verify_signatures_batch(&txs),
+            Err((37, Reject::BadSignature(0)))
+        );
+    }
+
+    #[test]
+    fn shape_rules() {
+        let mut tx = signed(1);
+        tx.outputs.clear();
+        assert_eq!(check_loose_tx(&tx), Err(Reject::NoOutputs));
+        let mut tx = signed(1);
+        tx.outputs.push(TxOut {
+            amount: u64::MAX,
+            address: Address([0; 20]),
+        });
+        assert_eq!(check_loose_tx(&tx), Err(Reject::OutputOverflow));
+    }
+}

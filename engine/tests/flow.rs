@@ -1,0 +1,174 @@
+//! End-to-end flows through the engine API: mining, spending, unconfirmed chains,
+//! reorganisations, restarts.
+
+mod common;
+use common::*;
+use engine::testkit::outpoint;
+use engine::{BlockAccepted, Engine, EngineError, Reject};
+
+#[test]
+fn mine_spend_and_balances() {
+    let f = Fixture::new();
+    let (alice, bob) = (key(1), key(2));
+    let b1 = f.mine(alice.address());
+    f.mine(alice.address());
+    let cb = b1.txs[0].txid();
+    let info = f.engine.address(&alice.address(), 10).unwrap();
+    assert_eq!(
+        info.confirmed, 10,
+        "block 1 matured (maturity 2), block 2 not yet"
+    );
+    assert_eq!(info.immature, 10);
+
+    let pay = alice.spend(
+        &[outpoint(cb, 0)],
+        &[(bob.address(), 3), (alice.address(), 6)],
+    );
+    let r = f.engine.submit_tx(pay.clone()).unwrap();
+    assert!(!r.duplicate);
+    assert!(
+        f.engine.submit_tx(pay.clone()).unwrap().duplicate,
+        "idempotent"
+    );
+
+    // Spend the unconfirmed change at once (no wallet lock).
+    let child = alice.spend(&[outpoint(pay.txid(), 1)], &[(bob.address(), 5)]);
+    f.engine.submit_tx(child.clone()).unwrap();
+    assert_eq!(f.engine.mempool(10).unwrap().len(), 2);
+    let bob_info = f.engine.address(&bob.address(), 10).unwrap();
+    assert_eq!(bob_info.unconfirmed, 8);
+    assert_eq!(bob_info.utxos.len(), 2, "unconfirmed outputs are spendable");
+
+    let b3 = f.mine(alice.address());
+    assert_eq!(b3.txs.len(), 3, "parent and child both mined");
+    assert_eq!(b3.txs[0].outputs[0].amount, 10 + 2, "fees go to the miner");
+    assert!(f.engine.mempool(10).unwrap().is_empty());
+    let bob_info = f.engine.address(&bob.address(), 10).unwrap();
+    assert_eq!((bob_info.confirmed, bob_info.unconfirmed), (8, 0));
+    let tx = f.engine.transaction(&child.txid()).unwrap().unwrap();
+    assert_eq!(tx.height, Some(3));
+    assert_eq!(tx.fee, Some(1));
+    let proof = tx.merkle_proof.unwrap();
+    assert_eq!(proof.root_for(&child.txid()), b3.header.merkle_root);
+    assert!(f.engine.verify().unwrap().ok());
+}
+
+#[test]
+fn double_spend_in_mempool_is_refused_and_changes_nothing() {
+    let f = Fixture::new();
+    let alice = key(1);
+    let b1 = f.mine(alice.address());
+    f.mine(alice.address());
+    let cb = outpoint(b1.txs[0].txid(), 0);
+    f.engine
+        .submit_tx(alice.spend(&[cb], &[(key(2).address(), 10)]))
+        .unwrap();
+    let before = f.state();
+    let err = f
+        .engine
+        .submit_tx(alice.spend(&[cb], &[(key(3).address(), 10)]))
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Rejected(Reject::DoubleSpend(..))),
+        "{err}"
+    );
+    assert_eq!(f.state(), before);
+}
+
+#[test]
+fn reorg_to_more_work_returns_transactions_to_the_mempool() {
+    let f = Fixture::new();
+    let (alice, bob) = (key(1), key(2));
+    let b1 = f.mine(alice.address());
+    let fork_point = f.mine(alice.address());
+    let pay = alice.spend(&[outpoint(b1.txs[0].txid(), 0)], &[(bob.address(), 4)]);
+    f.engine.submit_tx(pay.clone()).unwrap();
+    let a3 = f.mine(alice.address());
+    assert_eq!(a3.txs.len(), 2);
+
+    // A competing branch from the fork point, two blocks long, without `pay`.
+    let other = Fixture::new();
+    other.engine.submit_block(b1.clone()).unwrap();
+    other.engine.submit_block(fork_point.clone()).unwrap();
+    other.now.store(
+        f.now.load(std::sync::atomic::Ordering::SeqCst),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    let c3 = other.mine(bob.address());
+    let c4 = other.mine(bob.address());
+
+    assert!(matches!(
+        f.engine.submit_block(c3).unwrap(),
+        BlockAccepted::SideChain { .. }
+    ));
+    f.now.store(
+        other.now.load(std::sync::atomic::Ordering::SeqCst),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    let r = f.engine.submit_block(c4.clone()).unwrap();
+    assert!(
+        matches!(
+            r,
+            BlockAccepted::Reorganized {
+                disconnected: 1,
+                connected: 2,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    assert_eq!(f.engine.status().unwrap().best_hash, c4.hash());
+    let pool: Vec<_> = f
+        .engine
+        .mempool(10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.txid)
+        .collect();
+    assert_eq!(
+        pool,
+        vec![pay.txid()],
+        "the disconnected payment is back in the mempool"
+    );
+    assert_eq!(
+        f.engine.status().unwrap().utxo_set_hash,
+        other.engine.status().unwrap().utxo_set_hash
+    );
+    assert!(f.engine.verify().unwrap().ok());
+}
+
+#[test]
+fn state_survives_reopen_and_rebuild_gives_the_same_hash() {
+    let f = Fixture::new();
+    let alice = key(1);
+    let b1 = f.mine(alice.address());
+    f.mine(alice.address());
+    f.engine
+        .submit_tx(alice.spend(&[outpoint(b1.txs[0].txid(), 0)], &[(key(2).address(), 7)]))
+        .unwrap();
+    let status = f.engine.status().unwrap();
+    let path = f.dir.as_ref().unwrap().path().join("ledger.redb");
+    drop(f.engine);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let reopened = Engine::open(&path, config(fast_params(), &f.now)).unwrap();
+    let again = reopened.status().unwrap();
+    assert_eq!(again.utxo_set_hash, status.utxo_set_hash);
+    assert_eq!(again.mempool_size, 1);
+    assert_eq!(reopened.rebuild().unwrap().to_string().len(), 64);
+    assert_eq!(
+        reopened.status().unwrap().utxo_set_hash,
+        status.utxo_set_hash
+    );
+}
+
+#[test]
+fn dev_reset_goes_back_to_genesis_and_replays() {
+    let f = Fixture::new();
+    f.mine(key(1).address());
+    f.engine.reset().unwrap();
+    let s = f.engine.status().unwrap();
+    assert_eq!(s.height, 0);
+    assert_eq!(s.utxo_count, 0);
+    f.mine(key(1).address());
+    assert!(f.engine.verify().unwrap().ok());
+}
