@@ -5,7 +5,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, existsSync, readdirSync } from "node:fs";
+import { readFileSync, existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 
@@ -134,32 +134,31 @@ test("mnemonic -> m/44'/8080'/0'/0' address (independently computed)", async () 
   assert.equal(second.address, "bp1s34c5a8ymvtzmt68ytxmfhjkaljjdhrnsrgqaa");
 });
 
-/** Bitplace addresses written in the Rust wallet's README, tests or sources (if any yet). */
-function rustWalletAddresses() {
-  const walletDir = join(here, "..", "..", "..", "wallet");
-  const files = [join(walletDir, "README.md")];
-  for (const sub of ["tests", "src"]) {
-    const dir = join(walletDir, sub);
-    if (existsSync(dir)) for (const f of readdirSync(dir)) if (f.endsWith(".rs")) files.push(join(dir, f));
-  }
-  const found = [];
-  for (const f of files) {
-    if (!existsSync(f)) continue;
-    const text = readFileSync(f, "utf8");
-    if (!text.includes("abandon")) continue;
-    found.push(...(text.match(/\bbp1[02-9ac-hj-np-z]{38}\b/g) ?? []));
-  }
-  return found;
+/**
+ * The cross-check table in wallet/README.md ("| `m/44'/8080'/0'/0'` | `<pubkey hex>` | `bp1…` |"),
+ * for the abandon mnemonic with an empty passphrase; [] while the file or table is absent.
+ */
+function rustWalletVectors() {
+  const readme = join(here, "..", "..", "..", "wallet", "README.md");
+  if (!existsSync(readme)) return [];
+  const text = readFileSync(readme, "utf8");
+  if (!text.includes(ABANDON)) return [];
+  const row = /^\|\s*`(m\/44'\/8080'\/(\d+)'\/(\d+)')`\s*\|\s*`([0-9a-f]{64})`\s*\|\s*`(bp1[02-9ac-hj-np-z]{38})`\s*\|/gm;
+  return [...text.matchAll(row)].map((m) => ({ path: m[1], account: +m[2], index: +m[3], publicKey: m[4], address: m[5] }));
 }
 
-test("cross-check with the Rust wallet's address for the abandon mnemonic", (t) => {
-  const addresses = rustWalletAddresses();
-  if (addresses.length === 0) {
-    t.skip("wallet/README.md (or wallet tests) has no cross-check address for the abandon mnemonic yet");
+test("cross-check with the Rust wallet's vectors in wallet/README.md", async (t) => {
+  const vectors = rustWalletVectors();
+  if (vectors.length === 0) {
+    t.skip("wallet/README.md has no cross-check table for the abandon mnemonic yet");
     return;
   }
-  assert.ok(
-    addresses.includes(ABANDON_ADDRESS_0),
-    `the Rust wallet lists ${addresses.join(", ")}; the browser derives ${ABANDON_ADDRESS_0}`,
-  );
+  const seed = await seedFromMnemonic(ABANDON);
+  for (const v of vectors) {
+    const key = await deriveKey(seed, v.account, v.index);
+    assert.equal(key.path, v.path);
+    assert.equal(toHex(key.publicKey), v.publicKey, `public key at ${v.path}`);
+    assert.equal(key.address, v.address, `address at ${v.path}`);
+  }
+  assert.ok(vectors.some((v) => v.path === "m/44'/8080'/0'/0'"), "the table includes m/44'/8080'/0'/0'");
 });
