@@ -23,3 +23,5 @@ pub mod slip10;
 pub use keys::{derivation_path, Keychain, COIN_TYPE};
 pub use mnemonic::{Mnemonic, MnemonicError};
 pub use slip10::{DerivationError, ExtendedKey};
+pub mod keystore;
+pub use keystore::{KdfParams, Keystore, KeystoreError, UnlockedWallet};
