@@ -37,13 +37,9 @@ const post = (path, body) =>
 
 /** The seed-style envelope {data, error}: error must be null on success. */
 async function envelope(path, body) {
-  let res;
-  try {
-    res = await post(path, body);
-  } catch (e) {
-    // Dev-only routes answer 403 with {data:null, error:"dev mode only: ..."}.
-    throw e;
-  }
+  // Outside dev mode these routes answer 403 {data: null, error: "dev mode only: ..."},
+  // which request() already turns into an ApiError carrying that text.
+  const res = await post(path, body);
   if (res?.error !== null && res?.error !== undefined) throw new ApiError("rejected", String(res.error));
   return res?.data;
 }

@@ -39,6 +39,11 @@ export function hashrate(hps) {
   return `${v.toFixed(v < 10 ? 2 : 1)} ${unitsList[i]}`;
 }
 
+/** Compact target as 8 hex digits, whether the node sent a number or a hex string. */
+export function bits(b) {
+  return typeof b === "number" ? b.toString(16).padStart(8, "0") : String(b);
+}
+
 /** Difficulty with sensible precision. */
 export function difficulty(d) {
   if (d == null) return "—";

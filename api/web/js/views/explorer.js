@@ -4,7 +4,7 @@
 
 import { h, dl, table, testid } from "../dom.js";
 import { api } from "../api.js";
-import { link, short, units, time } from "../format.js";
+import { link, short, units, time, bits } from "../format.js";
 import { verifyProof } from "../merkle.js";
 
 const LATEST = 15;
@@ -64,7 +64,7 @@ export async function block(root, [id]) {
         ["Previous", b.height > 0 ? link.block(hd.prev_hash, hd.prev_hash) : "— (genesis)"],
         ["Merkle root", h("span", { class: "mono break" }, hd.merkle_root)],
         ["Time", time(hd.time)],
-        ["Bits", String(hd.bits)],
+        ["Bits", bits(hd.bits)],
         ["Nonce", String(hd.nonce)],
         ["Version", String(hd.version)],
       ]),
