@@ -25,3 +25,5 @@ pub use mnemonic::{Mnemonic, MnemonicError};
 pub use slip10::{DerivationError, ExtendedKey};
 pub mod keystore;
 pub use keystore::{KdfParams, Keystore, KeystoreError, UnlockedWallet};
+pub mod coinselect;
+pub use coinselect::{build_payment, select, SendError, Spendable};
