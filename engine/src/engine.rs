@@ -123,11 +123,29 @@ pub(crate) struct Shared {
     pub template_cache: Mutex<Option<crate::query::TemplateCache>>,
 }
 
-/// A handle to the ledger; cheap to clone, usable from any thread.
+/// A handle to the ledger; cheap to clone, usable from any thread. When the last clone
+/// is dropped the writer finishes what it was given and the database is closed.
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) shared: Arc<Shared>,
-    commands: mpsc::SyncSender<Command>,
+    writer: Arc<WriterHandle>,
+}
+
+/// Owns the command queue and the writer thread; dropping it drains and joins.
+struct WriterHandle {
+    commands: Option<mpsc::SyncSender<Command>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer's loop; joining makes "dropped" mean "closed",
+        // so the same file can be reopened at once (redb holds a lock on it).
+        self.commands.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Engine {
@@ -163,11 +181,17 @@ impl Engine {
         let writer = Writer {
             shared: shared.clone(),
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("bitplace-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| EngineError::Open(format!("cannot start the writer thread: {e}")))?;
-        Ok(Engine { shared, commands })
+        Ok(Engine {
+            shared,
+            writer: Arc::new(WriterHandle {
+                commands: Some(commands),
+                thread: Some(thread),
+            }),
+        })
     }
 
     pub fn params(&self) -> &ChainParams {
@@ -211,9 +235,7 @@ impl Engine {
         validation::check_loose_tx(&tx)?;
         validation::verify_signatures(&tx)?;
         let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Tx(tx, reply))
-            .map_err(|_| EngineError::Closed)?;
+        self.send(Command::Tx(tx, reply))?;
         Ok(rx)
     }
 
@@ -237,9 +259,7 @@ impl Engine {
         validation::check_block(&block, self.params())?;
         validation::verify_signatures_batch(&block.txs[1..]).map_err(|(_, e)| e)?;
         let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Block(Arc::new(block), reply))
-            .map_err(|_| EngineError::Closed)?;
+        self.send(Command::Block(Arc::new(block), reply))?;
         Ok(rx)
     }
 
@@ -255,10 +275,13 @@ impl Engine {
 
     fn command<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, EngineError> {
         let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(make(reply))
-            .map_err(|_| EngineError::Closed)?;
+        self.send(make(reply))?;
         rx.blocking_recv().map_err(|_| EngineError::Closed)?
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), EngineError> {
+        let queue = self.writer.commands.as_ref().ok_or(EngineError::Closed)?;
+        queue.send(cmd).map_err(|_| EngineError::Closed)
     }
 }
 

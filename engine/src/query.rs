@@ -711,7 +711,16 @@ impl Engine {
 
     /// Checks the log's hash chain and compares every projection with a fresh rebuild.
     pub fn verify(&self) -> Result<crate::recovery::VerifyReport, EngineError> {
-        crate::recovery::verify(&self.shared.db)
+        crate::recovery::verify(&self.shared.db, None)
+    }
+
+    /// Like [`Engine::verify`], rebuilding in two commits split at log record `checkpoint`
+    /// (what a rebuild resumed after a crash does).
+    pub fn verify_with_checkpoint(
+        &self,
+        checkpoint: u64,
+    ) -> Result<crate::recovery::VerifyReport, EngineError> {
+        crate::recovery::verify(&self.shared.db, Some(checkpoint))
     }
 
     /// Dev mode: builds a template with up to `max_txs` mempool transactions, mines it on

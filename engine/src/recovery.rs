@@ -207,6 +207,33 @@ pub(crate) fn projection_digests(db: &Database) -> StoreResult<Vec<(&'static str
 
 /// Copies the log of `db` into a fresh in-memory database and rebuilds it there.
 pub(crate) fn rebuild_copy(db: &Database) -> StoreResult<Database> {
+    let copy = copy_log(db)?;
+    rebuild(&copy)?;
+    Ok(copy)
+}
+
+/// Rebuilds a copy in two commits, as a resumed rebuild would: the first `checkpoint`
+/// records, then the rest from the projection cursor.
+pub(crate) fn rebuild_copy_with_checkpoint(
+    db: &Database,
+    checkpoint: u64,
+) -> StoreResult<Database> {
+    let copy = copy_log(db)?;
+    for until in [Some(checkpoint), None] {
+        let txn = copy.begin_write()?;
+        {
+            let mut t = Tables::open(&txn)?;
+            t.collect_notes = false;
+            let until = until.unwrap_or(t.head.next_seq).min(t.head.next_seq);
+            replay(&mut t, until)?;
+            t.flush_meta()?;
+        }
+        txn.commit()?;
+    }
+    Ok(copy)
+}
+
+fn copy_log(db: &Database) -> StoreResult<Database> {
     let copy = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
     let src = db.begin_read()?;
     let log = src.open_table(LOG)?;
@@ -225,7 +252,6 @@ pub(crate) fn rebuild_copy(db: &Database) -> StoreResult<Database> {
         }
     }
     w.commit()?;
-    rebuild(&copy)?;
     Ok(copy)
 }
 
@@ -243,12 +269,17 @@ impl VerifyReport {
     }
 }
 
-pub(crate) fn verify(db: &Database) -> Result<VerifyReport, EngineError> {
+/// Checks the hash chain, then compares every projection with a rebuild of a copy of the
+/// log (in one pass, or resumed from `checkpoint` when given).
+pub(crate) fn verify(db: &Database, checkpoint: Option<u64>) -> Result<VerifyReport, EngineError> {
     let txn = db.begin_read()?;
     let head = crate::store::read_head(&txn.open_table(crate::store::LOG_HEAD)?)?;
     verify_chain(&txn.open_table(LOG)?, &head)
         .map_err(|e| StoreError::corrupt(format!("event log: {e}")))?;
-    let copy = rebuild_copy(db)?;
+    let copy = match checkpoint {
+        None => rebuild_copy(db)?,
+        Some(k) => rebuild_copy_with_checkpoint(db, k)?,
+    };
     let ours = projection_digests(db)?;
     let theirs = projection_digests(&copy)?;
     let mismatched = ours

@@ -1,0 +1,355 @@
+//! Every rejection reason, through the mempool path and the block path: each gives its
+//! own typed reason, and the state (UTXO set hash, log length) is unchanged afterwards.
+
+mod common;
+use common::*;
+use engine::header::BlockHeader;
+use engine::merkle::merkle_root;
+use engine::mining::BlockTemplate;
+use engine::pow::CompactTarget;
+use engine::testkit::{outpoint, TestKey};
+use engine::tx::{OutPoint, Transaction, TxInputs, TxOut};
+use engine::{Block, EngineError, Hash256, Reject};
+
+/// A chain where `alice` owns two mature coinbases (blocks 1 and 2) and an immature one
+/// (block 3), and `alice` has already paid bob from block 1's coinbase.
+struct World {
+    f: Fixture,
+    alice: TestKey,
+    mature: OutPoint,
+    spent: OutPoint,
+    immature: OutPoint,
+}
+
+fn world() -> World {
+    let f = Fixture::new();
+    let alice = key(1);
+    let b1 = f.mine(alice.address());
+    let b2 = f.mine(alice.address());
+    let spent = outpoint(b1.txs[0].txid(), 0);
+    f.engine
+        .submit_tx(alice.spend(&[spent], &[(key(2).address(), 10)]))
+        .unwrap();
+    f.mine(alice.address());
+    let b4 = f.mine(key(9).address());
+    let _ = b4;
+    let b5 = f.mine(alice.address());
+    World {
+        mature: outpoint(b2.txs[0].txid(), 0),
+        spent,
+        immature: outpoint(b5.txs[0].txid(), 0),
+        f,
+        alice,
+    }
+}
+
+fn code(e: &EngineError) -> &'static str {
+    e.reject().map(|r| r.code()).unwrap_or("not a rejection")
+}
+
+fn resign(tx: &mut Transaction, key: &TestKey) {
+    let n = tx.spends().len();
+    tx.sign_inputs(&vec![&key.0; n]);
+}
+
+/// Transactions that are invalid on their own; each must fail in the mempool and in a block.
+fn bad_transactions(w: &World) -> Vec<(&'static str, Transaction)> {
+    let a = &w.alice;
+    let bob = key(2).address();
+    let mut no_inputs = a.spend(&[w.mature], &[(bob, 1)]);
+    no_inputs.inputs = TxInputs::Transfer(vec![]);
+    let mut no_outputs = a.spend(&[w.mature], &[(bob, 1)]);
+    no_outputs.outputs.clear();
+    resign(&mut no_outputs, a);
+    let mut bad_sig = a.spend(&[w.mature], &[(bob, 1)]);
+    if let TxInputs::Transfer(ins) = &mut bad_sig.inputs {
+        ins[0].signature[0] ^= 0x40;
+    }
+    let mallory = key(66);
+    vec![
+        ("no_inputs", no_inputs),
+        ("no_outputs", no_outputs),
+        (
+            "duplicate_input",
+            a.spend(&[w.mature, w.mature], &[(bob, 1)]),
+        ),
+        (
+            "missing_input",
+            a.spend(&[outpoint(Hash256([7; 32]), 0)], &[(bob, 1)]),
+        ),
+        ("input_spent", a.spend(&[w.spent], &[(bob, 1)])),
+        (
+            "spends_more_than_inputs",
+            a.spend(&[w.mature], &[(bob, 11)]),
+        ),
+        (
+            "output_overflow",
+            a.spend(&[w.mature], &[(bob, u64::MAX), (bob, 2)]),
+        ),
+        ("bad_signature", bad_sig),
+        (
+            "key_mismatch",
+            mallory.spend(&[w.mature], &[(mallory.address(), 1)]),
+        ),
+        ("immature_coinbase", a.spend(&[w.immature], &[(bob, 1)])),
+    ]
+}
+
+/// A block on the tip carrying `txs` after a coinbase paying `coinbase_amount`.
+fn block_with(w: &World, txs: Vec<Transaction>) -> Block {
+    w.f.tick();
+    let t: BlockTemplate = w.f.engine.block_template(key(5).address(), vec![]).unwrap();
+    let mut all = vec![t.txs[0].clone()];
+    all.extend(txs);
+    remine(Block {
+        header: t.header,
+        txs: all,
+    })
+}
+
+fn remine(mut b: Block) -> Block {
+    b.header.merkle_root = merkle_root(&b.txids()).0;
+    let t = BlockTemplate {
+        height: 0,
+        header: b.header,
+        txs: b.txs.clone(),
+        fees: 0,
+        reward: 0,
+        min_time: 0,
+    };
+    b.header = t.mine_cpu().header;
+    b
+}
+
+fn assert_rejected(
+    w: &World,
+    what: &str,
+    expected: &str,
+    result: Result<impl std::fmt::Debug, EngineError>,
+) {
+    let before = w.f.state();
+    let err = result.expect_err(&format!("{what}: {expected} must be rejected"));
+    assert_eq!(code(&err), expected, "{what}: {err}");
+    assert_eq!(w.f.state(), before, "{what}: {expected} changed the state");
+}
+
+#[test]
+fn every_transaction_rule_rejects_in_the_mempool_and_in_blocks() {
+    let w = world();
+    for (expected, tx) in bad_transactions(&w) {
+        let before = w.f.state();
+        assert_rejected(&w, "mempool", expected, w.f.engine.submit_tx(tx.clone()));
+        let block = block_with(&w, vec![tx]);
+        assert_rejected(&w, "block", expected, w.f.engine.submit_block(block));
+        assert_eq!(w.f.state(), before);
+    }
+}
+
+#[test]
+fn every_block_rule_rejects_and_changes_nothing() {
+    let w = world();
+    let e = &w.f.engine;
+    let good = block_with(&w, vec![]);
+    let pay = w.alice.spend(&[w.mature], &[(key(3).address(), 4)]);
+
+    let mut cases: Vec<(&str, Block)> = Vec::new();
+    let mut b = good.clone();
+    b.txs.swap(0, 0);
+    b.txs.insert(0, pay.clone());
+    cases.push(("first_not_coinbase", remine(b)));
+    let mut b = good.clone();
+    b.txs.push(Transaction::coinbase(
+        7,
+        vec![1],
+        vec![TxOut {
+            amount: 1,
+            address: key(3).address(),
+        }],
+    ));
+    cases.push(("multiple_coinbase", remine(b)));
+    let mut b = good.clone();
+    b.txs[0].outputs[0].amount += 1;
+    cases.push(("coinbase_too_large", remine(b)));
+    let mut b = good.clone();
+    if let TxInputs::Coinbase { height, .. } = &mut b.txs[0].inputs {
+        *height += 1;
+    }
+    cases.push(("bad_coinbase_height", remine(b)));
+    let mut b = block_with(&w, vec![pay.clone()]);
+    b.header.merkle_root = Hash256([1; 32]);
+    cases.push(("bad_merkle_root", mine_header_only(b)));
+    let mut b = block_with(&w, vec![pay.clone()]);
+    b.txs.push(pay.clone());
+    cases.push(("duplicate_tx", remine(b)));
+    cases.push(("high_hash", high_hash(good.clone())));
+    let mut b = good.clone();
+    b.header.bits = CompactTarget(0x2000ffff);
+    cases.push(("bad_bits", remine(b)));
+    let mut b = good.clone();
+    b.header.bits = CompactTarget(0x00000000);
+    cases.push(("invalid_bits", b));
+    let mut b = good.clone();
+    b.header.time = e.status().unwrap().median_time_past;
+    cases.push(("time_too_old", remine(b)));
+    let mut b = good.clone();
+    b.header.prev_hash = Hash256([9; 32]);
+    cases.push(("unknown_parent", remine(b)));
+    cases.push((
+        "no_transactions",
+        Block {
+            header: good.header,
+            txs: vec![],
+        },
+    ));
+    for (expected, block) in cases {
+        assert_rejected(&w, "block", expected, e.submit_block(block));
+    }
+}
+
+fn mine_header_only(b: Block) -> Block {
+    let root = b.header.merkle_root;
+    let mut m = remine(b);
+    m.header.merkle_root = root;
+    // Re-mine with the wrong root kept.
+    let t = BlockTemplate {
+        height: 0,
+        header: m.header,
+        txs: m.txs.clone(),
+        fees: 0,
+        reward: 0,
+        min_time: 0,
+    };
+    m.header = t.mine_cpu().header;
+    m
+}
+
+/// The same block with a nonce whose hash misses the target.
+fn high_hash(mut b: Block) -> Block {
+    let target = b.header.bits.to_target().unwrap();
+    while target.is_met_by(&b.header.hash()) {
+        b.header.nonce = b.header.nonce.wrapping_add(1);
+    }
+    b
+}
+
+#[test]
+fn a_too_new_block_is_refused_for_now_not_forever() {
+    let w = world();
+    let mut b = block_with(&w, vec![]);
+    let limit = w.f.now.load(std::sync::atomic::Ordering::SeqCst)
+        + w.f.engine.params().max_future_secs as u64;
+    b.header.time = (limit + 10) as u32;
+    let b = remine(b);
+    assert_rejected(
+        &w,
+        "block",
+        "time_too_new",
+        w.f.engine.submit_block(b.clone()),
+    );
+    w.f.now
+        .fetch_add(3600 * 3, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        w.f.engine.submit_block(b).is_ok(),
+        "accepted once its time has come"
+    );
+}
+
+#[test]
+fn an_oversize_block_is_rejected() {
+    let mut p = fast_params();
+    p.max_block_txs = 2;
+    let f = Fixture::with_params(p);
+    let a = key(1);
+    let b1 = f.mine(a.address());
+    f.mine(a.address());
+    let cb = b1.txs[0].txid();
+    let t = f.engine.block_template(a.address(), vec![]).unwrap();
+    let txs = vec![
+        t.txs[0].clone(),
+        a.spend(
+            &[outpoint(cb, 0)],
+            &[(key(2).address(), 5), (a.address(), 5)],
+        ),
+    ];
+    let parent = t.txs.clone();
+    let _ = parent;
+    let mut b = Block {
+        header: t.header,
+        txs,
+    };
+    let pay2 = a.spend(&[outpoint(b.txs[1].txid(), 1)], &[(key(3).address(), 5)]);
+    b.txs.push(pay2);
+    let before = f.state();
+    let err = f.engine.submit_block(remine(b)).unwrap_err();
+    assert_eq!(code(&err), "too_many_txs");
+    assert_eq!(f.state(), before);
+}
+
+#[test]
+fn a_double_spending_fork_with_more_work_is_refused_whole() {
+    let w = world();
+    let e = &w.f.engine;
+    let tip = e.status().unwrap();
+    let fork_parent = e.block_hash_at(tip.height - 1).unwrap().unwrap();
+    let (parent_info, _) = e.block(&fork_parent).unwrap().unwrap();
+    let carol = key(7).address();
+    let spend1 = w.alice.spend(&[w.mature], &[(carol, 10)]);
+    let mut spend2 = w.alice.spend(&[w.mature], &[(key(8).address(), 10)]);
+    resign(&mut spend2, &w.alice);
+    let c1 = fork_block(
+        fork_parent,
+        parent_info.height + 1,
+        parent_info.time + 1,
+        vec![spend1],
+    );
+    let c2 = fork_block(
+        c1.hash(),
+        parent_info.height + 2,
+        parent_info.time + 2,
+        vec![spend2],
+    );
+    assert!(matches!(
+        e.submit_block(c1).unwrap(),
+        engine::BlockAccepted::SideChain { .. }
+    ));
+    let before = w.f.state();
+    let err = e.submit_block(c2).unwrap_err();
+    assert_eq!(code(&err), "input_spent", "{err}");
+    assert_eq!(w.f.state(), before);
+    assert_eq!(e.status().unwrap().best_hash, tip.best_hash);
+}
+
+fn fork_block(prev: Hash256, height: u64, time: u32, txs: Vec<Transaction>) -> Block {
+    let cb = Transaction::coinbase(
+        height,
+        vec![],
+        vec![TxOut {
+            amount: 10,
+            address: key(4).address(),
+        }],
+    );
+    let mut all = vec![cb];
+    all.extend(txs);
+    let header = BlockHeader {
+        version: 1,
+        prev_hash: prev,
+        merkle_root: Hash256::ZERO,
+        time,
+        bits: CompactTarget(0x207fffff),
+        nonce: 0,
+    };
+    remine(Block { header, txs: all })
+}
+
+#[test]
+fn rejection_codes_are_distinct() {
+    let all = [
+        Reject::NoInputs.code(),
+        Reject::NoOutputs.code(),
+        Reject::BadSignature(0).code(),
+        Reject::HighHash.code(),
+        Reject::MempoolFull.code(),
+    ];
+    let set: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(set.len(), all.len());
+}
