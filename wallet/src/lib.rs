@@ -27,3 +27,7 @@ pub mod keystore;
 pub use keystore::{KdfParams, Keystore, KeystoreError, UnlockedWallet};
 pub mod coinselect;
 pub use coinselect::{build_payment, select, SendError, Spendable};
+pub mod client;
+pub use client::{AddressInfo, BalanceEvent, NodeClient, NodeError};
+pub mod ops;
+pub use ops::{Balance, WalletError};

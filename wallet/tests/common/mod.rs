@@ -1,0 +1,149 @@
+//! A tiny fake node speaking just enough HTTP/1.1 for the wallet (std only, one thread
+//! per connection). It records every request so tests can assert what was (not) sent.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub enum Reply {
+    Json(u16, String),
+    /// SSE: write these chunks (flushing each), then close the connection.
+    Sse(Vec<String>),
+}
+
+type Handler = dyn Fn(&Request, usize) -> Reply + Send + Sync;
+
+pub struct FakeNode {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl FakeNode {
+    /// `handler(request, n)` where n counts earlier requests with the same path.
+    pub fn start(handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> FakeNode {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
+        let handler: Arc<Handler> = Arc::new(handler);
+        let reqs = requests.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let handler = handler.clone();
+                let reqs = reqs.clone();
+                thread::spawn(move || serve(stream, &*handler, &reqs));
+            }
+        });
+        FakeNode { url, requests }
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve(stream: TcpStream, handler: &Handler, reqs: &Mutex<Vec<Request>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let path = parts.next().unwrap_or_default().to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        let req = Request {
+            method,
+            path,
+            headers,
+            body,
+        };
+        let n = {
+            let mut r = reqs.lock().unwrap();
+            let base = req.path.split('?').next().unwrap().to_string();
+            let n = r
+                .iter()
+                .filter(|q| q.path.split('?').next().unwrap() == base)
+                .count();
+            r.push(req.clone());
+            n
+        };
+        match handler(&req, n) {
+            Reply::Json(status, body) => {
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                if out.write_all(head.as_bytes()).is_err()
+                    || out.write_all(body.as_bytes()).is_err()
+                {
+                    return;
+                }
+            }
+            Reply::Sse(chunks) => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+                let _ = out.write_all(head.as_bytes());
+                for c in chunks {
+                    if out
+                        .write_all(c.as_bytes())
+                        .and_then(|_| out.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                    thread::sleep(std::time::Duration::from_millis(20));
+                }
+                return;
+            }
+        }
+    }
+}
+
+pub fn not_found() -> Reply {
+    Reply::Json(
+        404,
+        r#"{"error":"not_found","message":"no such route"}"#.into(),
+    )
+}
