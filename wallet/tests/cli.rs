@@ -465,7 +465,9 @@ fn node_rejection_is_reported() {
 fn watch_prints_pushed_balances_and_resumes_with_last_event_id() {
     let dir = tempfile::tempdir().unwrap();
     let w = with_two_addresses(dir.path());
-    let node = FakeNode::start(|req: &Request, n| {
+    let go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = go.clone();
+    let node = FakeNode::start(move |req: &Request, n| {
         if !req.path.starts_with("/v1/events") {
             return not_found();
         }
@@ -476,12 +478,17 @@ fn watch_prints_pushed_balances_and_resumes_with_last_event_id() {
             )
         };
         match n {
-            0 => Reply::Sse(vec![
-                ": hello\n\n".into(),
-                ev(1, ABANDON_0, 10),
-                "id: 2\nevent: block_connected\ndata: {\"hash\":\"00\",\"height\":1}\n\n".into(),
-                ev(3, ABANDON_1, 20),
-            ]),
+            // The first event must reach stdout while this stream is still open.
+            0 => Reply::SseGated {
+                first: vec![": hello\n\n".into(), ev(1, ABANDON_0, 10)],
+                go: gate.clone(),
+                then: vec![
+                    "id: 2\nevent: block_connected\ndata: {\"hash\":\"00\",\"height\":1}\n\n"
+                        .into(),
+                    ev(3, ABANDON_1, 20),
+                ],
+                late: vec![ev(3, ABANDON_1, 555)],
+            },
             _ if req.header("last-event-id") == Some("3") => Reply::Sse(vec![ev(4, ABANDON_0, 30)]),
             _ => Reply::Sse(vec![ev(99, ABANDON_0, 999)]),
         }
@@ -496,9 +503,12 @@ fn watch_prints_pushed_balances_and_resumes_with_last_event_id() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut got = Vec::new();
-    for _ in 0..3 {
+    for i in 0..3 {
         let line = lines.next().unwrap().unwrap();
         got.push(serde_json::from_str::<Value>(&line).unwrap());
+        if i == 0 {
+            go.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
     child.kill().unwrap();
     child.wait().unwrap();

@@ -29,6 +29,15 @@ pub enum Reply {
     Json(u16, String),
     /// SSE: write these chunks (flushing each), then close the connection.
     Sse(Vec<String>),
+    /// SSE: write `first`, keep the connection open until `go` is set (or 20 s pass, then
+    /// write `late` instead of `then`), write `then`, close. Proves events are delivered
+    /// while the stream is still open.
+    SseGated {
+        first: Vec<String>,
+        go: Arc<std::sync::atomic::AtomicBool>,
+        then: Vec<String>,
+        late: Vec<String>,
+    },
 }
 
 type Handler = dyn Fn(&Request, usize) -> Reply + Send + Sync;
@@ -123,21 +132,48 @@ fn serve(stream: TcpStream, handler: &Handler, reqs: &Mutex<Vec<Request>>) {
                 }
             }
             Reply::Sse(chunks) => {
-                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
-                let _ = out.write_all(head.as_bytes());
-                for c in chunks {
-                    if out
-                        .write_all(c.as_bytes())
-                        .and_then(|_| out.flush())
-                        .is_err()
-                    {
+                sse_head(&mut out);
+                write_chunks(&mut out, chunks);
+                return;
+            }
+            Reply::SseGated {
+                first,
+                go,
+                then,
+                late,
+            } => {
+                sse_head(&mut out);
+                write_chunks(&mut out, first);
+                let start = std::time::Instant::now();
+                while !go.load(std::sync::atomic::Ordering::SeqCst) {
+                    if start.elapsed() > std::time::Duration::from_secs(20) {
+                        write_chunks(&mut out, late);
                         return;
                     }
-                    thread::sleep(std::time::Duration::from_millis(20));
+                    thread::sleep(std::time::Duration::from_millis(10));
                 }
+                write_chunks(&mut out, then);
                 return;
             }
         }
+    }
+}
+
+fn sse_head(out: &mut TcpStream) {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+    let _ = out.write_all(head.as_bytes());
+}
+
+fn write_chunks(out: &mut TcpStream, chunks: Vec<String>) {
+    for c in chunks {
+        if out
+            .write_all(c.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            return;
+        }
+        thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
