@@ -1,1 +1,112 @@
+//! Workloads shared by the criterion benches and the `bitplace-bench` harness: a ledger
+//! funded with many independent outputs, and blocks full of signed transactions.
 
+use engine::engine::Clock;
+use engine::params::ChainParams;
+use engine::pow::CompactTarget;
+use engine::testkit::{outpoint, TestKey};
+use engine::tx::{OutPoint, Transaction};
+use engine::{Block, Engine, EngineConfig};
+use rayon::prelude::*;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Outputs per fan-out transaction (the per-transaction item limit).
+pub const FAN_OUT: usize = 10_000;
+/// Distinct keys owning the funded outputs.
+pub const KEYS: u64 = 256;
+
+/// Parameters for benchmarks: easiest target, large reward, big blocks, no maturity wait.
+pub fn bench_params() -> ChainParams {
+    let mut p = ChainParams::dev();
+    p.initial_bits = CompactTarget(0x207fffff);
+    p.reward = 1 << 50;
+    p.coinbase_maturity = 1;
+    p.max_block_txs = 100_000;
+    p.max_block_bytes = 64_000_000;
+    p.mempool_max_txs = 2_000_000;
+    p
+}
+
+/// A ledger with a clock that advances one second per read (every template is newer).
+pub struct Bench {
+    pub engine: Engine,
+    now: Arc<AtomicU64>,
+}
+
+impl Bench {
+    pub fn open(path: Option<&Path>) -> Bench {
+        let now = Arc::new(AtomicU64::new(1_800_000_000));
+        let n = now.clone();
+        let clock: Clock = Arc::new(move || n.fetch_add(1, Ordering::SeqCst));
+        let mut config = EngineConfig::new(bench_params());
+        config.clock = clock;
+        let engine = match path {
+            Some(p) => Engine::open(p, config).expect("open ledger"),
+            None => Engine::in_memory(config).expect("open ledger"),
+        };
+        Bench { engine, now }
+    }
+
+    pub fn key(i: u64) -> TestKey {
+        TestKey::new(1_000 + i)
+    }
+
+    /// Mines a block with the mempool's contents paying `to`.
+    pub fn mine(&self, to: &TestKey) -> Block {
+        let block = self
+            .engine
+            .block_template(to.address(), vec![])
+            .expect("template")
+            .mine_cpu();
+        self.engine.submit_block(block.clone()).expect("mine");
+        block
+    }
+
+    /// Creates `n` confirmed outputs spread over [`KEYS`] keys; returns them with owners.
+    pub fn fund(&self, n: usize) -> Vec<(OutPoint, u64, u64)> {
+        let miner = Bench::key(u64::MAX / 2);
+        let mut funded = Vec::with_capacity(n);
+        while funded.len() < n {
+            let cb = self.mine(&miner).txs[0].clone();
+            self.mine(&miner);
+            let count = FAN_OUT.min(n - funded.len());
+            let amount = cb.outputs[0].amount / count as u64;
+            let outs: Vec<_> = (0..count)
+                .map(|i| (Bench::key(i as u64 % KEYS).address(), amount))
+                .collect();
+            let fan = miner.spend(&[outpoint(cb.txid(), 0)], &outs);
+            self.engine.submit_tx(fan.clone()).expect("fan-out");
+            funded.extend(
+                (0..count).map(|i| (outpoint(fan.txid(), i as u32), amount, i as u64 % KEYS)),
+            );
+        }
+        self.mine(&miner);
+        funded
+    }
+
+    /// A block on the tip spending each funded output to its owner (one input, one
+    /// output, fee 1), signed in parallel.
+    pub fn full_block(&self, coins: &[(OutPoint, u64, u64)]) -> Block {
+        let txs: Vec<Transaction> = coins
+            .par_iter()
+            .map(|(op, amount, owner)| {
+                let k = Bench::key(*owner);
+                k.spend(&[*op], &[(k.address(), amount - 1)])
+            })
+            .collect();
+        let mut t = self
+            .engine
+            .block_template(Bench::key(0).address(), vec![])
+            .expect("template");
+        let fees = txs.len() as u64;
+        t.txs[0].outputs[0].amount += fees;
+        t.fees += fees;
+        t.txs.extend(txs);
+        t.header.merkle_root =
+            engine::merkle::merkle_root(&t.txs.iter().map(|x| x.txid()).collect::<Vec<_>>()).0;
+        self.now.fetch_add(1, Ordering::SeqCst);
+        t.mine_cpu()
+    }
+}

@@ -232,8 +232,8 @@ impl Engine {
         &self,
         tx: Transaction,
     ) -> Result<oneshot::Receiver<Result<TxAccepted, EngineError>>, EngineError> {
+        // Signatures are checked by the writer, batched over the whole group commit.
         validation::check_loose_tx(&tx)?;
-        validation::verify_signatures(&tx)?;
         let (reply, rx) = oneshot::channel();
         self.send(Command::Tx(tx, reply))?;
         Ok(rx)
@@ -378,9 +378,14 @@ impl Writer {
             return;
         }
         let (txs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let signatures = validation::verify_signatures_each(&txs);
         let outcome = self.transact(|t| {
             let mut results = Vec::with_capacity(txs.len());
-            for tx in txs {
+            for (tx, sig) in txs.into_iter().zip(signatures) {
+                if let Err(r) = sig {
+                    results.push(Err(r.into()));
+                    continue;
+                }
                 match self.admit(t, tx) {
                     Err(EngineError::Rejected(r)) => results.push(Err(EngineError::Rejected(r))),
                     // A storage failure fails the whole batch: nothing is acknowledged.
@@ -455,7 +460,7 @@ impl Writer {
         tx: &Transaction,
         rate: u64,
     ) -> Result<(), EngineError> {
-        if (mempool_len(t)? as usize) < self.params().mempool_max_txs {
+        if (t.meta.mempool_count as usize) < self.params().mempool_max_txs {
             return Ok(());
         }
         let lowest = match t.mempool_rate.first()? {
@@ -645,11 +650,6 @@ impl Writer {
         }
         Ok(())
     }
-}
-
-pub(crate) fn mempool_len(t: &Tables<'_>) -> Result<u64, EngineError> {
-    use redb::ReadableTableMetadata;
-    Ok(t.mempool.len()?)
 }
 
 /// Mempool transactions in admission order (parents before children).

@@ -141,7 +141,7 @@ fn genesis_block(network: Network) -> Block {
         version: 1,
         prev_hash: Hash256::ZERO,
         merkle_root,
-        time: 1_795_996_800,
+        time: 1_795_478_400,
         bits: ChainParams::for_network_limit(network),
         nonce: 0,
     };

@@ -18,9 +18,7 @@ use crate::store::codec::*;
 use crate::store::*;
 use crate::tx::{OutPoint, Transaction};
 use primitive_types::U256;
-use redb::{
-    ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-};
+use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -234,7 +232,7 @@ impl Engine {
             chainwork: u256_hex(&tip.chainwork),
             difficulty: difficulty(next_bits),
             bits: format!("{:08x}", next_bits.0),
-            mempool_size: s.table(MEMPOOL)?.len()?,
+            mempool_size: meta.mempool_count,
             utxo_count: meta.utxo_count,
             utxo_set_hash: hex::encode(meta.utxo_hash.to_big_endian()),
             genesis_hash: self.params().genesis_hash(),

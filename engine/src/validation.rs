@@ -236,6 +236,25 @@ pub fn verify_signatures_batch(txs: &[Transaction]) -> Result<(), (usize, Reject
         })
 }
 
+/// Verifies the signatures of many independent transactions (e.g. one group commit's
+/// worth) with batch verification in parallel chunks, and says for each whether it passed.
+/// Roughly halves the cost per signature compared with one `verify_strict` each.
+pub fn verify_signatures_each(txs: &[Transaction]) -> Vec<Result<(), Reject>> {
+    const CHUNK: usize = 64;
+    txs.par_chunks(CHUNK)
+        .flat_map_iter(|chunk| {
+            let all_good = verify_chunk(chunk);
+            chunk.iter().map(move |tx| {
+                if all_good {
+                    Ok(())
+                } else {
+                    verify_signatures(tx)
+                }
+            })
+        })
+        .collect()
+}
+
 /// Batch-verifies a chunk; false if anything is wrong (then checked singly).
 /// Batch verification is not "strict", so weak keys are refused here first.
 fn verify_chunk(chunk: &[Transaction]) -> bool {

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use engine::testkit::outpoint;
-use engine::{BlockAccepted, Engine, EngineError, Reject};
+use engine::{BlockAccepted, Engine, EngineConfig, EngineError, Reject};
 
 #[test]
 fn mine_spend_and_balances() {
@@ -171,4 +171,18 @@ fn dev_reset_goes_back_to_genesis_and_replays() {
     assert_eq!(s.utxo_count, 0);
     f.mine(key(1).address());
     assert!(f.engine.verify().unwrap().ok());
+}
+
+/// Regression: the genesis time once lay six days ahead of the release date, so every
+/// template on a fresh dev node was refused as too new. Mines with the real clock.
+#[test]
+fn regression_genesis_time_in_the_future_blocked_mining() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig::new(engine::ChainParams::dev());
+    let engine = Engine::open(dir.path().join("l.redb"), config).unwrap();
+    let r = engine.mine_block(key(1).address(), None).unwrap();
+    assert!(
+        matches!(r, BlockAccepted::Connected { height: 1, .. }),
+        "{r:?}"
+    );
 }

@@ -273,6 +273,7 @@ impl Tables<'_> {
             self.mempool_addr
                 .insert(address_txid_key(a, &txid).as_slice(), ())?;
         }
+        self.meta.mempool_count += 1;
         self.note(seq, NotificationKind::TxAdded { txid, fee }, addresses);
         Ok(())
     }
@@ -411,6 +412,7 @@ impl Tables<'_> {
         }
         let rate = fee_rate_micro(fee, bytes.len());
         self.mempool_rate.remove(rate_key(rate, txid).as_slice())?;
+        self.meta.mempool_count -= 1;
         Ok(Some(addresses))
     }
 }

@@ -93,6 +93,8 @@ pub struct ProjMeta {
     /// entry, independent of insertion order, updated incrementally.
     pub utxo_hash: primitive_types::U256,
     pub utxo_count: u64,
+    /// Transactions in the mempool (redb's `len()` walks the table; this is O(1)).
+    pub mempool_count: u64,
 }
 
 impl Default for ProjMeta {
@@ -102,6 +104,7 @@ impl Default for ProjMeta {
             tip: Hash256::ZERO,
             utxo_hash: primitive_types::U256::zero(),
             utxo_count: 0,
+            mempool_count: 0,
         }
     }
 }
@@ -143,6 +146,9 @@ pub(crate) fn read_proj_meta(t: &impl ReadableTable<&'static str, Bytes>) -> Sto
     }
     if let Some(v) = t.get("utxo_count")? {
         m.utxo_count = u64::from_le_bytes(v.value().try_into().map_err(|_| bad())?);
+    }
+    if let Some(v) = t.get("mempool_count")? {
+        m.mempool_count = u64::from_le_bytes(v.value().try_into().map_err(|_| bad())?);
     }
     Ok(m)
 }
@@ -243,6 +249,10 @@ impl<'t> Tables<'t> {
             .insert("utxo_hash", self.meta.utxo_hash.to_big_endian().as_slice())?;
         self.proj_meta
             .insert("utxo_count", self.meta.utxo_count.to_le_bytes().as_slice())?;
+        self.proj_meta.insert(
+            "mempool_count",
+            self.meta.mempool_count.to_le_bytes().as_slice(),
+        )?;
         Ok(())
     }
 

@@ -1,0 +1,203 @@
+//! `bitplace-bench`: the engine's load harness. Each subcommand prints one JSON line with
+//! its figures and the reference measured in the same run.
+
+use anyhow::{Context, Result};
+use benchkit::Bench;
+use clap::{Parser, Subcommand};
+use ed25519_dalek::{Signature, VerifyingKey};
+use engine::tx::Transaction;
+use rayon::prelude::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "Bitplace engine benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Connect one block of N signed transactions (durable), next to ed25519 verify rates.
+    Connect {
+        #[arg(long, default_value_t = 10_000)]
+        txs: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Rebuild every projection from a log holding at least N transactions.
+    Rebuild {
+        #[arg(long, default_value_t = 1_000_000)]
+        txs: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Concurrent durable submissions through the engine API: tx/s, p50, p99.
+    Submit {
+        #[arg(long, default_value_t = 256)]
+        threads: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Connect { txs, runs } => connect(txs, runs),
+        Cmd::Rebuild { txs, runs } => rebuild(txs, runs),
+        Cmd::Submit { threads, seconds } => submit(threads, seconds),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn connect(n: usize, runs: usize) -> Result<()> {
+    let mut rates = Vec::new();
+    let mut sample = Vec::new();
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let bench = Bench::open(Some(&dir.path().join("ledger.redb")));
+        let coins = bench.fund(n);
+        let block = bench.full_block(&coins);
+        let start = Instant::now();
+        bench
+            .engine
+            .submit_block(block.clone())
+            .context("connect")?;
+        rates.push(n as f64 / start.elapsed().as_secs_f64());
+        sample = block.txs[1..].to_vec();
+    }
+    let (single, batch) = verify_references(&sample);
+    let rate = median(rates);
+    println!(
+        "{}",
+        json!({"bench": "connect_block", "txs": n, "tx_per_s": rate.round(),
+               "ref_single_verify_per_s_all_cores": single.round(),
+               "ref_batch_verify_per_s_all_cores": batch.round(),
+               "ratio_to_batch_bound": (rate / batch * 100.0).round() / 100.0,
+               "threads": rayon::current_num_threads()})
+    );
+    Ok(())
+}
+
+/// ed25519-dalek's own rates over the same signatures, on all cores.
+fn verify_references(txs: &[Transaction]) -> (f64, f64) {
+    let items: Vec<([u8; 32], Signature, VerifyingKey)> = txs
+        .iter()
+        .map(|t| {
+            let i = &t.spends()[0];
+            (
+                t.txid().0,
+                Signature::from_bytes(&i.signature),
+                VerifyingKey::from_bytes(&i.public_key).unwrap(),
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    items
+        .par_iter()
+        .for_each(|(m, s, k)| k.verify_strict(m, s).unwrap());
+    let single = items.len() as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    items.par_chunks(256).for_each(|c| {
+        let msgs: Vec<&[u8]> = c.iter().map(|x| &x.0[..]).collect();
+        let sigs: Vec<Signature> = c.iter().map(|x| x.1).collect();
+        let keys: Vec<VerifyingKey> = c.iter().map(|x| x.2).collect();
+        ed25519_dalek::verify_batch(&msgs, &sigs, &keys).unwrap();
+    });
+    let batch = items.len() as f64 / start.elapsed().as_secs_f64();
+    (single, batch)
+}
+
+fn rebuild(n: usize, runs: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bench = Bench::open(Some(&dir.path().join("ledger.redb")));
+    let mut total = 0;
+    let build = Instant::now();
+    while total < n {
+        let coins = bench.fund(benchkit::FAN_OUT);
+        let block = bench.full_block(&coins);
+        bench.engine.submit_block(block).context("connect")?;
+        total += coins.len();
+    }
+    let build_secs = build.elapsed().as_secs_f64();
+    let log_txs = total;
+    let mut rates = Vec::new();
+    let status = bench.engine.status()?;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let hash = bench.engine.rebuild()?;
+        rates.push(log_txs as f64 / start.elapsed().as_secs_f64());
+        anyhow::ensure!(
+            hex_of(&hash.0) == status.utxo_set_hash,
+            "rebuild changed the UTXO set hash"
+        );
+    }
+    println!(
+        "{}",
+        json!({"bench": "rebuild", "log_txs": log_txs, "log_records": status.log_length,
+               "tx_per_s": median(rates).round(), "build_secs": build_secs.round()})
+    );
+    Ok(())
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn submit(threads: usize, seconds: u64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bench = Bench::open(Some(&dir.path().join("ledger.redb")));
+    let coins = bench.fund(threads);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let latencies: Vec<Vec<Duration>> = std::thread::scope(|s| {
+        let handles: Vec<_> = coins
+            .iter()
+            .enumerate()
+            .map(|(i, coin)| {
+                let engine = bench.engine.clone();
+                let coin = *coin;
+                s.spawn(move || chain_submitter(&engine, coin, i, deadline))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut all: Vec<Duration> = latencies.into_iter().flatten().collect();
+    all.sort();
+    let pct =
+        |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
+    println!(
+        "{}",
+        json!({"bench": "submit_durable", "threads": threads, "txs": all.len(),
+               "tx_per_s": (all.len() as f64 / elapsed).round(),
+               "p50_ms": pct(0.50), "p99_ms": pct(0.99)})
+    );
+    Ok(())
+}
+
+/// Spends its coin to itself again and again (an unconfirmed chain), timing each durable
+/// acknowledgement.
+fn chain_submitter(
+    engine: &engine::Engine,
+    coin: (engine::OutPoint, u64, u64),
+    _i: usize,
+    deadline: Instant,
+) -> Vec<Duration> {
+    let key = Bench::key(coin.2);
+    let (mut op, amount) = (coin.0, coin.1);
+    let mut out = Vec::new();
+    while Instant::now() < deadline {
+        let tx = key.spend(&[op], &[(key.address(), amount)]);
+        let t0 = Instant::now();
+        engine.submit_tx(tx.clone()).expect("submit");
+        out.push(t0.elapsed());
+        op = engine::testkit::outpoint(tx.txid(), 0);
+    }
+    out
+}
