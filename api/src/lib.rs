@@ -1,1 +1,99 @@
+//! The Bitplace node's HTTP face: the `/v1` JSON API, server-sent push events, the seeds'
+//! route aliases, the web page, metrics and the OpenAPI document, over one [`engine::Engine`].
+//!
+//! [`app`] builds the whole router; the `bitplace-node` binary (src/main.rs) opens the
+//! engine, builds an [`AppState`] and serves it.
 
+pub mod custody;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod seed;
+pub mod state;
+pub mod v1;
+pub mod views;
+pub mod web;
+
+pub use error::AppError;
+pub use state::{AppState, NodeConfig};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::time::Instant;
+
+/// The node's router with every route, limit and middleware.
+pub fn app(state: AppState) -> Router {
+    app_with(state, Router::new())
+}
+
+/// [`app`] plus `extra` routes (e.g. the peer service's router, which carries its own
+/// state), merged before the limits, timeouts and metrics are layered on, so they apply
+/// to `extra` too.
+pub fn app_with(state: AppState, extra: Router) -> Router {
+    let body_limit = state.config.body_limit;
+    let v1 = Router::new()
+        .route("/v1/status", get(v1::status))
+        .route("/v1/blocks", get(v1::blocks))
+        .route("/v1/blocks/{id}", get(v1::block))
+        .route("/v1/tx/{txid}", get(v1::transaction))
+        .route("/v1/tx", post(v1::post_tx))
+        .route("/v1/addresses/{address}", get(v1::address))
+        .route("/v1/mempool", get(v1::mempool))
+        .route("/v1/mining/template", get(v1::template))
+        .route("/v1/mining/submit", post(v1::submit_work))
+        .route("/v1/events", get(events::events))
+        .route("/v1/openapi.json", get(openapi::openapi_json))
+        .route("/healthz", get(v1::healthz))
+        .route("/metrics", get(v1::metrics));
+    v1.merge(seed::routes())
+        .fallback(web::fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone())
+        .merge(extra)
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state, observe))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
+    AppError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Bounds the time to the response head (an event stream's body is not covered: it
+/// is meant to stay open). A timeout answers 503 JSON; the work in flight is dropped,
+/// which is safe: engine commands either commit whole or not at all.
+async fn timeout(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(s.config.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => AppError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took too long",
+        )
+        .into_response(),
+    }
+}
+
+/// Records the latency histogram per matched route.
+async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    s.metrics
+        .observe(&route, &method, resp.status().as_u16(), start.elapsed());
+    resp
+}

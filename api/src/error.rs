@@ -1,0 +1,156 @@
+//! The one error type of the HTTP API: every failure becomes
+//! `{"error": "<snake_case_code>", "message": "<text>"}` with a fitting status, so a client
+//! can branch on `error` and show `message`. Bad input is always a 4xx, never a 500.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use engine::{EngineError, Reject};
+use serde::Serialize;
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct AppError {
+    pub status: StatusCode,
+    pub code: Cow<'static, str>,
+    pub message: String,
+}
+
+/// The JSON body of every error.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable snake_case code, e.g. `bad_address`, `double_spend`, `stale_job`.
+    pub error: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl AppError {
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        AppError {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn dev_only(what: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "dev_mode_only",
+            format!("dev mode only: {what} is available only on a node started with --dev"),
+        )
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.code.to_string(),
+            message: self.message.clone(),
+        }
+    }
+}
+
+/// The status for a rule the input broke. 400: the input is malformed or can never be
+/// valid; 409: it conflicts with the current state (may change as the chain moves);
+/// 422: well-formed but breaks a ledger rule given the state.
+pub fn reject_status(r: &Reject) -> StatusCode {
+    use Reject::*;
+    match r {
+        DoubleSpend(..)
+        | InputSpent(..)
+        | MissingInput(..)
+        | UnknownParent(_)
+        | TimeTooNew { .. } => StatusCode::CONFLICT,
+        SpendsMoreThanInputs { .. }
+        | ImmatureCoinbase { .. }
+        | KeyMismatch(_)
+        | FeeTooLow { .. }
+        | CoinbaseTooLarge { .. }
+        | BadBits { .. }
+        | BadCoinbaseHeight { .. }
+        | TimeTooOld { .. }
+        | GenesisMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+        MempoolFull => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+impl From<EngineError> for AppError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Rejected(r) => AppError::new(reject_status(&r), r.code(), r.to_string()),
+            EngineError::Closed => AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the node is shutting down",
+            ),
+            // Storage trouble is the node's, not the client's: 503 so clients retry.
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_error",
+                    other.to_string(),
+                )
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let code = match &r {
+            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+            JsonRejection::JsonSyntaxError(_) => "malformed_json",
+            JsonRejection::JsonDataError(_) => "invalid_body",
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+            _ => "bad_body",
+        };
+        AppError::new(status, code, r.body_text())
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(r: QueryRejection) -> Self {
+        AppError::bad_request("bad_query", r.body_text())
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(r: PathRejection) -> Self {
+        AppError::bad_request("bad_path", r.body_text())
+    }
+}
+
+impl From<tokio::task::JoinError> for AppError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        tracing::error!(error = %e, "background task failed");
+        AppError::unavailable("a background task failed; try again")
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, AppError>;

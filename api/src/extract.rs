@@ -1,0 +1,17 @@
+//! Extractors whose rejections are [`AppError`]s, so malformed JSON, wrong types and bad
+//! paths answer with the JSON error shape instead of axum's plain text.
+
+use crate::error::AppError;
+use axum::extract::{FromRequest, FromRequestParts};
+
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct Json<T>(pub T);
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(AppError))]
+pub struct Query<T>(pub T);
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(AppError))]
+pub struct Path<T>(pub T);

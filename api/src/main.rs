@@ -1,0 +1,330 @@
+//! `bitplace-node`: runs a Bitplace node (HTTP API, push events, web page) over an
+//! embedded redb ledger; `rebuild` and `verify` maintain a data directory offline.
+
+use anyhow::{bail, Context, Result};
+use api::custody::Custody;
+use api::{AppState, NodeConfig};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use engine::params::{ChainParams, Network};
+use engine::pow::CompactTarget;
+use engine::{Engine, EngineConfig};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Name of the redb file inside the data directory.
+const LEDGER_FILE: &str = "ledger.redb";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bitplace-node",
+    version,
+    about = "Bitplace proof-of-work ledger node"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Drop every projection, replay the event log, print the UTXO set hash.
+    Rebuild(OfflineArgs),
+    /// Check the log's hash chain and that projections equal a rebuild.
+    Verify(OfflineArgs),
+}
+
+#[derive(Args, Debug)]
+struct OfflineArgs {
+    #[arg(long, default_value = "./bitplace-data")]
+    data_dir: PathBuf,
+    /// The data directory's network (default: detected).
+    #[arg(long)]
+    network: Option<NetworkArg>,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum NetworkArg {
+    Main,
+    Dev,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Data directory (the redb ledger and, in dev mode, dev wallets live inside).
+    #[arg(long, default_value = "./bitplace-data")]
+    data_dir: PathBuf,
+    /// Address for the HTTP API and web page.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// A peer's base URL (repeatable).
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    #[arg(long, value_enum)]
+    network: Option<NetworkArg>,
+    /// Dev network plus dev routes (custody wallets, mine in the request, reset).
+    #[arg(long)]
+    dev: bool,
+    /// Starting compact target as hex, e.g. 1f00ffff.
+    #[arg(long, value_parser = parse_bits)]
+    difficulty: Option<CompactTarget>,
+    /// Seconds between blocks that retargeting aims for.
+    #[arg(long)]
+    target_block_time: Option<u32>,
+    /// Block reward in units.
+    #[arg(long)]
+    reward: Option<u64>,
+    /// Blocks between reward halvings (0 = never).
+    #[arg(long)]
+    halving_interval: Option<u64>,
+    /// Most transactions per block (coinbase included).
+    #[arg(long)]
+    max_block_txs: Option<usize>,
+    /// Blocks before a coinbase output can be spent.
+    #[arg(long)]
+    coinbase_maturity: Option<u64>,
+    /// Token for admin routes (peer registration) outside dev mode.
+    #[arg(long, env = "BITPLACE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Serve Stratum V1 on this address.
+    #[arg(long)]
+    stratum: Option<SocketAddr>,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Serve this directory at / instead of the built-in page (history fallback to index.html).
+    #[arg(long)]
+    web_root: Option<PathBuf>,
+}
+
+fn parse_bits(s: &str) -> Result<CompactTarget, String> {
+    let hex = s.trim().trim_start_matches("0x").trim_start_matches("0X");
+    let v = u32::from_str_radix(hex, 16)
+        .map_err(|e| format!("`{s}` is not a compact target in hex (like 1f00ffff): {e}"))?;
+    let bits = CompactTarget(v);
+    bits.to_target()
+        .map_err(|e| format!("`{s}` is not a valid compact target: {e}"))?;
+    Ok(bits)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let format = cli.run.log_format;
+    init_logging(format);
+    let result = match cli.command {
+        Some(Command::Rebuild(a)) => rebuild(&a),
+        Some(Command::Verify(a)) => verify(&a),
+        None => run(cli.run),
+    };
+    if let Err(e) = result {
+        // One line, the whole cause chain.
+        eprintln!("bitplace-node: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn params(a: &RunArgs) -> Result<ChainParams> {
+    let network = match (a.dev, a.network) {
+        (true, Some(NetworkArg::Main)) => bail!("--dev runs the dev network; drop --network main"),
+        (true, _) | (false, Some(NetworkArg::Dev)) => Network::Dev,
+        _ => Network::Main,
+    };
+    let mut p = ChainParams::for_network(network);
+    if let Some(bits) = a.difficulty {
+        p.initial_bits = bits;
+        // An easier start than the limit would be refused by validation: widen the limit.
+        let limit = p.pow_limit.to_target().context("pow limit")?;
+        if bits.to_target().context("difficulty")? > limit {
+            p.pow_limit = bits;
+        }
+    }
+    if let Some(t) = a.target_block_time {
+        if t == 0 {
+            bail!("--target-block-time must be at least 1 second");
+        }
+        p.target_block_time = t;
+    }
+    if let Some(r) = a.reward {
+        p.reward = r;
+    }
+    if let Some(h) = a.halving_interval {
+        p.halving_interval = h;
+    }
+    if let Some(m) = a.max_block_txs {
+        if m < 1 {
+            bail!("--max-block-txs must be at least 1 (the coinbase)");
+        }
+        p.max_block_txs = m;
+    }
+    if let Some(m) = a.coinbase_maturity {
+        p.coinbase_maturity = m;
+    }
+    Ok(p)
+}
+
+fn open_engine(data_dir: &Path, params: ChainParams) -> Result<Engine> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let path = data_dir.join(LEDGER_FILE);
+    Engine::open(&path, EngineConfig::new(params))
+        .with_context(|| format!("cannot open the ledger {}", path.display()))
+}
+
+/// Opens an existing data directory for offline work, detecting its network.
+fn open_offline(a: &OfflineArgs) -> Result<Engine> {
+    let path = a.data_dir.join(LEDGER_FILE);
+    if !path.exists() {
+        bail!("no ledger at {}", path.display());
+    }
+    let candidates = match a.network {
+        Some(NetworkArg::Main) => vec![Network::Main],
+        Some(NetworkArg::Dev) => vec![Network::Dev],
+        None => vec![Network::Main, Network::Dev],
+    };
+    let mut last = None;
+    for n in candidates {
+        match Engine::open(&path, EngineConfig::new(ChainParams::for_network(n))) {
+            Ok(e) => return Ok(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("at least one network tried"))
+        .with_context(|| format!("cannot open the ledger {}", path.display()))
+}
+
+fn rebuild(a: &OfflineArgs) -> Result<()> {
+    let engine = open_offline(a)?;
+    let hash = engine.rebuild().context("rebuild failed")?;
+    println!("{}", hex::encode(hash.0));
+    Ok(())
+}
+
+fn verify(a: &OfflineArgs) -> Result<()> {
+    let engine = open_offline(a)?;
+    let report = engine.verify().context("verification failed")?;
+    if !report.ok() {
+        bail!(
+            "{} log records; projections differ from a rebuild: {}",
+            report.records,
+            report.mismatched.join(", ")
+        );
+    }
+    let st = engine.status().context("status")?;
+    println!(
+        "ok: {} log records, height {}, utxo set hash {}",
+        report.records, st.height, st.utxo_set_hash
+    );
+    Ok(())
+}
+
+fn run(a: RunArgs) -> Result<()> {
+    let params = params(&a)?;
+    let dev = a.dev;
+    if let Some(root) = &a.web_root {
+        if !root.join("index.html").is_file() {
+            bail!("--web-root {}: no index.html there", root.display());
+        }
+    }
+    let engine = open_engine(&a.data_dir, params)?;
+    let custody = if dev {
+        Some(Custody::open(&a.data_dir)?)
+    } else {
+        None
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(a, engine, custody))
+}
+
+async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<()> {
+    let dev = a.dev;
+    if dev && !a.listen.ip().is_loopback() {
+        tracing::warn!(listen = %a.listen, "dev mode holds keys and mines on request: bind it to loopback only");
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let config = NodeConfig {
+        dev,
+        web_root: a.web_root.clone(),
+        admin_token: a.admin_token.clone(),
+        ..NodeConfig::default()
+    };
+    let state = AppState::with_shutdown(engine.clone(), config, custody, stop_rx.clone());
+    state
+        .metrics
+        .peers
+        .store(a.peers.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    if !a.peers.is_empty() || a.stratum.is_some() {
+        tracing::warn!("--peer and --stratum are not wired into this build yet");
+    }
+    let app = api::app(state);
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let st = engine.status().context("status")?;
+    tracing::info!(
+        listen = %listener.local_addr().unwrap_or(a.listen),
+        network = %st.network,
+        height = st.height,
+        dev,
+        "bitplace-node ready"
+    );
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let mut stop = stop_rx;
+    tokio::select! {
+        r = server => r.context("server failed")?,
+        // In-flight requests get a grace period after the signal, then we exit anyway.
+        _ = async {
+            let _ = stop.wait_for(|v| *v).await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        } => tracing::warn!("requests still running after 10 s; exiting"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,141 @@
+//! Prometheus metrics, hand-formatted (a handful of series does not need a registry
+//! crate). Every series is prefixed `bitplace_`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub tx_accepted: AtomicU64,
+    pub blocks_accepted: AtomicU64,
+    pub peers: AtomicU64,
+    pub sse_clients: AtomicU64,
+    /// (route, method, status class) → latency histogram. Routes are the matched route
+    /// patterns, so the label set stays bounded whatever paths clients send.
+    requests: Mutex<BTreeMap<(String, String, String), Histogram>>,
+}
+
+impl Metrics {
+    pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let class = format!("{}xx", status / 100);
+        let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let h = map
+            .entry((route.to_string(), method.to_string(), class))
+            .or_default();
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// The text exposition format, with the chain gauges read by the caller.
+    pub fn render(&self, height: u64, mempool: u64) -> String {
+        let mut out = String::new();
+        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP bitplace_{name} {help}");
+            let _ = writeln!(out, "# TYPE bitplace_{name} gauge");
+            let _ = writeln!(out, "bitplace_{name} {v}");
+        };
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP bitplace_{name} {help}");
+            let _ = writeln!(out, "# TYPE bitplace_{name} counter");
+            let _ = writeln!(out, "bitplace_{name} {v}");
+        };
+        gauge(&mut out, "height", "Height of the best chain.", height);
+        gauge(
+            &mut out,
+            "mempool_size",
+            "Transactions in the mempool.",
+            mempool,
+        );
+        gauge(
+            &mut out,
+            "peers",
+            "Known peers.",
+            self.peers.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "sse_clients",
+            "Open push-event streams.",
+            self.sse_clients.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "tx_accepted_total",
+            "Transactions admitted to the mempool since start.",
+            self.tx_accepted.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "blocks_accepted_total",
+            "Blocks connected to the best chain since start.",
+            self.blocks_accepted.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP bitplace_http_request_duration_seconds HTTP request latency until the response head."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE bitplace_http_request_duration_seconds histogram"
+        );
+        let map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        for ((route, method, class), h) in map.iter() {
+            let labels = format!(
+                "route=\"{}\",method=\"{}\",status=\"{}\"",
+                escape(route),
+                escape(method),
+                class
+            );
+            for (i, le) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "bitplace_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "bitplace_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "bitplace_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "bitplace_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

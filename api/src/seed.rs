@@ -1,0 +1,3 @@
+pub fn routes() -> axum::Router<crate::AppState> {
+    axum::Router::new()
+}
