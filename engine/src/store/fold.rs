@@ -164,16 +164,15 @@ impl Tables<'_> {
         self.undo.insert(hash.0.as_slice(), undo.as_slice())?;
         self.main_chain.insert(meta.height, hash.0.as_slice())?;
         self.meta.tip = *hash;
-        let txids = block.txids();
-        self.note(
-            seq,
-            NotificationKind::BlockConnected {
+        if self.collect_notes {
+            let txids = block.txids();
+            let kind = NotificationKind::BlockConnected {
                 hash: *hash,
                 height: meta.height,
                 txids,
-            },
-            touched,
-        );
+            };
+            self.note(seq, kind, touched);
+        }
         Ok(())
     }
 
