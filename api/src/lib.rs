@@ -97,3 +97,7 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
         .observe(&route, &method, resp.status().as_u16(), start.elapsed());
     resp
 }
+
+// Peers/consensus and the Stratum server (self-contained; main.rs starts them).
+pub mod peers;
+pub mod stratum;

@@ -1,0 +1,231 @@
+//! Router-level tests (no sockets): every error has the `{"error", "message"}` shape and a
+//! 4xx status, never a 500.
+
+use api::{app, AppState, NodeConfig};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use engine::params::ChainParams;
+use engine::{Engine, EngineConfig};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+fn state(dev: bool) -> AppState {
+    let engine = Engine::in_memory(EngineConfig::new(ChainParams::dev())).unwrap();
+    let config = NodeConfig {
+        dev,
+        body_limit: 4096,
+        ..NodeConfig::default()
+    };
+    AppState::new(engine, config, None)
+}
+
+async fn call(s: &AppState, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let resp = app(s.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("non-JSON body for {status}: {bytes:?}"));
+    (status, v)
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn post_json(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn assert_error(v: &serde_json::Value, code: &str) {
+    assert_eq!(v["error"], code, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+}
+
+#[tokio::test]
+async fn error_shapes() {
+    let s = state(false);
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (get("/v1/nope"), StatusCode::NOT_FOUND, "not_found"),
+        (get("/api/nope"), StatusCode::NOT_FOUND, "not_found"),
+        (
+            Request::delete("/v1/status").body(Body::empty()).unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            post_json("/v1/tx", "{\"hex\":"),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            post_json("/v1/tx", "{\"hex\": 5}"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            post_json("/v1/tx", "{\"hex\": \"00\", \"x\": 1}"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            post_json("/v1/tx", "{\"hex\": \"zz\"}"),
+            StatusCode::BAD_REQUEST,
+            "bad_hex",
+        ),
+        (
+            post_json("/v1/tx", "{\"hex\": \"0100\"}"),
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
+        (
+            Request::post("/v1/tx").body(Body::from("{}")).unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            post_json("/v1/tx", &format!("{{\"hex\": \"{}\"}}", "00".repeat(5000))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            get("/v1/addresses/bp1qqqq"),
+            StatusCode::BAD_REQUEST,
+            "bad_address",
+        ),
+        (get("/v1/tx/abc"), StatusCode::BAD_REQUEST, "bad_hash"),
+        (
+            get(&format!("/v1/tx/{}", "00".repeat(32))),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (get("/v1/blocks/99"), StatusCode::NOT_FOUND, "not_found"),
+        (
+            get("/v1/blocks/xyz"),
+            StatusCode::BAD_REQUEST,
+            "bad_block_id",
+        ),
+        (
+            get("/v1/blocks?limit=-1"),
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+        ),
+        (
+            get("/v1/mining/template"),
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+        ),
+        (
+            get("/v1/mining/template?address=nope"),
+            StatusCode::BAD_REQUEST,
+            "bad_address",
+        ),
+        (
+            post_json(
+                "/v1/mining/submit",
+                "{\"job_id\":\"x\",\"extra_nonce\":\"00000000\",\"time\":1,\"nonce\":1}",
+            ),
+            StatusCode::CONFLICT,
+            "stale_job",
+        ),
+        (
+            post_json(
+                "/v1/mining/submit",
+                "{\"job_id\":\"x\",\"extra_nonce\":\"00\",\"time\":-1,\"nonce\":1}",
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            get("/v1/events?topics=bogus"),
+            StatusCode::BAD_REQUEST,
+            "bad_topic",
+        ),
+        (
+            get("/v1/events?topics=address:bp1zz"),
+            StatusCode::BAD_REQUEST,
+            "bad_address",
+        ),
+        (
+            get("/wallet/balance"),
+            StatusCode::BAD_REQUEST,
+            "missing_address",
+        ),
+        (
+            post_json("/transactions/new", "{\"sender\":\"a\"}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (get("/mine"), StatusCode::FORBIDDEN, "dev_mode_only"),
+        (get("/wallet/new"), StatusCode::FORBIDDEN, "dev_mode_only"),
+    ];
+    for (req, status, code) in cases {
+        let uri = req.uri().clone();
+        let (got, v) = call(&s, req).await;
+        assert_eq!(got, status, "{uri}: {v}");
+        assert_error(&v, code);
+    }
+}
+
+#[tokio::test]
+async fn pocket_routes_are_json_and_gated() {
+    let s = state(false);
+    for path in [
+        "/api/new_wallet",
+        "/api/reset_system",
+        "/api/send",
+        "/api/mine_block",
+    ] {
+        let (status, v) = call(&s, post_json(path, "")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert!(v["data"].is_null());
+        assert!(
+            v["error"].as_str().unwrap().starts_with("dev mode only"),
+            "{v}"
+        );
+    }
+    let (status, v) = call(&s, get("/api/get_wallets")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(v["error"].is_string());
+    let (_, blocks) = call(&s, get("/api/get_blocks")).await;
+    let b = &blocks[0];
+    let inner: serde_json::Value =
+        serde_json::from_str(b["serializedBlock"].as_str().unwrap()).unwrap();
+    assert_eq!(inner["prevHash"], "", "genesis prevHash is an empty string");
+    assert!(inner["nonce"].is_number());
+    let tx: serde_json::Value =
+        serde_json::from_str(inner["transactions"][0].as_str().unwrap()).unwrap();
+    assert!(tx["inputs"].is_array() && tx["outputs"].is_array());
+    let (_, pool) = call(&s, get("/api/get_pool")).await;
+    assert!(pool.as_array().unwrap().is_empty());
+    let (_, cs) = call(&s, get("/api/get_chainstate")).await;
+    assert!(cs.is_object());
+}
+
+#[tokio::test]
+async fn status_and_openapi() {
+    let s = state(true);
+    let (status, v) = call(&s, get("/v1/status")).await;
+    assert_eq!(status, StatusCode::OK);
+    for k in [
+        "network",
+        "height",
+        "best_hash",
+        "chainwork",
+        "difficulty",
+        "mempool_size",
+        "utxo_count",
+        "utxo_set_hash",
+        "genesis_hash",
+        "bits",
+        "dev",
+    ] {
+        assert!(v.get(k).is_some(), "status lacks {k}: {v}");
+    }
+    assert_eq!(v["dev"], true);
+    let (_, doc) = call(&s, get("/v1/openapi.json")).await;
+    assert!(doc["paths"]["/v1/mining/template"].is_object());
+    assert!(doc["paths"]["/v1/events"].is_object());
+}
