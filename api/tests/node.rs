@@ -1,0 +1,467 @@
+//! End-to-end tests against the real `bitplace-node` binary on 127.0.0.1.
+
+use engine::encoding::Encode;
+use engine::hash::Hash256;
+use engine::pow::CompactTarget;
+use engine::testkit::{outpoint, TestKey};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Node {
+    child: Child,
+    base: String,
+    dir: std::path::PathBuf,
+    dev: bool,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Node {
+    async fn start(dir: &std::path::Path, dev: bool) -> Node {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bitplace-node"));
+        cmd.arg("--data-dir")
+            .arg(dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if dev {
+            cmd.arg("--dev");
+        }
+        let child = cmd.spawn().unwrap();
+        let node = Node {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+            dev,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/healthz", node.base)).await {
+                if r.status().is_success() {
+                    return node;
+                }
+            }
+            assert!(Instant::now() < deadline, "node did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn restart_after_kill(mut self) -> Node {
+        self.child.kill().unwrap(); // SIGKILL: no shutdown path runs
+        self.child.wait().unwrap();
+        let (dir, dev) = (self.dir.clone(), self.dev);
+        Node::start(&dir, dev).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = reqwest::get(self.url(path)).await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, &body.to_string()).await
+    }
+
+    async fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let v = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{path}: non-JSON {status} body: {text}"));
+        (status, v)
+    }
+
+    /// Mines one block through the miner's path: template, nonce search, submit.
+    async fn mine_via_template(&self, address: &str) -> Value {
+        let (st, t) = self
+            .get(&format!("/v1/mining/template?address={address}"))
+            .await;
+        assert_eq!(st, 200, "{t}");
+        let en2 = [7u8, 0, 0, 0];
+        let coinbase = [
+            hex::decode(t["coinb1"].as_str().unwrap()).unwrap(),
+            en2.to_vec(),
+            hex::decode(t["coinb2"].as_str().unwrap()).unwrap(),
+        ]
+        .concat();
+        let mut root = Hash256::sha256d(&coinbase).0;
+        for b in t["merkle_branch"].as_array().unwrap() {
+            let sib = hex::decode(b.as_str().unwrap()).unwrap();
+            root = Hash256::sha256d(&[root.as_slice(), &sib].concat()).0;
+        }
+        let mut header = hex::decode(t["header"].as_str().unwrap()).unwrap();
+        header[36..68].copy_from_slice(&root);
+        let bits = u32::from_str_radix(t["bits"].as_str().unwrap(), 16).unwrap();
+        let target = CompactTarget(bits).to_target().unwrap();
+        let nonce = (0..=u32::MAX)
+            .find(|n| {
+                header[76..80].copy_from_slice(&n.to_le_bytes());
+                target.is_met_by(&Hash256::sha256d(&header))
+            })
+            .unwrap();
+        let (st, r) = self
+            .post(
+                "/v1/mining/submit",
+                &json!({"job_id": t["job_id"], "extra_nonce": hex::encode(en2), "time": t["time"], "nonce": nonce}),
+            )
+            .await;
+        assert_eq!(st, 200, "{r}");
+        assert_eq!(r["accepted"], true);
+        r
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal SSE reader: (id, event, data) triples.
+struct Sse {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl Sse {
+    async fn open(node: &Node, topics: &str, last_id: Option<u64>) -> Sse {
+        let mut req = reqwest::Client::new().get(node.url(&format!("/v1/events?topics={topics}")));
+        if let Some(id) = last_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        Sse {
+            stream: Box::pin(r.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
+    async fn next(&mut self, within: Duration) -> Option<(u64, String, Value)> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let raw: String = self.buf.drain(..end + 2).collect();
+                let (mut id, mut ev, mut data) = (None, String::new(), String::new());
+                for line in raw.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse().ok();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        ev = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim());
+                    }
+                }
+                if let Some(id) = id {
+                    return Some((id, ev, serde_json::from_str(&data).unwrap()));
+                }
+                continue; // keep-alive comment
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    }
+
+    /// Waits for an event named `name`, returning it and everything seen before it.
+    async fn until(&mut self, name: &str, within: Duration) -> Vec<(u64, String, Value)> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let e = self
+                .next(left)
+                .await
+                .unwrap_or_else(|| panic!("no `{name}` event within {within:?}; saw {seen:?}"));
+            let done = e.1 == name;
+            seen.push(e);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn create_mine_send_mine_with_push_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), true).await;
+    let (alice, bob) = (TestKey::new(1), TestKey::new(2));
+    let (a, b) = (alice.address().to_string(), bob.address().to_string());
+
+    let mut feed = Sse::open(&node, &format!("blocks,mempool,address:{a}"), None).await;
+    let started = Instant::now();
+    let mined = node.mine_via_template(&a).await;
+    let seen = feed.until("balance", Duration::from_secs(1)).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let connected = seen
+        .iter()
+        .find(|e| e.1 == "block_connected")
+        .expect("block pushed");
+    assert_eq!(connected.2["hash"], mined["hash"]);
+    let first_id = connected.0;
+    let balance = &seen.last().unwrap().2;
+    assert_eq!(balance["address"], a.as_str());
+    assert_eq!(
+        balance["confirmed"].as_u64().unwrap() + balance["immature"].as_u64().unwrap(),
+        10
+    );
+
+    // Second block through the Pocket alias; then alice's first coinbase is spendable.
+    let (st, r) = node
+        .post("/api/mine_block", &json!({"address": a, "txAmount": 5}))
+        .await;
+    assert_eq!(st, 200, "{r}");
+    assert!(r["error"].is_null());
+    let (_, block1) = node
+        .get(&format!("/v1/blocks/{}", mined["hash"].as_str().unwrap()))
+        .await;
+    let cb = Hash256::from_display_hex(block1["txs"][0]["txid"].as_str().unwrap()).unwrap();
+    let pay = alice.spend(
+        &[outpoint(cb, 0)],
+        &[(bob.address(), 3), (alice.address(), 7)],
+    );
+    let (st, r) = node
+        .post("/v1/tx", &json!({"hex": hex::encode(pay.encode())}))
+        .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["txid"], pay.txid().to_string());
+    feed.until("mempool_added", Duration::from_secs(1)).await;
+    let (_, bob_info) = node.get(&format!("/v1/addresses/{b}")).await;
+    assert_eq!(bob_info["unconfirmed"], 3);
+
+    node.mine_via_template(&a).await;
+    let (_, bob_info) = node.get(&format!("/v1/addresses/{b}")).await;
+    assert_eq!(
+        (
+            bob_info["confirmed"].as_u64(),
+            bob_info["unconfirmed"].as_i64()
+        ),
+        (Some(3), Some(0))
+    );
+    let (_, alice_info) = node.get(&format!("/v1/addresses/{a}")).await;
+    assert_eq!(
+        alice_info["confirmed"].as_u64().unwrap() + alice_info["immature"].as_u64().unwrap(),
+        7 + 10 + 10
+    );
+    let (_, tx) = node.get(&format!("/v1/tx/{}", pay.txid())).await;
+    assert_eq!(tx["height"], 3);
+    assert!(tx["merkle_proof"]["branch"].is_array());
+    let (_, bal) = node.get(&format!("/wallet/balance?address={b}")).await;
+    assert_eq!(bal["balance"], 3);
+    drop(feed);
+
+    // Reconnect from the first block's id: everything after it is replayed, in order.
+    let mut replay = Sse::open(&node, &format!("blocks,address:{a}"), Some(first_id)).await;
+    let mut heights = Vec::new();
+    let mut last = first_id;
+    while let Some((id, ev, data)) = replay.next(Duration::from_millis(500)).await {
+        assert!(
+            id > first_id && id >= last,
+            "ids increase: {id} after {last}"
+        );
+        last = id;
+        if ev == "block_connected" {
+            heights.push(data["height"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(heights, vec![2, 3], "the missed blocks are replayed");
+}
+
+#[tokio::test]
+async fn sigkill_and_restart_serves_the_same_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), true).await;
+    let a = TestKey::new(3).address().to_string();
+    for _ in 0..3 {
+        node.mine_via_template(&a).await;
+    }
+    let (_, before) = node.get("/v1/status").await;
+    let node = node.restart_after_kill().await;
+    let (_, after) = node.get("/v1/status").await;
+    assert_eq!(before, after);
+    assert_eq!(after["height"], 3);
+}
+
+#[tokio::test]
+async fn dev_routes_are_forbidden_without_dev() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), false).await;
+    for path in [
+        "/api/new_wallet",
+        "/api/send",
+        "/api/mine_block",
+        "/api/reset_system",
+    ] {
+        let (st, v) = node.post_raw(path, "").await;
+        assert_eq!(st, 403, "{path}");
+        assert!(v["data"].is_null());
+        assert!(
+            v["error"].as_str().unwrap().contains("dev mode only"),
+            "{v}"
+        );
+    }
+    let (st, v) = node.get("/api/get_wallets").await;
+    assert_eq!(st, 403);
+    assert!(v["error"].is_string());
+    for path in ["/mine", "/wallet/new"] {
+        let (st, v) = node.get(path).await;
+        assert_eq!(
+            (st, v["error"].as_str()),
+            (403, Some("dev_mode_only")),
+            "{path}"
+        );
+    }
+    let (st, blocks) = node.get("/api/get_blocks").await;
+    assert_eq!(st, 200);
+    assert_eq!(blocks.as_array().unwrap().len(), 1);
+    assert!(
+        !dir.path().join("dev-wallets.json").exists(),
+        "no keys outside dev mode"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_4xx_json_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), true).await;
+    let (_, w) = node.post_raw("/api/new_wallet", "").await;
+    let from = w["data"].as_str().unwrap().to_string();
+    let to = TestKey::new(9).address().to_string();
+    node.post("/api/mine_block", &json!({"address": from, "txAmount": 0}))
+        .await;
+    let (_, before) = node.get("/v1/status").await;
+
+    let alice = TestKey::new(1);
+    let overflow = alice.spend(
+        &[outpoint(Hash256([1; 32]), 0)],
+        &[(alice.address(), u64::MAX), (alice.address(), 2)],
+    );
+    let bad_posts: Vec<(&str, String)> = vec![
+        ("/v1/tx", "{not json".into()),
+        ("/v1/tx", json!({"hex": "xyz"}).to_string()),
+        (
+            "/v1/tx",
+            json!({"hex": hex::encode(overflow.encode())}).to_string(),
+        ),
+        ("/v1/tx", json!({"hex": 12}).to_string()),
+        (
+            "/api/send",
+            json!({"from": from, "to": "bp1notanaddress", "amount": 1}).to_string(),
+        ),
+        (
+            "/api/send",
+            json!({"from": from, "to": to, "amount": -1}).to_string(),
+        ),
+        (
+            "/api/send",
+            json!({"from": from, "to": to, "amount": 1.5}).to_string(),
+        ),
+        (
+            "/api/send",
+            "{\"from\": \"x\", \"to\": \"y\", \"amount\": 1e30}".into(),
+        ),
+        (
+            "/api/send",
+            json!({"from": from, "to": to, "amount": u64::MAX}).to_string(),
+        ),
+        (
+            "/api/send",
+            json!({"from": from, "to": to, "amount": "5"}).to_string(),
+        ),
+        ("/api/send", "[1,2]".into()),
+        (
+            "/api/mine_block",
+            json!({"address": "nope", "txAmount": 1}).to_string(),
+        ),
+        ("/transactions/new", json!({"hex": "00"}).to_string()),
+        (
+            "/v1/mining/submit",
+            json!({"job_id": "1", "extra_nonce": "zz", "time": 1, "nonce": 1}).to_string(),
+        ),
+    ];
+    for (path, body) in bad_posts {
+        let (st, v) = node.post_raw(path, &body).await;
+        assert!((400..500).contains(&st), "{path} {body}: {st} {v}");
+        assert!(v["error"].is_string(), "{path} {body}: {v}");
+    }
+    let (_, after) = node.get("/v1/status").await;
+    assert_eq!(before, after, "rejected input changed nothing");
+
+    // And a good custody send works.
+    let (st, v) = node
+        .post("/api/send", &json!({"from": from, "to": to, "amount": 4}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["error"].is_null());
+    let (_, pool) = node.get("/api/get_pool").await;
+    assert_eq!(pool[0]["amount"], 4);
+    assert_eq!(pool[0]["toAddr"], to.as_str());
+}
+
+#[tokio::test]
+async fn reset_system_seeds_the_pocket_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), true).await;
+    let (st, v) = node.post_raw("/api/reset_system", "").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"], "System is reset");
+    assert!(v["error"].is_null());
+    let (_, w) = node.get("/api/get_wallets").await;
+    let wallets = w["data"].as_array().unwrap();
+    assert_eq!(wallets.len(), 8);
+    assert!(wallets
+        .iter()
+        .all(|w| w["wallet"].get("privateKey").is_none()));
+    let (_, pool) = node.get("/api/get_pool").await;
+    assert_eq!(
+        pool.as_array().unwrap().len(),
+        2,
+        "two payments stay in the pool"
+    );
+    let (_, blocks) = node.get("/api/get_blocks").await;
+    assert_eq!(blocks.as_array().unwrap().len(), 1 + 1 + 7 + 2);
+    let (_, cs) = node.get("/api/get_chainstate").await;
+    let first = cs.as_object().unwrap().values().next().unwrap();
+    let outs: Value =
+        serde_json::from_str(first["serializedUnspentOutputs"].as_str().unwrap()).unwrap();
+    assert!(outs[0]["val"].is_number());
+    let (_, chain) = node.get("/chain").await;
+    assert_eq!(chain["length"], 11);
+    assert_eq!(chain["chain"][0]["previous_hash"], "0");
+    let (st, mined) = node.get("/mine").await;
+    assert_eq!(st, 200, "{mined}");
+    assert_eq!(mined["index"], 12);
+    let (st, nw) = node.get("/wallet/new").await;
+    assert_eq!(st, 200 + 1);
+    assert_eq!(nw["seed_phrase"].as_str().unwrap().split(' ').count(), 12);
+    let (_, w) = node.get("/api/get_wallets").await;
+    assert!(
+        !w.to_string().contains(nw["seed_phrase"].as_str().unwrap()),
+        "mnemonic shown once"
+    );
+}
