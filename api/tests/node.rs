@@ -465,3 +465,144 @@ async fn reset_system_seeds_the_pocket_demo() {
         "mnemonic shown once"
     );
 }
+
+fn node_cmd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bitplace-node"))
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_then_rebuild_and_verify_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path(), true).await;
+    node.mine_via_template(&TestKey::new(4).address().to_string())
+        .await;
+    let (_, st) = node.get("/v1/status").await;
+    // An open event stream must not hold the shutdown up.
+    let _feed = Sse::open(&node, "blocks", None).await;
+    let pid = node.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let code = loop {
+        if let Some(s) = node.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(code.success(), "{code:?}");
+
+    let out = node_cmd()
+        .args(["rebuild", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        st["utxo_set_hash"]
+    );
+    let out = node_cmd()
+        .args(["verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok:"));
+}
+
+#[test]
+fn corrupt_or_missing_data_dir_is_one_line_and_nonzero() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ledger.redb"),
+        b"this is not a redb file at all",
+    )
+    .unwrap();
+    let out = node_cmd()
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("error"))
+        .expect("an error line");
+    assert!(line.contains("ledger.redb"), "{err}");
+    let out = node_cmd()
+        .args(["verify", "--data-dir", "/nonexistent/bp"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = node_cmd().args(["--difficulty", "zz"]).output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn web_root_serves_spa_and_api_stays_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = tempfile::tempdir().unwrap();
+    std::fs::write(web.path().join("index.html"), "<h1>stand</h1>").unwrap();
+    std::fs::create_dir(web.path().join("assets")).unwrap();
+    std::fs::write(web.path().join("assets/app.js"), "x=1").unwrap();
+    let port = free_port();
+    let child = node_cmd()
+        .args([
+            "--dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .arg("--web-root")
+        .arg(web.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let node = Node {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        dir: dir.path().into(),
+        dev: true,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::get(node.url("/healthz")).await.is_err() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let page = reqwest::get(node.url("/some/client/route")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.text().await.unwrap(), "<h1>stand</h1>");
+    let js = reqwest::get(node.url("/assets/app.js")).await.unwrap();
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let traversal = reqwest::get(node.url("/assets/..%2f..%2fetc/passwd"))
+        .await
+        .unwrap();
+    assert_eq!(traversal.text().await.unwrap(), "<h1>stand</h1>");
+    for path in ["/api/unknown", "/v1/unknown", "/wallet/unknown"] {
+        let (st, v) = node.get(path).await;
+        assert_eq!(
+            (st, v["error"].as_str()),
+            (404, Some("not_found")),
+            "{path}"
+        );
+    }
+    let (st, _) = node.get("/api/get_blocks").await;
+    assert_eq!(st, 200);
+}
