@@ -7,7 +7,9 @@
 //! as little-endian 256-bit numbers; targets and hashes are printed and parsed in display
 //! order (reversed), as block explorers and the node's API show them.
 
+pub mod client;
 pub mod cpu;
+pub mod gpu;
 pub mod sha256;
 
 use engine::hash::Hash256;
@@ -15,6 +17,7 @@ use engine::header::HEADER_SIZE;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use cpu::{CpuBackend, Kernel};
+pub use gpu::GpuBackend;
 pub use sha256::Prepared;
 
 /// Errors of the miner library.
@@ -122,5 +125,62 @@ impl SearchControl {
     /// Nonces tried so far.
     pub fn hashes(&self) -> u64 {
         self.hashes.load(Ordering::Relaxed)
+    }
+}
+
+/// What the work client drives: a nonce search on some device.
+pub trait SearchBackend: Send {
+    /// `"cpu"` or `"gpu"`.
+    fn kind(&self) -> &'static str;
+    /// The adapter (GPU) or kernel and thread count (CPU), for status lines.
+    fn describe(&self) -> String;
+    /// Searches `count` nonces from `start`, handing each verified solution to `on_found`
+    /// as soon as it is known; returns early when `ctl` is cancelled.
+    fn search_with(
+        &mut self,
+        work: &Work,
+        start: u32,
+        count: u64,
+        ctl: &SearchControl,
+        on_found: &(dyn Fn(Solution) + Sync),
+    ) -> Result<(), MinerError>;
+}
+
+impl SearchBackend for CpuBackend {
+    fn kind(&self) -> &'static str {
+        "cpu"
+    }
+    fn describe(&self) -> String {
+        format!("cpu {} x{}", self.kernel().name(), self.threads())
+    }
+    fn search_with(
+        &mut self,
+        work: &Work,
+        start: u32,
+        count: u64,
+        ctl: &SearchControl,
+        on_found: &(dyn Fn(Solution) + Sync),
+    ) -> Result<(), MinerError> {
+        CpuBackend::search_with(&*self, work, start, count, ctl, on_found);
+        Ok(())
+    }
+}
+
+impl SearchBackend for GpuBackend {
+    fn kind(&self) -> &'static str {
+        "gpu"
+    }
+    fn describe(&self) -> String {
+        format!("gpu {}", self.adapter())
+    }
+    fn search_with(
+        &mut self,
+        work: &Work,
+        start: u32,
+        count: u64,
+        ctl: &SearchControl,
+        on_found: &(dyn Fn(Solution) + Sync),
+    ) -> Result<(), MinerError> {
+        GpuBackend::search_with(self, work, start, count, ctl, on_found)
     }
 }

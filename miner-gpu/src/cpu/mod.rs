@@ -55,10 +55,28 @@ impl CpuBackend {
         count: u64,
         ctl: &SearchControl,
     ) -> Vec<Solution> {
+        let found = Mutex::new(Vec::new());
+        self.search_with(work, start, count, ctl, &|s| {
+            found.lock().unwrap_or_else(|e| e.into_inner()).push(s)
+        });
+        let mut found = found.into_inner().unwrap_or_else(|e| e.into_inner());
+        found.sort_by_key(|s| s.nonce.wrapping_sub(start));
+        found
+    }
+
+    /// Like [`CpuBackend::search`], but hands each solution to `on_found` as soon as it is
+    /// verified (from whichever thread found it).
+    pub fn search_with(
+        &self,
+        work: &Work,
+        start: u32,
+        count: u64,
+        ctl: &SearchControl,
+        on_found: &(dyn Fn(Solution) + Sync),
+    ) {
         let count = count.min(1 << 32);
         let prepared = work.prepared();
         let next = AtomicU64::new(0);
-        let found = Mutex::new(Vec::new());
         let worker = || {
             let mut candidates = Vec::new();
             while !ctl.is_cancelled() {
@@ -74,12 +92,10 @@ impl CpuBackend {
                     &mut candidates,
                 );
                 ctl.add_hashes(n);
+                // Candidates only passed the early reject on the top word: check in full.
                 for nonce in candidates.drain(..) {
                     if let Some(solution) = work.check(nonce) {
-                        found
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(solution);
+                        on_found(solution);
                     }
                 }
             }
@@ -93,8 +109,5 @@ impl CpuBackend {
                 }
             });
         }
-        let mut found = found.into_inner().unwrap_or_else(|e| e.into_inner());
-        found.sort_by_key(|s| s.nonce.wrapping_sub(start));
-        found
     }
 }
