@@ -98,3 +98,6 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
     resp
 }
 
+// Peers/consensus and the Stratum server (self-contained; main.rs starts them).
+pub mod peers;
+pub mod stratum;
