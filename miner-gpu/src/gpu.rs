@@ -166,8 +166,12 @@ pub struct GpuBackend {
 impl GpuBackend {
     /// Opens the adapter chosen by [`pick_adapter`].
     pub fn open(filter: Option<&str>) -> Result<GpuBackend, MinerError> {
-        let adapter = pick_adapter(filter)?;
-        let (device, queue) = open_device(&adapter)?;
+        GpuBackend::on_adapter(&pick_adapter(filter)?)
+    }
+
+    /// Opens a device on a chosen adapter.
+    pub fn on_adapter(adapter: &wgpu::Adapter) -> Result<GpuBackend, MinerError> {
+        let (device, queue) = open_device(adapter)?;
         GpuBackend::new(device, queue, &adapter.get_info().name, 32)
     }
 

@@ -123,10 +123,19 @@ fn backend(kind: BackendArg, d: &DeviceArgs) -> Result<Box<dyn SearchBackend>> {
     Ok(match kind {
         BackendArg::Cpu => Box::new(cpu_backend(d)?),
         BackendArg::Gpu => Box::new(GpuBackend::open(d.adapter.as_deref())?),
-        BackendArg::Auto => match GpuBackend::open(d.adapter.as_deref()) {
-            Ok(g) => Box::new(g),
+        BackendArg::Auto => match gpu::pick_adapter(d.adapter.as_deref()) {
+            // A software rasteriser (lavapipe) runs on the same cores as the CPU backend
+            // and is slower than it: auto means a real GPU or the CPU kernel.
+            Ok(a) if a.get_info().device_type == wgpu::DeviceType::Cpu && d.adapter.is_none() => {
+                eprintln!(
+                    "bitplace-miner: only a software adapter ({}); using the CPU backend",
+                    a.get_info().name
+                );
+                Box::new(cpu_backend(d)?)
+            }
+            Ok(a) => Box::new(GpuBackend::on_adapter(&a)?),
             Err(e) => {
-                eprintln!("bitplace-miner: {e}; falling back to the CPU");
+                eprintln!("bitplace-miner: {e}; using the CPU backend");
                 Box::new(cpu_backend(d)?)
             }
         },

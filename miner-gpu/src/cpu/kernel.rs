@@ -2,8 +2,10 @@
 //!
 //! Why this exists instead of calling the `sha2` crate: a general-purpose SHA-256 hashes
 //! one message at a time, re-pads it, redoes the first block and cannot share work
-//! between nonces; per header that is ~0.5–1 MH/s here, about ten times slower than this
-//! loop. The tricks, each of which is commented where it happens:
+//! between nonces. On these machines without SHA-NI that is ~0.5–1 MH/s per header, about
+//! ten times slower than this loop; even where `sha2` uses SHA-NI (the session machine
+//! measured in BENCHMARKS.md) it stays ~3–4× behind the AVX-512 path. The tricks, each of
+//! which is commented where it happens:
 //!
 //! 1. **Midstate** — the first 64 header bytes are compressed once per header
 //!    ([`Prepared`]), not per nonce.
