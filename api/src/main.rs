@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use api::custody::Custody;
+use api::peers::{PeerConfig, PeerService};
 use api::{AppState, NodeConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use engine::params::{ChainParams, Network};
@@ -271,20 +272,41 @@ async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<(
         ..NodeConfig::default()
     };
     let state = AppState::with_shutdown(engine.clone(), config, custody, stop_rx.clone());
-    state
-        .metrics
-        .peers
-        .store(a.peers.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    if !a.peers.is_empty() || a.stratum.is_some() {
-        tracing::warn!("--peer and --stratum are not wired into this build yet");
-    }
-    let app = api::app(state);
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let local = listener.local_addr().unwrap_or(a.listen);
+    let peers = PeerService::new(
+        engine.clone(),
+        PeerConfig {
+            initial_peers: a.peers.clone(),
+            admin_token: a.admin_token.clone(),
+            dev,
+            self_url: Some(format!("http://{local}")),
+        },
+    );
+    let app = api::app_with(state.clone(), peers.router());
+    {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(peers.run(async move {
+            let _ = stop.wait_for(|v| *v).await;
+        }));
+    }
+    if let Some(addr) = a.stratum {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for Stratum on {addr}"))?;
+        tracing::info!(%addr, "stratum listening");
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            if let Err(e) = api::stratum::serve(engine, l).await {
+                tracing::error!(error = %e, "stratum server stopped");
+            }
+        });
+    }
     let st = engine.status().context("status")?;
     tracing::info!(
-        listen = %listener.local_addr().unwrap_or(a.listen),
+        listen = %local,
         network = %st.network,
         height = st.height,
         dev,
