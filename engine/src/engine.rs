@@ -256,8 +256,8 @@ impl Engine {
         &self,
         block: Block,
     ) -> Result<oneshot::Receiver<Result<BlockAccepted, EngineError>>, EngineError> {
+        // Signatures are verified by the writer, overlapped with its validation work.
         validation::check_block(&block, self.params())?;
-        validation::verify_signatures_batch(&block.txs[1..]).map_err(|(_, e)| e)?;
         let (reply, rx) = oneshot::channel();
         self.send(Command::Block(Arc::new(block), reply))?;
         Ok(rx)
@@ -327,10 +327,20 @@ impl Writer {
         &self,
         work: impl FnOnce(&mut Tables<'_>) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
+        self.transact_gated(work, || Ok(()))
+    }
+
+    /// Like [`Writer::transact`], but `gate` must also pass before the commit: work that
+    /// ran alongside (signature verification) can still veto it.
+    fn transact_gated<T>(
+        &self,
+        work: impl FnOnce(&mut Tables<'_>) -> Result<T, EngineError>,
+        gate: impl FnOnce() -> Result<(), EngineError>,
+    ) -> Result<T, EngineError> {
         let txn = self.begin()?;
         let (result, notes) = {
             let mut tables = Tables::open(&txn)?;
-            let result = work(&mut tables);
+            let result = work(&mut tables).and_then(|v| gate().map(|_| v));
             if result.is_ok() {
                 tables.flush_meta()?;
             }
@@ -360,7 +370,7 @@ impl Writer {
         match cmd {
             Command::Tx(tx, reply) => self.commit_txs(vec![(tx, reply)]),
             Command::Block(block, reply) => {
-                let _ = reply.send(self.transact(|t| self.accept_block(t, &block)));
+                let _ = reply.send(self.accept_block_verified(&block));
             }
             Command::Reset(reply) => {
                 let _ = reply.send(self.transact(|t| self.reset(t)));
@@ -490,6 +500,23 @@ impl Writer {
         t.append(Event::BlockAccepted(genesis))?;
         t.append(Event::TipConnected(hash))?;
         Ok(())
+    }
+
+    /// Accepts a block while its signatures are batch-verified on the other cores: the
+    /// verification (the most expensive part) overlaps validation and folding, and the
+    /// transaction commits only if both succeed.
+    fn accept_block_verified(&self, block: &Arc<Block>) -> Result<BlockAccepted, EngineError> {
+        let (tx, rx) = mpsc::channel();
+        let for_pool = block.clone();
+        rayon::spawn(move || {
+            let _ = tx.send(validation::verify_signatures_batch(&for_pool.txs[1..]));
+        });
+        let gate = || match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err((_, reject))) => Err(reject.into()),
+            Err(_) => Err(EngineError::Closed),
+        };
+        self.transact_gated(|t| self.accept_block(t, block), gate)
     }
 
     fn accept_block(

@@ -822,6 +822,9 @@ fn select_for_block(
                 .collect();
     }
     let ancestors: Vec<Vec<usize>> = (0..cands.len()).map(|i| ancestor_set(&cands, i)).collect();
+    // Admission order is not topological after a reorg re-admits a parent, so packages are
+    // ordered by depth in the mempool graph (parents are always shallower).
+    let depth: Vec<usize> = ancestors.iter().map(Vec::len).collect();
     let mut order: Vec<usize> = (0..cands.len()).collect();
     let package_rate = |i: usize| {
         let (fee, size) = ancestors[i].iter().fold((0u128, 0u128), |(f, s), &a| {
@@ -848,7 +851,7 @@ fn select_for_block(
             .copied()
             .filter(|a| !included.contains(a))
             .collect();
-        package.sort_by_key(|&a| cands[a].seq);
+        package.sort_by_key(|&a| (depth[a], cands[a].seq));
         let add_bytes: usize = package.iter().map(|&a| cands[a].size).sum();
         if chosen.len() + package.len() > max_txs || bytes + add_bytes > max_bytes {
             continue;

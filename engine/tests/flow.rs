@@ -186,3 +186,28 @@ fn regression_genesis_time_in_the_future_blocked_mining() {
         "{r:?}"
     );
 }
+
+/// Regression (found by the rebuild property test): a reorg re-admits a parent with a
+/// newer admission number than its child already in the mempool; templates ordered by
+/// admission put the child first and produced an invalid block.
+#[test]
+fn regression_readmitted_parent_is_mined_before_its_child() {
+    let f = Fixture::new();
+    let a = key(1);
+    let b1 = f.mine(a.address());
+    f.mine(a.address());
+    let parent = a.spend(&[outpoint(b1.txs[0].txid(), 0)], &[(a.address(), 9)]);
+    f.engine.submit_tx(parent.clone()).unwrap();
+    f.mine(a.address());
+    let child = a.spend(&[outpoint(parent.txid(), 0)], &[(a.address(), 8)]);
+    f.engine.submit_tx(child.clone()).unwrap();
+    f.fork(1, 2);
+    assert_eq!(
+        f.engine.mempool(10).unwrap().len(),
+        2,
+        "parent re-admitted, child kept"
+    );
+    let block = f.mine(a.address());
+    let ids: Vec<_> = block.txids();
+    assert_eq!(&ids[1..], &[parent.txid(), child.txid()]);
+}

@@ -4,13 +4,7 @@
 
 mod common;
 use common::*;
-use engine::header::BlockHeader;
-use engine::merkle::merkle_root;
-use engine::mining::BlockTemplate;
-use engine::pow::CompactTarget;
 use engine::testkit::outpoint;
-use engine::tx::{Transaction, TxOut};
-use engine::Block;
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -56,63 +50,7 @@ fn apply(f: &Fixture, op: &Op) {
                     .unwrap();
             }
         }
-        Op::Fork { depth, len } => fork(f, *depth as u64, *len as u64),
-    }
-}
-
-/// A branch of coinbase-only blocks from `depth` below the tip.
-fn fork(f: &Fixture, depth: u64, len: u64) {
-    let tip = f.engine.status().unwrap();
-    let base_height = tip.height.saturating_sub(depth);
-    let base = f.engine.block_hash_at(base_height).unwrap().unwrap();
-    let (info, _) = f.engine.block(&base).unwrap().unwrap();
-    let mut prev = base;
-    let mut time = info.time.max(tip.tip_time) + 1;
-    for i in 1..=len {
-        let height = base_height + i;
-        let cb = Transaction::coinbase(
-            height,
-            b"fork".to_vec(),
-            vec![TxOut {
-                amount: 10,
-                address: key(9).address(),
-            }],
-        );
-        let header = BlockHeader {
-            version: 1,
-            prev_hash: prev,
-            merkle_root: merkle_root(&[cb.txid()]).0,
-            time,
-            bits: CompactTarget(0x207fffff),
-            nonce: 0,
-        };
-        let t = BlockTemplate {
-            height,
-            header,
-            txs: vec![cb],
-            fees: 0,
-            reward: 10,
-            min_time: 0,
-        };
-        let b: Block = t.mine_cpu();
-        prev = b.hash();
-        time += 1;
-        f.engine.submit_block(b).unwrap();
-    }
-    f.now
-        .store(time as u64 + 1, std::sync::atomic::Ordering::SeqCst);
-    if base_height + len > tip.height {
-        assert_eq!(
-            f.engine.status().unwrap().best_hash,
-            prev,
-            "the longer branch wins"
-        );
-    } else {
-        assert_eq!(
-            f.engine.status().unwrap().best_hash,
-            tip.best_hash,
-            "a shorter branch does not"
-        );
+        Op::Fork { depth, len } => f.fork(*depth as u64, *len as u64),
     }
 }
 

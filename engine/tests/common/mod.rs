@@ -2,9 +2,13 @@
 //! Shared fixtures: a fast test network and a controllable clock.
 
 use engine::engine::Clock;
+use engine::header::BlockHeader;
+use engine::merkle::merkle_root;
+use engine::mining::BlockTemplate;
 use engine::params::ChainParams;
 use engine::pow::CompactTarget;
 use engine::testkit::TestKey;
+use engine::tx::{Transaction, TxOut};
 use engine::{Address, Block, Engine, EngineConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -78,6 +82,62 @@ impl Fixture {
             "{r:?}"
         );
         b
+    }
+
+    /// A branch of coinbase-only blocks from `depth` below the tip.
+    pub fn fork(&self, depth: u64, len: u64) {
+        let tip = self.engine.status().unwrap();
+        let base_height = tip.height.saturating_sub(depth);
+        let base = self.engine.block_hash_at(base_height).unwrap().unwrap();
+        let (info, _) = self.engine.block(&base).unwrap().unwrap();
+        let mut prev = base;
+        let mut time = info.time.max(tip.tip_time) + 1;
+        for i in 1..=len {
+            let height = base_height + i;
+            let cb = Transaction::coinbase(
+                height,
+                b"fork".to_vec(),
+                vec![TxOut {
+                    amount: 10,
+                    address: key(9).address(),
+                }],
+            );
+            let header = BlockHeader {
+                version: 1,
+                prev_hash: prev,
+                merkle_root: merkle_root(&[cb.txid()]).0,
+                time,
+                bits: CompactTarget(0x207fffff),
+                nonce: 0,
+            };
+            let t = BlockTemplate {
+                height,
+                header,
+                txs: vec![cb],
+                fees: 0,
+                reward: 10,
+                min_time: 0,
+            };
+            let b: Block = t.mine_cpu();
+            prev = b.hash();
+            time += 1;
+            self.engine.submit_block(b).unwrap();
+        }
+        self.now
+            .store(time as u64 + 1, std::sync::atomic::Ordering::SeqCst);
+        if base_height + len > tip.height {
+            assert_eq!(
+                self.engine.status().unwrap().best_hash,
+                prev,
+                "the longer branch wins"
+            );
+        } else {
+            assert_eq!(
+                self.engine.status().unwrap().best_hash,
+                tip.best_hash,
+                "a shorter branch does not"
+            );
+        }
     }
 
     pub fn state(&self) -> (String, u64) {
