@@ -10,6 +10,7 @@ pub mod events;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod ratelimit;
 pub mod seed;
 pub mod state;
 pub mod v1;
@@ -57,6 +58,10 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         .merge(extra)
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
+        ))
         .layer(middleware::from_fn_with_state(state, observe))
 }
 

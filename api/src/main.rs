@@ -103,6 +103,13 @@ struct RunArgs {
     /// Serve this directory at / instead of the built-in page (history fallback to index.html).
     #[arg(long)]
     web_root: Option<PathBuf>,
+    /// Requests per second per client IP (also the burst size); over it: 429. 0 = no limit.
+    /// Loopback clients are exempt unless --rate-limit-loopback.
+    #[arg(long, default_value_t = api::state::DEFAULT_RATE_LIMIT)]
+    rate_limit: u32,
+    /// Apply --rate-limit to loopback clients too.
+    #[arg(long)]
+    rate_limit_loopback: bool,
 }
 
 fn parse_bits(s: &str) -> Result<CompactTarget, String> {
@@ -269,6 +276,8 @@ async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<(
         dev,
         web_root: a.web_root.clone(),
         admin_token: a.admin_token.clone(),
+        rate_limit: a.rate_limit,
+        rate_limit_loopback: a.rate_limit_loopback,
         ..NodeConfig::default()
     };
     let state = AppState::with_shutdown(engine.clone(), config, custody, stop_rx.clone());
@@ -312,6 +321,8 @@ async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<(
         dev,
         "bitplace-node ready"
     );
+    // The peer address feeds the per-client rate limit.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");

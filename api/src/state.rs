@@ -2,6 +2,7 @@
 
 use crate::custody::Custody;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use engine::mining::BlockTemplate;
 use engine::notify::NotificationKind;
 use engine::{Engine, Hash256};
@@ -25,7 +26,16 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Token that unlocks admin routes outside dev mode (peer registration).
     pub admin_token: Option<String>,
+    /// Requests per second per client IP (also the burst); 0 = no limit. See
+    /// [`crate::ratelimit`].
+    pub rate_limit: u32,
+    /// Limit loopback clients too (by default they are exempt).
+    pub rate_limit_loopback: bool,
 }
+
+/// Default requests per second per client: far above what a wallet, a web page or a
+/// miner sends, low enough that one remote client cannot monopolise the node.
+pub const DEFAULT_RATE_LIMIT: u32 = 1000;
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -35,6 +45,8 @@ impl Default for NodeConfig {
             body_limit: 1 << 20,
             request_timeout: Duration::from_secs(30),
             admin_token: None,
+            rate_limit: DEFAULT_RATE_LIMIT,
+            rate_limit_loopback: false,
         }
     }
 }
@@ -51,6 +63,8 @@ pub struct AppState {
     pub mine_lock: Arc<tokio::sync::Mutex<()>>,
     /// Flips to true on shutdown so open event streams end and the server can stop.
     pub shutdown: watch::Receiver<bool>,
+    /// Per-client token buckets (see [`crate::ratelimit`]).
+    pub limiter: Arc<RateLimiter>,
 }
 
 impl AppState {
@@ -70,8 +84,13 @@ impl AppState {
     ) -> AppState {
         let metrics = Arc::new(Metrics::default());
         spawn_counters(&engine, &metrics);
+        let limiter = Arc::new(RateLimiter::new(
+            config.rate_limit,
+            config.rate_limit_loopback,
+        ));
         AppState {
             engine,
+            limiter,
             config: Arc::new(config),
             jobs: Arc::new(JobBook::new()),
             metrics,

@@ -14,6 +14,7 @@ struct Node {
     base: String,
     dir: std::path::PathBuf,
     dev: bool,
+    args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -26,6 +27,11 @@ fn free_port() -> u16 {
 
 impl Node {
     async fn start(dir: &std::path::Path, dev: bool) -> Node {
+        Node::start_with(dir, dev, &[]).await
+    }
+
+    /// Starts the node with extra command-line arguments.
+    async fn start_with(dir: &std::path::Path, dev: bool, args: &[String]) -> Node {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bitplace-node"));
         cmd.arg("--data-dir")
@@ -37,12 +43,14 @@ impl Node {
         if dev {
             cmd.arg("--dev");
         }
+        cmd.args(args);
         let child = cmd.spawn().unwrap();
         let node = Node {
             child,
             base: format!("http://127.0.0.1:{port}"),
             dir: dir.to_path_buf(),
             dev,
+            args: args.to_vec(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -59,8 +67,8 @@ impl Node {
     async fn restart_after_kill(mut self) -> Node {
         self.child.kill().unwrap(); // SIGKILL: no shutdown path runs
         self.child.wait().unwrap();
-        let (dir, dev) = (self.dir.clone(), self.dev);
-        Node::start(&dir, dev).await
+        let (dir, dev, args) = (self.dir.clone(), self.dev, self.args.clone());
+        Node::start_with(&dir, dev, &args).await
     }
 
     fn url(&self, path: &str) -> String {
@@ -577,6 +585,7 @@ async fn web_root_serves_spa_and_api_stays_json() {
         base: format!("http://127.0.0.1:{port}"),
         dir: dir.path().into(),
         dev: true,
+        args: vec![],
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while reqwest::get(node.url("/healthz")).await.is_err() {
@@ -605,4 +614,26 @@ async fn web_root_serves_spa_and_api_stays_json() {
     }
     let (st, _) = node.get("/api/get_blocks").await;
     assert_eq!(st, 200);
+}
+
+#[tokio::test]
+async fn rate_limit_applies_to_real_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--rate-limit", "5", "--rate-limit-loopback"].map(String::from);
+    let node = Node::start_with(dir.path(), false, &args).await;
+    // Startup polling may have used some of the bucket: wait for a full refill.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let r = reqwest::get(node.url("/v1/status")).await.unwrap();
+        let st = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        if st == 429 {
+            assert_eq!(v["error"], "rate_limited", "{v}");
+        }
+        statuses.push(st);
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!((5..=6).contains(&ok), "a burst of 5 then 429: {statuses:?}");
+    assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
 }
