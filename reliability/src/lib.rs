@@ -1,0 +1,626 @@
+//! Harness for the system-level reliability suite (`tests/*.rs`): starts real
+//! `bitplace-node` processes on free 127.0.0.1 ports with temporary data directories,
+//! kills them with SIGKILL (always, on drop too, even when a test panics), and talks to
+//! them over HTTP — both through `reqwest` and through a raw TCP client that can send
+//! bytes no well-behaved client would.
+
+use engine::encoding::Encode;
+use engine::testkit::{outpoint, TestKey};
+use engine::{Hash256, Transaction};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Where the `bitplace-node` binary is.
+///
+/// `BITPLACE_NODE_BIN` wins. Otherwise it is looked for next to the test executable:
+/// tests run from `<target>/<profile>/deps/<test>-<hash>`, and `cargo build --workspace
+/// --bins` (scripts/test.sh) as well as `cargo test --workspace` (which builds the api
+/// crate's binary for its own integration tests) put it at `<target>/<profile>/bitplace-node`.
+/// A dev-dependency on bitplace-api would not help: Cargo only sets
+/// `CARGO_BIN_EXE_<name>` for the binaries of the package under test. When the binary is
+/// missing (say `cargo test -p bitplace-reliability` on a fresh target dir), we build it
+/// once with the same cargo and target dir, and fail with a clear message if that fails.
+pub fn node_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("BITPLACE_NODE_BIN") {
+            return PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("test executable lives in <target>/<profile>/deps")
+            .to_path_buf();
+        let bin = profile_dir.join(format!("bitplace-node{}", std::env::consts::EXE_SUFFIX));
+        if !bin.is_file() {
+            let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            eprintln!(
+                "reliability: {} missing; building it (cargo build -p bitplace-api --bin bitplace-node)",
+                bin.display()
+            );
+            let status = Command::new(cargo)
+                .args(["build", "-p", "bitplace-api", "--bin", "bitplace-node"])
+                .env("CARGO_TARGET_DIR", &target_dir)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status();
+            assert!(
+                matches!(status, Ok(s) if s.success()) && bin.is_file(),
+                "the bitplace-node binary is missing at {} and building it failed ({status:?}); \
+                 run `cargo build --workspace --bins` first or set BITPLACE_NODE_BIN",
+                bin.display()
+            );
+        }
+        bin
+    })
+    .clone()
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the node binds it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `bitplace-node <args>` to completion (offline subcommands).
+pub fn node_cmd(args: &[&str], data_dir: &Path) -> Output {
+    Command::new(node_bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run bitplace-node")
+}
+
+/// A deterministic xorshift generator: the suite's randomness is reproducible from a seed
+/// (printed by each test; `BITPLACE_SEED` overrides).
+#[derive(Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn from_env(default: u64) -> Rng {
+        let seed = std::env::var("BITPLACE_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default);
+        Rng(seed | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// An environment variable as a number, or `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A running (or killed) `bitplace-node`. Dropping it SIGKILLs the process.
+pub struct Node {
+    child: Option<Child>,
+    pub port: u16,
+    pub stratum_port: Option<u16>,
+    pub dir: PathBuf,
+    pub args: Vec<String>,
+    /// stderr of every run, appended (kept outside the data dir, so a full data
+    /// filesystem does not also lose the logs).
+    pub log: PathBuf,
+    _log_dir: tempfile::TempDir,
+    pub api: Api,
+}
+
+impl Node {
+    /// Starts a node on a free port over `dir` with extra `args` (e.g. `--dev`) and waits
+    /// until `/healthz` answers.
+    pub async fn start(dir: &Path, args: &[&str]) -> Node {
+        let mut node = Node::spawn(dir, args);
+        node.wait_ready().await;
+        node
+    }
+
+    /// Starts the process without waiting for it.
+    pub fn spawn(dir: &Path, args: &[&str]) -> Node {
+        let log_dir = tempfile::tempdir().unwrap();
+        let mut node = Node {
+            child: None,
+            port: free_port(),
+            stratum_port: None,
+            dir: dir.to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            log: log_dir.path().join("node.log"),
+            _log_dir: log_dir,
+            api: Api::default(),
+        };
+        node.api.base = format!("http://127.0.0.1:{}", node.port);
+        node.launch();
+        node
+    }
+
+    /// Starts a node that also serves Stratum on a free port.
+    pub async fn start_with_stratum(dir: &Path, args: &[&str]) -> Node {
+        let log_dir = tempfile::tempdir().unwrap();
+        let mut node = Node {
+            child: None,
+            port: free_port(),
+            stratum_port: Some(free_port()),
+            dir: dir.to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            log: log_dir.path().join("node.log"),
+            _log_dir: log_dir,
+            api: Api::default(),
+        };
+        node.api.base = format!("http://127.0.0.1:{}", node.port);
+        node.launch();
+        node.wait_ready().await;
+        node
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(node_bin());
+        cmd.arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(sp) = self.stratum_port {
+            cmd.arg("--stratum").arg(format!("127.0.0.1:{sp}"));
+        }
+        self.child = Some(cmd.spawn().expect("spawn bitplace-node"));
+    }
+
+    /// The node's stderr so far (for failure messages).
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = s.len().saturating_sub(4000);
+        let start = (start..s.len())
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(0);
+        s[start..].to_string()
+    }
+
+    /// Waits for `/healthz`; panics with the node's log if it exits or takes too long.
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.api.http.get(self.api.url("/healthz")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(st) = self.try_wait() {
+                panic!(
+                    "bitplace-node exited during startup ({st}); log:\n{}",
+                    self.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node did not come up; log:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The exit status if the process has ended.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.is_some() && self.try_wait().is_none()
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again over the same data directory and port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch();
+        self.wait_ready().await;
+    }
+
+    /// Starts the process again and waits for it to exit (it is expected to refuse).
+    pub fn start_expecting_exit(&mut self, within: Duration) -> Option<Output> {
+        self.kill();
+        let mut cmd = Command::new(node_bin());
+        cmd.arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn bitplace-node");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                return Some(child.wait_with_output().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Still running: hand it to `self` so it is killed on drop, report None.
+        self.child = Some(child);
+        None
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An HTTP client bound to one node's base URL; cheap to clone into tasks.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Default for Api {
+    fn default() -> Api {
+        Api {
+            base: String::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+}
+
+impl std::ops::Deref for Node {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api {
+            base: base.to_string(),
+            ..Api::default()
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.try_post(path, body)
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    /// POST without panicking on a connection error (the node may be dying).
+    pub async fn try_post(&self, path: &str, body: &Value) -> Result<(u16, Value), String> {
+        let r = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let text = r.text().await.map_err(|e| e.to_string())?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    /// GET without panicking on a connection error.
+    pub async fn try_get(&self, path: &str) -> Result<(u16, Value), String> {
+        let r = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let text = r.text().await.map_err(|e| e.to_string())?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    /// POST /v1/tx without panicking on a connection error.
+    pub async fn submit_tx_raw(&self, tx: &Transaction) -> Result<(u16, Value), String> {
+        self.try_post("/v1/tx", &json!({"hex": hex::encode(tx.encode())}))
+            .await
+    }
+
+    pub async fn status(&self) -> Value {
+        let (st, v) = self.get("/v1/status").await;
+        assert_eq!(st, 200, "{v}");
+        v
+    }
+
+    /// `(utxo_set_hash, log_length, height, best_hash, mempool_size)`.
+    pub async fn fingerprint(&self) -> (String, u64, u64, String, u64) {
+        let s = self.status().await;
+        (
+            s["utxo_set_hash"].as_str().unwrap().to_string(),
+            s["log_length"].as_u64().unwrap(),
+            s["height"].as_u64().unwrap(),
+            s["best_hash"].as_str().unwrap().to_string(),
+            s["mempool_size"].as_u64().unwrap(),
+        )
+    }
+
+    /// Dev mining: one block paying `address`, with at most `max_txs` mempool transactions.
+    pub async fn mine(&self, address: &str, max_txs: u64) {
+        let (st, r) = self
+            .post(
+                "/api/mine_block",
+                &json!({"address": address, "txAmount": max_txs}),
+            )
+            .await;
+        assert_eq!(st, 200, "{r}");
+        assert!(r["error"].is_null(), "{r}");
+    }
+
+    pub async fn submit_tx(&self, tx: &Transaction) -> (u16, Value) {
+        self.post("/v1/tx", &json!({"hex": hex::encode(tx.encode())}))
+            .await
+    }
+
+    /// Spendable outputs of `address` (confirmed mature and unconfirmed), as
+    /// `(txid, vout, amount, confirmed)`.
+    pub async fn utxos(&self, address: &str) -> Vec<(Hash256, u32, u64, bool)> {
+        let (st, v) = self.get(&format!("/v1/addresses/{address}")).await;
+        assert_eq!(st, 200, "{v}");
+        v["utxos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["mature"].as_bool().unwrap_or(true))
+            .map(|u| {
+                (
+                    Hash256::from_display_hex(u["txid"].as_str().unwrap()).unwrap(),
+                    u["vout"].as_u64().unwrap() as u32,
+                    u["amount"].as_u64().unwrap(),
+                    !u["height"].is_null(),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether `/v1/tx/{txid}` knows it, and where: `Some(true)` confirmed,
+    /// `Some(false)` in the mempool, `None` unknown.
+    pub async fn tx_state(&self, txid: &str) -> Option<bool> {
+        let (st, v) = self.get(&format!("/v1/tx/{txid}")).await;
+        match st {
+            200 => {
+                let confirmed = !v["block_hash"].is_null();
+                assert!(
+                    confirmed || v["in_mempool"] == json!(true),
+                    "{txid} neither confirmed nor in the mempool: {v}"
+                );
+                Some(confirmed)
+            }
+            404 => None,
+            _ => panic!("GET /v1/tx/{txid}: {st} {v}"),
+        }
+    }
+
+    /// Sum of every confirmed UTXO amount, from the Pocket alias `/api/get_chainstate`
+    /// (checked against `/v1/status`'s `utxo_count`).
+    pub async fn utxo_total(&self) -> u64 {
+        let (st, v) = self.get("/api/get_chainstate").await;
+        assert_eq!(st, 200, "{v}");
+        let mut total = 0u64;
+        let mut count = 0u64;
+        for (_txid, entry) in v.as_object().unwrap() {
+            let outs: Value =
+                serde_json::from_str(entry["serializedUnspentOutputs"].as_str().unwrap()).unwrap();
+            for o in outs.as_array().unwrap() {
+                total = total.checked_add(o["val"].as_u64().unwrap()).unwrap();
+                count += 1;
+            }
+        }
+        let status = self.status().await;
+        assert_eq!(
+            count,
+            status["utxo_count"].as_u64().unwrap(),
+            "get_chainstate listed a different number of UTXOs than /v1/status"
+        );
+        total
+    }
+}
+
+/// Sums of coinbase outputs and fees of the best chain, block by block, cached by hash
+/// so each check only fetches blocks it has not seen.
+#[derive(Default)]
+pub struct ChainAudit {
+    /// height → (hash, coinbase outputs, fees of the other transactions)
+    blocks: BTreeMap<u64, (String, u64, u64)>,
+}
+
+impl ChainAudit {
+    /// `(Σ coinbase outputs, Σ fees)` over the best chain the node serves now.
+    pub async fn totals(&mut self, node: &Api) -> (u64, u64) {
+        let height = node.status().await["height"].as_u64().unwrap();
+        self.blocks.retain(|h, _| *h <= height);
+        let mut from = 0;
+        while from <= height {
+            let (st, list) = node
+                .get(&format!("/v1/blocks?from={from}&limit=1000"))
+                .await;
+            assert_eq!(st, 200, "{list}");
+            let list = list.as_array().unwrap().clone();
+            if list.is_empty() {
+                break;
+            }
+            for b in &list {
+                let h = b["height"].as_u64().unwrap();
+                let hash = b["hash"].as_str().unwrap().to_string();
+                if self.blocks.get(&h).is_some_and(|c| c.0 == hash) {
+                    continue;
+                }
+                let (st, full) = node.get(&format!("/v1/blocks/{hash}")).await;
+                assert_eq!(st, 200, "{full}");
+                let txs = full["txs"].as_array().unwrap();
+                let coinbase: u64 = txs[0]["outputs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| o["amount"].as_u64().unwrap())
+                    .sum();
+                let fees: u64 = txs[1..].iter().map(|t| t["fee"].as_u64().unwrap()).sum();
+                self.blocks.insert(h, (hash, coinbase, fees));
+            }
+            from += list.len() as u64;
+        }
+        self.blocks
+            .values()
+            .fold((0, 0), |(c, f), b| (c + b.1, f + b.2))
+    }
+}
+
+/// A plain HTTP/1.1 exchange over a fresh TCP connection: `request` is sent as-is
+/// (so it may carry bytes no HTTP library would produce). Returns the status code and
+/// body, or an error when the connection fails or the answer is not HTTP.
+pub fn raw_http(port: u16, request: &[u8], timeout: Duration) -> Result<(u16, Vec<u8>), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.set_write_timeout(Some(timeout)).unwrap();
+    // A server may answer (413) and close before reading a huge body: a failed write is
+    // fine as long as an answer comes back.
+    let _ = s.write_all(request);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => {
+                if buf.is_empty() {
+                    return Err(format!("read: {e}"));
+                }
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {:?}", &text[..text.len().min(200)]))?;
+    let body = match buf.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => buf[i + 4..].to_vec(),
+        None => Vec::new(),
+    };
+    Ok((status, body))
+}
+
+/// Builds a raw request with `Connection: close` and a correct Content-Length.
+pub fn request(method: &str, path: &[u8], content_type: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut r = Vec::new();
+    r.extend_from_slice(method.as_bytes());
+    r.push(b' ');
+    r.extend_from_slice(path);
+    r.extend_from_slice(b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(ct) = content_type {
+        r.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+    }
+    if !body.is_empty() || method == "POST" {
+        r.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    r.extend_from_slice(b"\r\n");
+    r.extend_from_slice(body);
+    r
+}
+
+/// A signed zero-fee transaction moving `amount` from `key`'s output to `to`.
+pub fn pay(key: &TestKey, from: (Hash256, u32), outputs: &[(engine::Address, u64)]) -> Transaction {
+    key.spend(&[outpoint(from.0, from.1)], outputs)
+}
+
+/// Polls `cond` every 50 ms until it holds or `within` passes.
+pub async fn wait_until<F, Fut>(within: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
