@@ -65,6 +65,16 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         .layer(middleware::from_fn_with_state(state, observe))
 }
 
+/// The whole node's router: [`app`] plus the peer service's routes, with the
+/// `bitplace_peers` metric reading the service's live peer list.
+pub fn node_app(state: AppState, peers: &peers::PeerService) -> Router {
+    let live = peers.clone();
+    state
+        .metrics
+        .set_peer_source(move || live.peer_count() as u64);
+    app_with(state, peers.router())
+}
+
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
     AppError::new(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,

@@ -294,7 +294,7 @@ async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<(
             self_url: Some(format!("http://{local}")),
         },
     );
-    let app = api::app_with(state.clone(), peers.router());
+    let app = api::node_app(state.clone(), &peers);
     {
         let mut stop = stop_rx.clone();
         tokio::spawn(peers.run(async move {

@@ -4,8 +4,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
+
+/// Reads a live count when `/metrics` is rendered.
+pub type CountSource = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -23,7 +26,10 @@ struct Histogram {
 pub struct Metrics {
     pub tx_accepted: AtomicU64,
     pub blocks_accepted: AtomicU64,
+    /// Peer count when no live source is set (see [`Metrics::set_peer_source`]).
     pub peers: AtomicU64,
+    /// Where `bitplace_peers` is read from at each scrape, e.g. the peer service's list.
+    peer_source: OnceLock<CountSource>,
     pub sse_clients: AtomicU64,
     /// (route, method, status class) → latency histogram. Routes are the matched route
     /// patterns, so the label set stays bounded whatever paths clients send.
@@ -31,6 +37,20 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Makes `bitplace_peers` read `source` at every scrape, so registrations and
+    /// removals after start show. Only the first source set counts.
+    pub fn set_peer_source(&self, source: impl Fn() -> u64 + Send + Sync + 'static) {
+        let _ = self.peer_source.set(Box::new(source));
+    }
+
+    /// The current peer count.
+    pub fn peer_count(&self) -> u64 {
+        match self.peer_source.get() {
+            Some(f) => f(),
+            None => self.peers.load(Ordering::Relaxed),
+        }
+    }
+
     pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         let class = format!("{}xx", status / 100);
@@ -67,12 +87,7 @@ impl Metrics {
             "Transactions in the mempool.",
             mempool,
         );
-        gauge(
-            &mut out,
-            "peers",
-            "Known peers.",
-            self.peers.load(Ordering::Relaxed),
-        );
+        gauge(&mut out, "peers", "Known peers.", self.peer_count());
         gauge(
             &mut out,
             "sse_clients",

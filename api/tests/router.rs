@@ -338,3 +338,58 @@ async fn rate_limit_zero_is_off_and_loopback_can_be_limited() {
     }
     assert_eq!(statuses, vec![200, 200, 429]);
 }
+
+async fn scrape(router: &axum::Router, name: &str) -> u64 {
+    let resp = router.clone().oneshot(get("/metrics")).await.unwrap();
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn peers_metric_follows_registrations_after_start() {
+    use api::peers::{PeerConfig, PeerService};
+    let s = state(true);
+    let peers = PeerService::new(
+        s.engine.clone(),
+        PeerConfig {
+            initial_peers: vec!["http://127.0.0.1:9".into()],
+            dev: true,
+            ..PeerConfig::default()
+        },
+    );
+    let router = api::node_app(s, &peers);
+    assert_eq!(scrape(&router, "bitplace_peers").await, 1);
+    for (i, port) in [10, 11].into_iter().enumerate() {
+        let resp = router
+            .clone()
+            .oneshot(post_json(
+                "/v1/peers",
+                &format!("{{\"url\":\"http://127.0.0.1:{port}\"}}"),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        assert_eq!(scrape(&router, "bitplace_peers").await, 2 + i as u64);
+    }
+    // Registering a known peer again does not count twice.
+    let resp = router
+        .clone()
+        .oneshot(post_json("/v1/peers", "{\"url\":\"http://127.0.0.1:10\"}"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(scrape(&router, "bitplace_peers").await, 3);
+    assert_eq!(peers.peer_count(), 3);
+}
