@@ -637,3 +637,348 @@ async fn rate_limit_applies_to_real_connections() {
     assert!((5..=6).contains(&ok), "a burst of 5 then 429: {statuses:?}");
     assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
 }
+
+/// The easiest dev target, so nonce searches in these tests take a few hashes.
+const EASY: &str = "207fffff";
+
+async fn status(node: &Node) -> Value {
+    let (st, v) = node.get("/v1/status").await;
+    assert_eq!(st, 200, "{v}");
+    v
+}
+
+async fn metric(node: &Node, name: &str) -> u64 {
+    let text = reqwest::get(node.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+async fn mine_dev(node: &Node, address: &str) {
+    let (st, r) = node
+        .post(
+            "/api/mine_block",
+            &json!({"address": address, "txAmount": 100}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    assert!(r["error"].is_null(), "{r}");
+}
+
+#[tokio::test]
+async fn three_nodes_mined_apart_converge_on_the_most_work_chain() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let args = ["--difficulty", EASY].map(String::from);
+    let mut nodes = Vec::new();
+    for d in &dirs {
+        nodes.push(Node::start_with(d.path(), true, &args).await);
+    }
+    let keys: Vec<TestKey> = (0..3).map(|i| TestKey::new(40 + i)).collect();
+    let bob = TestKey::new(50);
+
+    // Apart: A mines 2 blocks, B 4 (with a payment in its 3rd), C 3 — B has the most work.
+    for (node, (key, n)) in nodes.iter().zip(keys.iter().zip([2, 4, 3])) {
+        for _ in 0..n {
+            mine_dev(node, &key.address().to_string()).await;
+        }
+    }
+    let heights: Vec<u64> = {
+        let mut h = Vec::new();
+        for n in &nodes {
+            h.push(status(n).await["height"].as_u64().unwrap());
+        }
+        h
+    };
+    assert_eq!(heights, vec![2, 4, 3]);
+    // B's chain also carries a transaction: its first coinbase, paid to bob, in a block
+    // mined on top (block 5 once B has 4; that makes B's lead 5 > 3 > 2).
+    let (_, b1) = nodes[1].get("/v1/blocks/1").await;
+    let cb = Hash256::from_display_hex(b1["txs"][0]["txid"].as_str().unwrap()).unwrap();
+    let pay = keys[1].spend(
+        &[outpoint(cb, 0)],
+        &[(bob.address(), 6), (keys[1].address(), 3)],
+    );
+    let (st, r) = nodes[1]
+        .post("/v1/tx", &json!({"hex": hex::encode(pay.encode())}))
+        .await;
+    assert_eq!(st, 200, "{r}");
+    mine_dev(&nodes[1], &keys[1].address().to_string()).await;
+    let tips: Vec<Value> = {
+        let mut t = Vec::new();
+        for n in &nodes {
+            t.push(status(n).await);
+        }
+        t
+    };
+    assert_eq!(tips[1]["height"], 5);
+    let hashes: std::collections::HashSet<_> =
+        tips.iter().map(|t| t["utxo_set_hash"].clone()).collect();
+    assert_eq!(
+        hashes.len(),
+        3,
+        "three different UTXO sets before connecting"
+    );
+    for n in &nodes {
+        assert_eq!(metric(n, "bitplace_peers").await, 0);
+    }
+
+    // Connect: every node registers the other two, then resolves.
+    for (i, n) in nodes.iter().enumerate() {
+        for (j, m) in nodes.iter().enumerate() {
+            if i != j {
+                let (st, r) = n.post("/v1/peers", &json!({"url": m.base})).await;
+                assert_eq!(st, 201, "{r}");
+            }
+        }
+        assert_eq!(
+            metric(n, "bitplace_peers").await,
+            2,
+            "metric follows registrations"
+        );
+    }
+    for n in &nodes {
+        let (st, r) = n.post("/v1/peers/resolve", &json!({})).await;
+        assert_eq!(st, 200, "{r}");
+    }
+    let want = &tips[1];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut all = Vec::new();
+        for n in &nodes {
+            all.push(status(n).await);
+        }
+        let same = all.iter().all(|s| {
+            s["best_hash"] == want["best_hash"] && s["utxo_set_hash"] == want["utxo_set_hash"]
+        });
+        if same {
+            for s in &all {
+                assert_eq!(s["height"], 5);
+                assert_eq!(s["utxo_count"], want["utxo_count"]);
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no convergence within 30 s: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The losers reorganised: their own coinbases are gone, bob's payment is there.
+    let (_, bob_on_a) = nodes[0]
+        .get(&format!("/v1/addresses/{}", bob.address()))
+        .await;
+    assert_eq!(bob_on_a["confirmed"], 6, "{bob_on_a}");
+    let (_, a_on_a) = nodes[0]
+        .get(&format!("/v1/addresses/{}", keys[0].address()))
+        .await;
+    assert_eq!(
+        a_on_a["confirmed"].as_u64().unwrap() + a_on_a["immature"].as_u64().unwrap(),
+        0,
+        "{a_on_a}"
+    );
+
+    // Connected now: a block mined on C (a former loser) reaches A and B by relay.
+    mine_dev(&nodes[2], &keys[2].address().to_string()).await;
+    let want = status(&nodes[2]).await;
+    assert_eq!(want["height"], 6);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for n in &nodes[..2] {
+        loop {
+            let s = status(n).await;
+            if s["best_hash"] == want["best_hash"] {
+                assert_eq!(s["utxo_set_hash"], want["utxo_set_hash"]);
+                break;
+            }
+            assert!(Instant::now() < deadline, "block not relayed: {s}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A Stratum V1 client over a real socket: requests with ids, notifications queued.
+struct StratumClient {
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    next_id: u64,
+    queued: std::collections::VecDeque<Value>,
+}
+
+impl StratumClient {
+    async fn connect(addr: &str) -> StratumClient {
+        use tokio::io::AsyncBufReadExt;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "stratum not up: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let (rd, wr) = stream.into_split();
+        StratumClient {
+            lines: tokio::io::BufReader::new(rd).lines(),
+            wr,
+            next_id: 1,
+            queued: Default::default(),
+        }
+    }
+
+    async fn recv(&mut self) -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
+            .await
+            .expect("server answers within 10 s")
+            .unwrap()
+            .expect("connection open");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        use tokio::io::AsyncWriteExt;
+        let id = self.next_id;
+        self.next_id += 1;
+        let line = json!({"id": id, "method": method, "params": params}).to_string() + "\n";
+        self.wr.write_all(line.as_bytes()).await.unwrap();
+        loop {
+            let msg = self.recv().await;
+            if msg["id"] == json!(id) {
+                return msg;
+            }
+            self.queued.push_back(msg);
+        }
+    }
+
+    async fn notification(&mut self, method: &str) -> Value {
+        if let Some(i) = self.queued.iter().position(|m| m["method"] == method) {
+            return self.queued.remove(i).unwrap()["params"].clone();
+        }
+        loop {
+            let msg = self.recv().await;
+            if msg["method"] == method {
+                return msg["params"].clone();
+            }
+            self.queued.push_back(msg);
+        }
+    }
+}
+
+fn unhex(v: &Value) -> Vec<u8> {
+    hex::decode(v.as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn stratum_miner_share_becomes_a_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let stratum = format!("127.0.0.1:{}", free_port());
+    let args = ["--difficulty", EASY, "--stratum", &stratum].map(String::from);
+    let node = Node::start_with(dir.path(), true, &args).await;
+    let miner = TestKey::new(60);
+    let before = status(&node).await;
+
+    let mut c = StratumClient::connect(&stratum).await;
+    let r = c.call("mining.subscribe", json!(["bitplace-test/1"])).await;
+    assert!(r["error"].is_null(), "{r}");
+    let en1 = unhex(&r["result"][1]);
+    let en2_size = r["result"][2].as_u64().unwrap() as usize;
+    assert_eq!(en1.len(), 4);
+    let worker = format!("{}.rig", miner.address());
+    let r = c.call("mining.authorize", json!([worker, "x"])).await;
+    assert_eq!(r["result"], true, "{r}");
+    let diff = c.notification("mining.set_difficulty").await;
+    assert!(diff[0].as_f64().unwrap() > 0.0, "{diff}");
+    let job = c.notification("mining.notify").await;
+    // [job_id, prevhash, coinb1, coinb2, merkle_branch, version, nbits, ntime, clean_jobs]
+    assert_eq!(job[8], true, "first job is clean: {job}");
+
+    // The header as the byte orders in api/src/stratum.rs say: prevhash has each 4-byte
+    // word reversed; version, nbits, ntime are big-endian hex of little-endian fields.
+    let en2 = vec![0xab; en2_size];
+    let coinbase = [unhex(&job[2]), en1.clone(), en2.clone(), unhex(&job[3])].concat();
+    let mut root = Hash256::sha256d(&coinbase).0;
+    for b in job[4].as_array().unwrap() {
+        root = Hash256::sha256d(&[root.to_vec(), unhex(b)].concat()).0;
+    }
+    let prev: Vec<u8> = unhex(&job[1])
+        .chunks(4)
+        .flat_map(|w| w.iter().rev().copied().collect::<Vec<_>>())
+        .collect();
+    assert_eq!(
+        Hash256::from_display_hex(before["best_hash"].as_str().unwrap())
+            .unwrap()
+            .0
+            .to_vec(),
+        prev,
+        "the job builds on the node's tip"
+    );
+    let word = |v: &Value| u32::from_str_radix(v.as_str().unwrap(), 16).unwrap();
+    let (version, nbits, ntime) = (word(&job[5]), word(&job[6]), word(&job[7]));
+    let mut header = [
+        version.to_le_bytes().to_vec(),
+        prev,
+        root.to_vec(),
+        ntime.to_le_bytes().to_vec(),
+        nbits.to_le_bytes().to_vec(),
+        vec![0; 4],
+    ]
+    .concat();
+    assert_eq!(header.len(), 80);
+    let target = CompactTarget(nbits).to_target().unwrap();
+    let mut found = None;
+    for n in 0..=u32::MAX {
+        header[76..80].copy_from_slice(&n.to_le_bytes());
+        let h = Hash256::sha256d(&header);
+        if target.is_met_by(&h) {
+            found = Some((n, h));
+            break;
+        }
+    }
+    let (nonce, hash) = found.unwrap();
+    let submit = json!([
+        worker,
+        job[0],
+        hex::encode(&en2),
+        format!("{ntime:08x}"),
+        format!("{nonce:08x}")
+    ]);
+    let r = c.call("mining.submit", submit).await;
+    assert_eq!(r["result"], true, "{r}");
+
+    // The share is now the node's tip, one higher, paying the worker's address.
+    let after = status(&node).await;
+    assert_eq!(
+        after["height"].as_u64().unwrap(),
+        before["height"].as_u64().unwrap() + 1
+    );
+    assert_eq!(after["best_hash"], hash.to_string(), "the block we hashed");
+    let (_, block) = node.get(&format!("/v1/blocks/{hash}")).await;
+    let (_, cb) = node
+        .get(&format!(
+            "/v1/tx/{}",
+            block["txs"][0]["txid"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(cb["coinbase"], true, "{cb}");
+    assert_eq!(
+        cb["outputs"][0]["address"],
+        miner.address().to_string(),
+        "pays the worker"
+    );
+    assert_eq!(cb["outputs"][0]["amount"], 10, "the dev reward");
+    assert_eq!(cb["block_hash"], hash.to_string());
+    // A new tip brings a clean job on top of the block just found.
+    let next = loop {
+        let n = c.notification("mining.notify").await;
+        if n[8] == true {
+            break n;
+        }
+    };
+    assert_ne!(next[1], job[1]);
+}
