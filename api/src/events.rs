@@ -80,6 +80,7 @@ impl Topics {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Comma-separated: `blocks`, `mempool`, `work`, `address:<addr>`.
     topics: Option<String>,

@@ -61,6 +61,7 @@ pub async fn status(State(s): State<AppState>) -> ApiResult<axum::Json<StatusVie
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BlocksQuery {
     /// First height (default: so that the newest `limit` blocks are returned).
@@ -166,6 +167,7 @@ pub async fn transaction(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AddressQuery {
     /// History entries (default 100, max 1000).
@@ -186,6 +188,7 @@ pub async fn address(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LimitQuery {
     /// At most this many (default and max 1000).
@@ -239,6 +242,7 @@ pub async fn post_tx(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateQuery {
     /// The address the coinbase pays.

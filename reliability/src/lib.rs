@@ -562,7 +562,16 @@ pub fn raw_http(port: u16, request: &[u8], timeout: Duration) -> Result<(u16, Ve
     loop {
         match s.read(&mut chunk) {
             Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                // An event stream never ends: the head is all we need.
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                    if head.contains("text/event-stream") {
+                        break;
+                    }
+                }
+            }
             Err(e) => {
                 if buf.is_empty() {
                     return Err(format!("read: {e}"));
