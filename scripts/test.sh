@@ -8,5 +8,6 @@ cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"
 node --test api/web/test/
 (cd api/web/e2e && npm ci --no-audit --no-fund --silent)
-mkdir -p target/e2e
-node api/web/e2e/browser.mjs target/debug target/e2e/wallet.png
+target="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target/e2e"
+node api/web/e2e/browser.mjs "$target/debug" "$target/e2e/wallet.png"
