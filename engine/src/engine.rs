@@ -391,12 +391,13 @@ impl Writer {
         let signatures = validation::verify_signatures_each(&txs);
         let outcome = self.transact(|t| {
             let mut results = Vec::with_capacity(txs.len());
+            let next_height = self.tip_height(t)? + 1;
             for (tx, sig) in txs.into_iter().zip(signatures) {
                 if let Err(r) = sig {
                     results.push(Err(r.into()));
                     continue;
                 }
-                match self.admit(t, tx) {
+                match self.admit(t, tx, next_height) {
                     Err(EngineError::Rejected(r)) => results.push(Err(EngineError::Rejected(r))),
                     // A storage failure fails the whole batch: nothing is acknowledged.
                     Err(e) => return Err(e),
@@ -425,7 +426,13 @@ impl Writer {
 
     /// Validates `tx` against the mempool view and appends it. A rejection writes nothing:
     /// every check comes before the first append.
-    fn admit(&self, t: &mut Tables<'_>, tx: Transaction) -> Result<TxAccepted, EngineError> {
+    /// `next_height` is the height of the next block (the tip does not move within a batch).
+    fn admit(
+        &self,
+        t: &mut Tables<'_>,
+        tx: Transaction,
+        next_height: u64,
+    ) -> Result<TxAccepted, EngineError> {
         let txid = tx.txid();
         if t.mempool.get(txid.0.as_slice())?.is_some() || t.tx_known(&txid)? {
             return Ok(TxAccepted {
@@ -433,7 +440,6 @@ impl Writer {
                 duplicate: true,
             });
         }
-        let next_height = self.tip_height(t)? + 1;
         let ctx = InputContext::Mempool {
             next_height,
             replacing: None,
