@@ -350,6 +350,11 @@ fn search_thread(
                     time,
                     solution,
                 });
+                // A solved job is finished: every further winner would be a second block
+                // on the same parent, stale once the first is accepted (hashing on meant
+                // dozens of stale submissions per block). Wait for the next job, which the
+                // client fetches after the node has answered this submission.
+                shared.ctl.cancel();
             };
             if let Err(e) = backend.search_with(&work, 0, 1 << 32, &shared.ctl, &on_found) {
                 let _ = errors.send(e);
@@ -520,6 +525,12 @@ async fn mine_loop(
     let mut stats = Stats::default();
     let mut backoff = Duration::from_millis(250);
     let mut current_job: Option<String> = None;
+    // (height, prev_hash) the current job builds on: a `work` event for exactly that tip
+    // needs no new template (the node answers every template request with a new job id, so
+    // refetching would abandon a live job for an identical one).
+    let mut current_tip: Option<(u64, String)> = None;
+    // Height of our last accepted block: a solution at or below it is stale for certain.
+    let mut accepted_height: Option<u64> = None;
     let mut last_hashes = 0u64;
     let mut last_tick = Instant::now();
     let mut tick = tokio::time::interval(cfg.status_every);
@@ -536,6 +547,7 @@ async fn mine_loop(
             Err(e) => {
                 shared.set_job(None);
                 current_job = None;
+                current_tip = None;
                 report(Report::Disconnected {
                     error: e.to_string(),
                     retry_in_ms: backoff.as_millis() as u64,
@@ -549,7 +561,8 @@ async fn mine_loop(
         let set_template = |t: Template,
                             reason: &str,
                             stats: &mut Stats,
-                            current: &mut Option<String>|
+                            current: &mut Option<String>,
+                            tip: &mut Option<(u64, String)>|
          -> Result<(), ClientError> {
             if current.as_deref() == Some(t.job_id.as_str()) {
                 return Ok(());
@@ -557,6 +570,7 @@ async fn mine_loop(
             let job = Job::from_template(t)?;
             stats.height = job.template.height;
             *current = Some(job.template.job_id.clone());
+            *tip = Some((job.template.height, job.template.prev_hash.clone()));
             report(Report::Job {
                 job_id: job.template.job_id.clone(),
                 height: job.template.height,
@@ -565,7 +579,13 @@ async fn mine_loop(
             shared.set_job(Some(Arc::new(job)));
             Ok(())
         };
-        set_template(template, "connect", &mut stats, &mut current_job)?;
+        set_template(
+            template,
+            "connect",
+            &mut stats,
+            &mut current_job,
+            &mut current_tip,
+        )?;
         let mut stream = events.bytes_stream();
         let mut parser = SseParser::default();
         let disconnect: ClientError = loop {
@@ -579,21 +599,34 @@ async fn mine_loop(
                     let mut refetch = None;
                     for ev in parser.push(&chunk) {
                         if ev.event == "work" {
-                            let reason = serde_json::from_str::<serde_json::Value>(&ev.data)
-                                .ok()
-                                .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(String::from))
-                                .unwrap_or_else(|| "work".into());
-                            refetch = Some(reason);
+                            let data = serde_json::from_str::<serde_json::Value>(&ev.data)
+                                .unwrap_or_default();
+                            let reason = data.get("reason").and_then(|r| r.as_str())
+                                .unwrap_or("work").to_string();
+                            let on_tip = data.get("height").and_then(|h| h.as_u64())
+                                .zip(data.get("prev_hash").and_then(|p| p.as_str()))
+                                .is_some_and(|(h, p)| current_tip.as_ref()
+                                    .is_some_and(|(ch, cp)| *ch == h && cp.eq_ignore_ascii_case(p)));
+                            // Already mining on that very tip (e.g. the event for our own
+                            // block, whose template we fetched right after it was accepted).
+                            if !(reason == "tip" && on_tip) {
+                                refetch = Some(reason);
+                            }
                         }
                     }
                     if let Some(reason) = refetch {
                         match node.template(&cfg.address).await {
-                            Ok(t) => set_template(t, &reason, &mut stats, &mut current_job)?,
+                            Ok(t) => set_template(t, &reason, &mut stats, &mut current_job, &mut current_tip)?,
                             Err(e) => break e,
                         }
                     }
                 }
                 Some(f) = found_rx.recv() => {
+                    if accepted_height.is_some_and(|h| f.job.template.height <= h) {
+                        // Another thread's winner for a job we already solved, or a
+                        // superseded job at the same height: the node would call it stale.
+                        continue;
+                    }
                     let sub = Submission {
                         job_id: f.job.template.job_id.clone(),
                         extra_nonce: hex::encode(f.job.extra_nonce(f.extra_nonce)),
@@ -616,17 +649,27 @@ async fn mine_loop(
                         outcome: label,
                     });
                     if let SubmitOutcome::Accepted { .. } = outcome {
+                        accepted_height = Some(f.job.template.height);
                         if cfg.blocks.is_some_and(|n| stats.accepted >= n) {
                             stats.hashes = shared.ctl.hashes();
                             return Ok(stats);
                         }
-                        // Our block moved the tip: stop mining on it now rather than wait
-                        // for the node's `work` event (which will follow; the job id check
-                        // makes the second fetch a no-op).
+                    }
+                    // The search stopped when it found this solution: if it was for the
+                    // current job, fetch the next one now. After our own block that is the
+                    // block on top of it (the node's `work` event for the same tip that
+                    // follows is then skipped); after a stale or rejected one, a fresh job.
+                    if current_job.as_deref() == Some(sub.job_id.as_str()) {
+                        let reason = match outcome {
+                            SubmitOutcome::Accepted { .. } => "own_block",
+                            SubmitOutcome::Stale => "stale",
+                            SubmitOutcome::Rejected(_) => "rejected",
+                        };
                         shared.set_job(None);
                         current_job = None;
+                        current_tip = None;
                         match node.template(&cfg.address).await {
-                            Ok(t) => set_template(t, "own_block", &mut stats, &mut current_job)?,
+                            Ok(t) => set_template(t, reason, &mut stats, &mut current_job, &mut current_tip)?,
                             Err(e) => break e,
                         }
                     }
@@ -648,6 +691,7 @@ async fn mine_loop(
         };
         shared.set_job(None);
         current_job = None;
+        current_tip = None;
         report(Report::Disconnected {
             error: disconnect.to_string(),
             retry_in_ms: backoff.as_millis() as u64,
