@@ -267,7 +267,9 @@ impl Node {
         self.wait_ready().await;
     }
 
-    /// Starts the process again and waits for it to exit (it is expected to refuse).
+    /// Starts the process again and waits for it to exit (it is expected to refuse):
+    /// `Some(output)` if it exited, `None` if it came up and serves `/healthz` instead
+    /// (it then runs under `self`).
     pub fn start_expecting_exit(&mut self, within: Duration) -> Option<Output> {
         self.kill();
         let mut cmd = Command::new(node_bin());
@@ -282,9 +284,16 @@ impl Node {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn bitplace-node");
         let deadline = Instant::now() + within;
+        let health = request("GET", b"/healthz", None, b"");
         while Instant::now() < deadline {
             if child.try_wait().unwrap().is_some() {
                 return Some(child.wait_with_output().unwrap());
+            }
+            if matches!(
+                raw_http(self.port, &health, Duration::from_secs(2)),
+                Ok((200, _))
+            ) {
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -1,0 +1,273 @@
+//! Item 2: storage faults under the real binary.
+//!
+//! - Flipped bytes and truncations of `ledger.redb`: the node either refuses to start —
+//!   non-zero exit, one `bitplace-node: error: ...` line, no panic — or, when the damage
+//!   hit unused space, starts and serves exactly the balances and UTXO-set hash it had.
+//!   Never a wrong balance.
+//! - A full filesystem (a 4 MiB tmpfs; needs root for `mount`, skipped with a printed
+//!   reason otherwise): `POST /v1/tx` stops acknowledging (an error status) instead of
+//!   losing acknowledged data; reads keep working; once space is freed it acknowledges
+//!   again, and every acknowledged transaction is there, also after a SIGKILL restart.
+
+use bitplace_reliability::*;
+use engine::testkit::TestKey;
+use engine::Hash256;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const FAST: [&str; 3] = ["--dev", "--difficulty", "207fffff"];
+
+/// What a client sees: status fingerprint plus the balances of the keys used.
+async fn view(node: &Node, addrs: &[String]) -> (String, u64, u64, String, Vec<String>) {
+    let f = node.fingerprint().await;
+    let mut balances = Vec::new();
+    for a in addrs {
+        let (_, v) = node.get(&format!("/v1/addresses/{a}")).await;
+        balances.push(format!(
+            "{} {} {}",
+            v["confirmed"], v["unconfirmed"], v["immature"]
+        ));
+    }
+    (f.0, f.1, f.2, f.3, balances)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn damaged_ledger_is_refused_or_served_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let orig = tmp.path().join("orig");
+    let keys: Vec<TestKey> = (0..3).map(|i| TestKey::new(600 + i)).collect();
+    let addrs: Vec<String> = keys.iter().map(|k| k.address().to_string()).collect();
+    let mut node = Node::start(&orig, &FAST).await;
+    for i in 0..6 {
+        node.mine(&addrs[i % 2], 10).await;
+    }
+    let c = node.utxos(&addrs[0]).await[0];
+    let tx = pay(&keys[0], (c.0, c.1), &[(keys[2].address(), c.2)]);
+    assert_eq!(node.submit_tx(&tx).await.0, 200);
+    let good = view(&node, &addrs).await;
+    node.kill();
+    let ledger = std::fs::read(orig.join("ledger.redb")).unwrap();
+    let used: Vec<usize> = (0..ledger.len()).filter(|&i| ledger[i] != 0).collect();
+
+    let mut rng = Rng::from_env(0x5107);
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for _ in 0..env_usize("BITPLACE_FLIPS", 24) {
+        let at = used[rng.below(used.len() as u64) as usize];
+        let mut d = ledger.clone();
+        d[at] ^= 1 << rng.below(8);
+        cases.push((format!("bit flip at {at}"), d));
+    }
+    for at in [0usize, 100, 4096] {
+        let mut d = ledger.clone();
+        d[at] ^= 0xff;
+        cases.push((format!("byte flip at {at}"), d));
+    }
+    // 0 bytes: see `empty_ledger_file_is_taken_for_a_new_chain` below.
+    for frac in [1usize, 10, 50, 90, 99] {
+        let n = ledger.len() * frac / 100;
+        cases.push((
+            format!("truncated to {n} of {} bytes", ledger.len()),
+            ledger[..n].to_vec(),
+        ));
+    }
+    let (mut refused, mut harmless) = (0, 0);
+    let mut problems = Vec::new();
+    for (what, bytes) in cases {
+        let dir = tmp.path().join("case");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ledger.redb"), &bytes).unwrap();
+        let mut n = Node::spawn(&dir, &FAST);
+        n.kill();
+        match n.start_expecting_exit(Duration::from_secs(15)) {
+            Some(out) => {
+                let err = String::from_utf8_lossy(&out.stderr).to_string();
+                let lines: Vec<&str> = err
+                    .lines()
+                    .filter(|l| l.starts_with("bitplace-node: error:"))
+                    .collect();
+                if out.status.success() || lines.len() != 1 || err.contains("panicked") {
+                    problems.push(format!("{what}: exit {:?}, stderr: {err}", out.status));
+                } else {
+                    refused += 1;
+                }
+            }
+            None => {
+                // It started: it must serve exactly what it had.
+                n.wait_ready().await;
+                let seen = view(&n, &addrs).await;
+                if seen != good {
+                    problems.push(format!(
+                        "{what}: started and served {seen:?}, expected {good:?}"
+                    ));
+                } else {
+                    harmless += 1;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "storage: damaged ledgers: {refused} refused with one error line, {harmless} harmless \
+         (unused bytes) served unchanged, {} problems",
+        problems.len()
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(refused > 0);
+}
+
+/// Bug (not fixed here; `Engine::open` / `bitplace-node` startup): a `ledger.redb`
+/// truncated to 0 bytes — what a crash during a filesystem failure or a bad copy can
+/// leave — is silently taken for a new ledger: the node starts on a fresh genesis and
+/// serves zero balances for every address instead of refusing to start. Expected: a
+/// non-zero exit with one line naming the empty file.
+#[tokio::test]
+#[ignore = "engine/node bug: an empty ledger.redb is silently initialised as a new chain"]
+async fn empty_ledger_file_is_taken_for_a_new_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Node::start(tmp.path(), &FAST).await;
+    node.mine(&TestKey::new(1).address().to_string(), 0).await;
+    node.kill();
+    std::fs::write(tmp.path().join("ledger.redb"), b"").unwrap();
+    let out = node.start_expecting_exit(Duration::from_secs(15));
+    let out =
+        out.unwrap_or_else(|| panic!("started over an empty ledger file and serves height 0"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bitplace-node: error:"), "{err}");
+}
+
+fn mount_tmpfs(dir: &Path, size: &str) -> Result<(), String> {
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+struct Unmount(std::path::PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the filesystem of `dir` with a file until ENOSPC.
+fn fill(path: &Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0xa5u8; 4096];
+    let mut n = 0;
+    while f.write_all(&chunk).is_ok() {
+        n += 4096;
+    }
+    let _ = f.sync_all();
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_filesystem_stops_acknowledgements_and_recovers() {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !is_root {
+        eprintln!("SKIPPED full_filesystem_stops_acknowledgements_and_recovers: not root, cannot mount a tmpfs");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    if let Err(e) = mount_tmpfs(&mnt, "4m") {
+        eprintln!("SKIPPED full_filesystem_stops_acknowledgements_and_recovers: mount failed: {e}");
+        return;
+    }
+    let _guard = Unmount(mnt.clone());
+    let data = mnt.join("data");
+    let mut node = Node::start(&data, &FAST).await;
+    let k = TestKey::new(700);
+    let a = k.address().to_string();
+    for _ in 0..3 {
+        node.mine(&a, 0).await;
+    }
+    let filler = mnt.join("filler");
+    let filled = fill(&filler);
+    // Chain-spend one coin until the node refuses to acknowledge.
+    let c = node.utxos(&a).await.into_iter().find(|c| c.3).unwrap();
+    let mut coin: (Hash256, u32, u64) = (c.0, c.1, c.2);
+    let mut acked = Vec::new();
+    let mut refusal = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let tx = pay(&k, (coin.0, coin.1), &[(k.address(), coin.2)]);
+        let (st, r) = node.submit_tx(&tx).await;
+        if st == 200 {
+            acked.push(tx.txid().to_string());
+            coin = (tx.txid(), 0, coin.2);
+        } else {
+            refusal = Some((st, r));
+            break;
+        }
+    }
+    let (st, r) = refusal.unwrap_or_else(|| {
+        panic!(
+            "{} transactions acknowledged on a full filesystem ({filled} filler bytes) without an error",
+            acked.len()
+        )
+    });
+    assert!(st >= 400, "{st} {r}");
+    assert!(
+        node.alive(),
+        "the node died on a full disk; log:\n{}",
+        node.log_tail()
+    );
+    // Reads still work and every acknowledgement is there.
+    for t in &acked {
+        assert!(
+            node.tx_state(t).await.is_some(),
+            "acknowledged {t} lost on a full disk"
+        );
+    }
+    // Free the space: acknowledgements resume (after a restart if the storage layer
+    // refuses to write again without one).
+    std::fs::remove_file(&filler).unwrap();
+    let tx = pay(&k, (coin.0, coin.1), &[(k.address(), coin.2)]);
+    let (st2, r2) = node.submit_tx(&tx).await;
+    let recovered_live = st2 == 200;
+    if !recovered_live {
+        node.restart().await;
+        let (st3, r3) = node.submit_tx(&tx).await;
+        assert_eq!(
+            st3, 200,
+            "no recovery after freeing space and restarting: {r3} (before restart: {st2} {r2})"
+        );
+    }
+    acked.push(tx.txid().to_string());
+    node.restart().await; // SIGKILL + restart
+    for t in &acked {
+        assert!(
+            node.tx_state(t).await.is_some(),
+            "acknowledged {t} lost after the disk-full episode"
+        );
+    }
+    node.kill();
+    let v = node_cmd(&["verify"], &data);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    eprintln!(
+        "storage: full filesystem: {} acknowledged before the refusal ({st} {}), all found; \
+         recovered {} once space was freed",
+        acked.len() - 1,
+        r["error"],
+        if recovered_live {
+            "without a restart"
+        } else {
+            "after a restart"
+        }
+    );
+}
