@@ -1,5 +1,8 @@
-//! `bitplace-bench`: the engine's load harness. Each subcommand prints one JSON line with
-//! its figures and the reference measured in the same run.
+//! `bitplace-bench`: the engine's and the node's load harness. Each subcommand prints one
+//! JSON line with its figures (and, for the engine ones, the reference measured in the same
+//! run).
+
+mod http;
 
 use anyhow::{Context, Result};
 use benchkit::Bench;
@@ -11,7 +14,7 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(about = "Bitplace engine benchmarks")]
+#[command(about = "Bitplace engine and node benchmarks")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -40,6 +43,10 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// Sustained POST /v1/tx of pre-signed transactions to a node: tx/s, p50, p99.
+    HttpSubmit(http::SubmitArgs),
+    /// Block commit → SSE delivery latency at many concurrent subscribers.
+    SseLatency(http::SseArgs),
 }
 
 fn main() -> Result<()> {
@@ -47,6 +54,8 @@ fn main() -> Result<()> {
         Cmd::Connect { txs, runs } => connect(txs, runs),
         Cmd::Rebuild { txs, runs } => rebuild(txs, runs),
         Cmd::Submit { threads, seconds } => submit(threads, seconds),
+        Cmd::HttpSubmit(a) => http::http_submit(a),
+        Cmd::SseLatency(a) => http::sse_latency(a),
     }
 }
 
