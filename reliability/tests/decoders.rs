@@ -130,7 +130,7 @@ fn apply(mut b: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: bitplace_reliability::env_usize("PROPTEST_CASES", 2000) as u32, ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic_and_roundtrip(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
