@@ -22,9 +22,9 @@ use crate::validation::{self, Reject};
 use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use serde::Serialize;
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{broadcast, oneshot};
 
 /// Most commands folded into one write transaction.
@@ -117,10 +117,57 @@ enum Command {
 }
 
 pub(crate) struct Shared {
-    pub db: Database,
+    /// None while the file is being reopened after a storage failure.
+    db: RwLock<Option<Arc<Database>>>,
+    /// The ledger file; None for an in-memory ledger.
+    path: Option<PathBuf>,
     pub config: EngineConfig,
     pub notifier: broadcast::Sender<Arc<Notification>>,
     pub template_cache: Mutex<Option<crate::query::TemplateCache>>,
+}
+
+impl Shared {
+    /// The open database, or `Unavailable` while it is being reopened.
+    pub(crate) fn db(&self) -> Result<Arc<Database>, EngineError> {
+        let slot = self.db.read().unwrap_or_else(|e| e.into_inner());
+        slot.clone()
+            .ok_or_else(|| EngineError::Unavailable("storage is recovering from a failure".into()))
+    }
+
+    /// After an I/O failure redb refuses further commits until the file is reopened
+    /// ("latched"); drop our handle so the next write reopens it.
+    fn discard_db(&self) {
+        if self.path.is_some() {
+            *self.db.write().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    /// Reopens the ledger file after [`Shared::discard_db`], re-checking the log; readers
+    /// still holding the old handle finish first (redb locks the file), so retry briefly.
+    fn reopen(&self) -> Result<Arc<Database>, EngineError> {
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
+        }
+        let path = self.path.as_ref().ok_or(EngineError::Closed)?;
+        let mut last = String::new();
+        for _ in 0..50 {
+            match Database::builder().open(path) {
+                Ok(db) => {
+                    crate::recovery::check_and_init(&db, &self.config.params)?;
+                    let db = Arc::new(db);
+                    *slot = Some(db.clone());
+                    tracing::warn!("ledger reopened after a storage failure");
+                    return Ok(db);
+                }
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Err(EngineError::Unavailable(format!(
+            "cannot reopen the ledger: {last}"
+        )))
+    }
 }
 
 /// A handle to the ledger; cheap to clone, usable from any thread. When the last clone
@@ -154,10 +201,20 @@ impl Engine {
     /// with [`EngineError::Open`] when the log is corrupt or belongs to another network.
     pub fn open(path: impl AsRef<Path>, config: EngineConfig) -> Result<Engine, EngineError> {
         let path = path.as_ref();
-        let db = Database::builder()
-            .create(path)
-            .map_err(|e| EngineError::Open(format!("{}: {e}", path.display())))?;
-        Self::with_database(db, config)
+        let cannot = |e: redb::DatabaseError| EngineError::Open(format!("{}: {e}", path.display()));
+        let db = match std::fs::metadata(path) {
+            // An existing ledger is opened, never re-created: an emptied file is damage
+            // (a new chain would silently serve zero balances).
+            Ok(meta) if meta.len() == 0 => {
+                return Err(EngineError::Open(format!(
+                    "{} is empty (truncated?); move it away to start a new chain",
+                    path.display()
+                )))
+            }
+            Ok(_) => Database::builder().open(path).map_err(cannot)?,
+            Err(_) => Database::builder().create(path).map_err(cannot)?,
+        };
+        Self::with_database(db, Some(path.to_path_buf()), config)
     }
 
     /// Opens a ledger in memory (tests, benchmarks, `verify`).
@@ -165,14 +222,19 @@ impl Engine {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| EngineError::Open(e.to_string()))?;
-        Self::with_database(db, config)
+        Self::with_database(db, None, config)
     }
 
-    fn with_database(db: Database, config: EngineConfig) -> Result<Engine, EngineError> {
+    fn with_database(
+        db: Database,
+        path: Option<PathBuf>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
         crate::recovery::check_and_init(&db, &config.params)?;
         let (notifier, _) = broadcast::channel(65_536);
         let shared = Arc::new(Shared {
-            db,
+            db: RwLock::new(Some(Arc::new(db))),
+            path,
             config,
             notifier,
             template_cache: Mutex::new(None),
@@ -315,7 +377,11 @@ impl Writer {
     }
 
     fn begin(&self) -> Result<WriteTransaction, EngineError> {
-        let mut txn = self.shared.db.begin_write()?;
+        let db = match self.shared.db() {
+            Ok(db) => db,
+            Err(_) => self.shared.reopen()?,
+        };
+        let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         txn.set_two_phase_commit(true);
         Ok(txn)
@@ -346,17 +412,16 @@ impl Writer {
             }
             (result, std::mem::take(&mut tables.notes))
         };
-        match result {
-            Ok(v) => {
-                txn.commit()?;
-                self.publish(notes);
-                Ok(v)
-            }
-            Err(e) => {
-                txn.abort()?;
-                Err(e)
-            }
+        let outcome = match result {
+            Ok(v) => txn.commit().map(|_| v).map_err(EngineError::from),
+            Err(e) => txn.abort().map_err(EngineError::from).and(Err(e)),
+        };
+        match &outcome {
+            Ok(_) => self.publish(notes),
+            Err(EngineError::Store(StoreError::Redb(_))) => self.shared.discard_db(),
+            Err(_) => {}
         }
+        outcome
     }
 
     fn publish(&self, notes: Vec<Notification>) {
@@ -376,7 +441,11 @@ impl Writer {
                 let _ = reply.send(self.transact(|t| self.reset(t)));
             }
             Command::Rebuild(reply) => {
-                let _ = reply.send(crate::recovery::rebuild(&self.shared.db).map_err(Into::into));
+                let rebuilt = self
+                    .shared
+                    .db()
+                    .and_then(|db| crate::recovery::rebuild(&db).map_err(Into::into));
+                let _ = reply.send(rebuilt);
             }
         }
     }

@@ -15,6 +15,9 @@ pub enum EngineError {
     /// The data directory cannot be used (wrong network, corrupt log, ...): refuse to start.
     #[error("refusing to open the data directory: {0}")]
     Open(String),
+    /// Storage is temporarily unusable (reopening after a failure); retry later.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
     /// The engine's writer has stopped.
     #[error("the engine has shut down")]
     Closed,

@@ -214,7 +214,7 @@ pub fn difficulty(bits: CompactTarget) -> f64 {
 impl Engine {
     fn snapshot(&self) -> Result<Snapshot, EngineError> {
         Ok(Snapshot {
-            txn: self.shared.db.begin_read()?,
+            txn: self.shared.db()?.begin_read()?,
         })
     }
 
@@ -709,7 +709,7 @@ impl Engine {
 
     /// Checks the log's hash chain and compares every projection with a fresh rebuild.
     pub fn verify(&self) -> Result<crate::recovery::VerifyReport, EngineError> {
-        crate::recovery::verify(&self.shared.db, None)
+        crate::recovery::verify(&*self.shared.db()?, None)
     }
 
     /// Like [`Engine::verify`], rebuilding in two commits split at log record `checkpoint`
@@ -718,7 +718,7 @@ impl Engine {
         &self,
         checkpoint: u64,
     ) -> Result<crate::recovery::VerifyReport, EngineError> {
-        crate::recovery::verify(&self.shared.db, Some(checkpoint))
+        crate::recovery::verify(&*self.shared.db()?, Some(checkpoint))
     }
 
     /// Dev mode: builds a template with up to `max_txs` mempool transactions, mines it on

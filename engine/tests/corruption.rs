@@ -109,3 +109,19 @@ fn a_damaged_file_is_refused() {
     assert!(reopen(&f, &path).is_err());
     let _ = LOG_HEAD;
 }
+
+/// Regression: a ledger file truncated to nothing was taken for a new chain, and the node
+/// served height 0 with zero balances instead of refusing to start.
+#[test]
+fn regression_an_emptied_ledger_file_is_refused_not_recreated() {
+    let (f, path) = ledger_with_blocks();
+    let f = close(f);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let msg = open_error(&f, &path);
+    assert!(msg.contains("is empty"), "{msg}");
+}

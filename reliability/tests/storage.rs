@@ -122,7 +122,6 @@ async fn damaged_ledger_is_refused_or_served_unchanged() {
 /// serves zero balances for every address instead of refusing to start. Expected: a
 /// non-zero exit with one line naming the empty file.
 #[tokio::test]
-#[ignore = "engine/node bug: an empty ledger.redb is silently initialised as a new chain"]
 async fn empty_ledger_file_is_taken_for_a_new_chain() {
     let tmp = tempfile::tempdir().unwrap();
     let mut node = Node::start(tmp.path(), &FAST).await;
@@ -234,20 +233,13 @@ async fn full_filesystem_stops_acknowledgements_and_recovers() {
             "acknowledged {t} lost on a full disk"
         );
     }
-    // Free the space: acknowledgements resume (after a restart if the storage layer
-    // refuses to write again without one).
+    // Free the space: acknowledgements resume without a restart (the engine reopens the
+    // ledger after redb latches an I/O failure — regression: it used to need a restart).
     std::fs::remove_file(&filler).unwrap();
     let tx = pay(&k, (coin.0, coin.1), &[(k.address(), coin.2)]);
     let (st2, r2) = node.submit_tx(&tx).await;
     let recovered_live = st2 == 200;
-    if !recovered_live {
-        node.restart().await;
-        let (st3, r3) = node.submit_tx(&tx).await;
-        assert_eq!(
-            st3, 200,
-            "no recovery after freeing space and restarting: {r3} (before restart: {st2} {r2})"
-        );
-    }
+    assert!(recovered_live, "no recovery after freeing space: {st2} {r2}");
     acked.push(tx.txid().to_string());
     node.restart().await; // SIGKILL + restart
     for t in &acked {
