@@ -239,7 +239,10 @@ async fn full_filesystem_stops_acknowledgements_and_recovers() {
     let tx = pay(&k, (coin.0, coin.1), &[(k.address(), coin.2)]);
     let (st2, r2) = node.submit_tx(&tx).await;
     let recovered_live = st2 == 200;
-    assert!(recovered_live, "no recovery after freeing space: {st2} {r2}");
+    assert!(
+        recovered_live,
+        "no recovery after freeing space: {st2} {r2}"
+    );
     acked.push(tx.txid().to_string());
     node.restart().await; // SIGKILL + restart
     for t in &acked {
