@@ -266,6 +266,10 @@ fn solve_template(t: &Value) -> Result<Value> {
     unreachable!()
 }
 
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -327,6 +331,12 @@ async fn http_submit_async(a: SubmitArgs) -> Result<()> {
         .as_u64()
         .unwrap_or(0);
 
+    eprintln!(
+        "funded and signed {} transactions in {fund_secs:.0} s; load starts ({} s warm-up, {} s measured)",
+        bodies.len(),
+        a.warmup,
+        a.seconds
+    );
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(a.warmup);
@@ -454,22 +464,25 @@ async fn sse_latency_async(a: SseArgs) -> Result<()> {
             ensure!(r.status().is_success(), "subscribe: {}", r.status());
             connected.fetch_add(1, Ordering::Relaxed);
             let mut stream = r.bytes_stream();
-            let mut buf = String::new();
+            // Cheap parsing (this client shares the machine with the node): find the
+            // `block_connected` events and read their height without a JSON parser.
+            let mut buf: Vec<u8> = Vec::new();
             while let Some(chunk) = stream.next().await {
                 let now = Instant::now();
-                buf.push_str(&String::from_utf8_lossy(&chunk?));
-                while let Some(end) = buf.find("\n\n") {
-                    let ev: String = buf.drain(..end + 2).collect();
-                    if !ev.contains("event: block_connected") {
-                        continue;
+                buf.extend_from_slice(&chunk?);
+                while let Some(end) = find(&buf, b"\n\n") {
+                    let ev = &buf[..end];
+                    if find(ev, b"event: block_connected").is_some() {
+                        if let Some(h) = find(ev, b"\"height\":").map(|i| {
+                            ev[i + 9..]
+                                .iter()
+                                .take_while(|c| c.is_ascii_digit())
+                                .fold(0u64, |n, c| n * 10 + u64::from(c - b'0'))
+                        }) {
+                            arrivals.lock().unwrap().push((h, now));
+                        }
                     }
-                    let data = ev.lines().find_map(|l| l.strip_prefix("data:"));
-                    let h = data
-                        .and_then(|d| serde_json::from_str::<Value>(d.trim()).ok())
-                        .and_then(|v| v["height"].as_u64());
-                    if let Some(h) = h {
-                        arrivals.lock().unwrap().push((h, now));
-                    }
+                    buf.drain(..end + 2);
                 }
             }
             Ok(())
@@ -543,6 +556,17 @@ async fn sse_latency_async(a: SseArgs) -> Result<()> {
             from_ack.push(if at >= k { ms(*at - *k) } else { -ms(*k - *at) });
         }
     }
+    // Spread of each block's deliveries after its first one: the fan-out itself.
+    let mut first: BTreeMap<u64, Instant> = BTreeMap::new();
+    for (h, at) in &arrivals {
+        let f = first.entry(*h).or_insert(*at);
+        *f = (*f).min(*at);
+    }
+    let mut spread: Vec<Duration> = arrivals
+        .iter()
+        .filter_map(|(h, at)| first.get(h).map(|f| *at - *f))
+        .collect();
+    spread.sort();
     let mut rtt: Vec<Duration> = sent.values().map(|(s, k)| *k - *s).collect();
     rtt.sort();
     from_submit.sort();
@@ -556,6 +580,8 @@ async fn sse_latency_async(a: SseArgs) -> Result<()> {
                "max_ms": ms(*from_submit.last().unwrap()),
                "measured_from": "submit request sent (upper bound: includes validating and committing the block)",
                "after_ack_p50_ms": pct(&from_ack, 0.50), "after_ack_p99_ms": pct(&from_ack, 0.99),
+               "after_first_delivery_p50_ms": ms(pct(&spread, 0.50)),
+               "after_first_delivery_p99_ms": ms(pct(&spread, 0.99)),
                "submit_rtt_p50_ms": ms(pct(&rtt, 0.50))})
     );
     Ok(())
