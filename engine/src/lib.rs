@@ -6,7 +6,8 @@
 //! - rules: [`validation`], [`difficulty`];
 //! - storage: [`events`] (the append-only log records), [`store`] (redb tables, the log and
 //!   its projections);
-//! - the [`Engine`] that turns commands into events, with the [`mempool`].
+//! - the [`Engine`] that turns commands into events; [`query`] for reads, [`mining`] and
+//!   [`selection`] for block templates.
 
 pub mod address;
 pub mod block;
@@ -34,6 +35,7 @@ pub mod mining;
 pub mod notify;
 pub mod query;
 pub mod recovery;
+pub mod selection;
 pub mod store;
 pub mod testkit;
 pub mod validation;
