@@ -7,7 +7,7 @@ scripts/setup.sh
 cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"
 node --test api/web/test/
-(cd api/web/e2e && npm ci --no-audit --no-fund --silent)
+(cd api/e2e && npm ci --no-audit --no-fund --silent)
 target="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target/e2e"
-node api/web/e2e/browser.mjs "$target/debug" "$target/e2e/wallet.png"
+node api/e2e/browser.mjs "$target/debug" "$target/e2e/wallet.png"

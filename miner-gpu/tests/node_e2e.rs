@@ -2,25 +2,18 @@
 //! (127.0.0.1 only, a fresh temporary data directory per test). Every child process is
 //! killed when its guard drops, panics included.
 //!
-//! Where the node binary comes from: Cargo sets `CARGO_BIN_EXE_<name>` only for the binaries
-//! of the package under test, and a dev-dependency on `bitplace-api` would give us its
-//! *library*, not its `bitplace-node` binary (artifact dependencies are unstable). Running
-//! the api library in-process would test a re-assembly of `main.rs`, not the program users
-//! run. So the test runs the `bitplace-node` that the workspace build puts in the same target
-//! directory as `bitplace-miner` (`scripts/test.sh` runs `cargo build --workspace --bins`
-//! first; `cargo test --workspace` builds it too). If it is missing, or older than the node's
-//! sources, the test fails and says how to build it — it never runs a stale node.
-//! `BITPLACE_NODE_BIN=/path/to/bitplace-node` overrides the lookup.
+//! The node binary is the workspace build's, next to ours (the `testnode` crate says why).
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+use testnode::ChildGuard;
 
 /// A valid payout address nobody holds a key for (the test only reads its balance).
 const MINER_ADDR: engine::Address = engine::Address([0x4d; 20]);
@@ -29,113 +22,31 @@ const OTHER_ADDR: engine::Address = engine::Address([0x0e; 20]);
 /// The dev network's block reward (engine::params::ChainParams::dev).
 const DEV_REWARD: u64 = 10;
 
-/// Sources newer than the binary, by Cargo's own dependency list (`<binary>.d`, written
-/// next to every binary it links): exactly the files whose change makes Cargo rebuild it.
-fn newer_sources(bin: &Path, built: SystemTime) -> Vec<String> {
-    let Ok(dep_info) = std::fs::read_to_string(bin.with_extension("d")) else {
-        return Vec::new();
-    };
-    let Some((_, deps)) = dep_info.split_once(": ") else {
-        return Vec::new();
-    };
-    let deps = deps.replace("\\ ", "\0");
-    deps.split_whitespace()
-        .map(|d| d.replace('\0', " "))
-        .filter(|d| {
-            std::fs::metadata(d)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t > built)
-        })
-        .collect()
-}
-
-/// The `bitplace-node` binary next to ours (see the module comment).
+/// The `bitplace-node` next to our binary (see the `testnode` crate for why).
 fn node_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("BITPLACE_NODE_BIN") {
-        return PathBuf::from(p);
-    }
-    let miner = Path::new(env!("CARGO_BIN_EXE_bitplace-miner"));
-    let bin = miner
-        .with_file_name("bitplace-node")
-        .with_extension(std::env::consts::EXE_EXTENSION);
-    let how = "build it first with `cargo build -p bitplace-api --bin bitplace-node` \
-               (same profile and CARGO_TARGET_DIR as this test; scripts/test.sh does it), \
-               or point BITPLACE_NODE_BIN at one";
-    let Ok(meta) = std::fs::metadata(&bin) else {
-        panic!("bitplace-node not found at {}: {how}", bin.display());
-    };
-    let newer = newer_sources(&bin, meta.modified().unwrap());
-    assert!(
-        newer.is_empty(),
-        "{} is older than its sources ({}): {how}",
-        bin.display(),
-        newer.join(", ")
-    );
-    bin
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the child when dropped (also while unwinding from a failed assertion).
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    testnode::node_bin(Path::new(env!("CARGO_BIN_EXE_bitplace-miner")))
 }
 
 /// A running `bitplace-node --dev`.
 struct Node {
-    _child: Guard,
+    process: testnode::NodeProcess,
     base: String,
-    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Node {
     fn start() -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("node.log");
-        let port = free_port();
-        let child = Command::new(node_bin())
-            .arg("--dev")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn bitplace-node");
-        let node = Node {
-            _child: Guard(child),
-            base: format!("http://127.0.0.1:{port}"),
-            log,
+        let process = testnode::NodeProcess::start(&node_bin(), dir.path(), &["--dev"]);
+        Node {
+            base: process.url.clone(),
+            process,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http("GET", &format!("{}/healthz", node.base), None).is_none_or(|(s, _)| s != 200) {
-            assert!(
-                Instant::now() < deadline,
-                "node did not come up; its log:\n{}",
-                node.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        node
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     fn get(&self, path: &str) -> Value {
@@ -213,7 +124,7 @@ fn dechunk(mut s: &str) -> String {
 
 /// A running `bitplace-miner --json`; its stdout lines arrive on a channel.
 struct Miner {
-    child: Guard,
+    child: ChildGuard,
     lines: mpsc::Receiver<String>,
     seen: Vec<Value>,
     stderr: PathBuf,
@@ -244,7 +155,7 @@ impl Miner {
             }
         });
         Miner {
-            child: Guard(child),
+            child: ChildGuard(child),
             lines,
             seen: Vec::new(),
             stderr,

@@ -6,130 +6,38 @@
 //! Mining goes through the public API (`GET /v1/mining/template`, a CPU nonce search here,
 //! `POST /v1/mining/submit`), as docs/API.md describes it.
 //!
-//! Where the node binary comes from: Cargo sets `CARGO_BIN_EXE_<name>` only for this
-//! package's binaries, and `bitplace-api` depends on this crate (dev custody), so it cannot
-//! usefully be a dev-dependency here — and a dev-dependency would give its library, not
-//! the `bitplace-node` binary users run. The workspace build puts `bitplace-node` in the
-//! same target directory as `bitplace-wallet` (`scripts/test.sh` runs
-//! `cargo build --workspace --bins` first; `cargo test --workspace` builds it too). If it
-//! is missing or older than the node's sources the test fails saying how to build it.
-//! `BITPLACE_NODE_BIN=/path/to/bitplace-node` overrides the lookup.
+//! The node binary is the workspace build's, next to ours (the `testnode` crate says why).
 
 use engine::hash::sha256d;
 use engine::Address;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+use testnode::ChildGuard;
 
-/// Sources newer than the binary, by Cargo's own dependency list (`<binary>.d`, written
-/// next to every binary it links): exactly the files whose change makes Cargo rebuild it.
-fn newer_sources(bin: &Path, built: SystemTime) -> Vec<String> {
-    let Ok(dep_info) = std::fs::read_to_string(bin.with_extension("d")) else {
-        return Vec::new();
-    };
-    let Some((_, deps)) = dep_info.split_once(": ") else {
-        return Vec::new();
-    };
-    let deps = deps.replace("\\ ", "\0");
-    deps.split_whitespace()
-        .map(|d| d.replace('\0', " "))
-        .filter(|d| {
-            std::fs::metadata(d)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t > built)
-        })
-        .collect()
-}
-
-/// The `bitplace-node` binary next to ours (see the module comment).
+/// The `bitplace-node` next to our binary (see the `testnode` crate for why).
 fn node_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("BITPLACE_NODE_BIN") {
-        return PathBuf::from(p);
-    }
-    let bin = Path::new(env!("CARGO_BIN_EXE_bitplace-wallet"))
-        .with_file_name("bitplace-node")
-        .with_extension(std::env::consts::EXE_EXTENSION);
-    let how = "build it first with `cargo build -p bitplace-api --bin bitplace-node` \
-               (same profile and CARGO_TARGET_DIR as this test; scripts/test.sh does it), \
-               or point BITPLACE_NODE_BIN at one";
-    let Ok(meta) = std::fs::metadata(&bin) else {
-        panic!("bitplace-node not found at {}: {how}", bin.display());
-    };
-    let newer = newer_sources(&bin, meta.modified().unwrap());
-    assert!(
-        newer.is_empty(),
-        "{} is older than its sources ({}): {how}",
-        bin.display(),
-        newer.join(", ")
-    );
-    bin
-}
-
-/// Kills the child when dropped (also while unwinding from a failed assertion).
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    testnode::node_bin(Path::new(env!("CARGO_BIN_EXE_bitplace-wallet")))
 }
 
 /// A running `bitplace-node --dev` on a free port of 127.0.0.1.
 struct Node {
-    _child: Guard,
+    _process: testnode::NodeProcess,
     url: String,
-    log: PathBuf,
     http: reqwest::blocking::Client,
 }
 
 impl Node {
     fn start(dir: &Path) -> Node {
-        let log = dir.join("node.log");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(node_bin())
-            .arg("--dev")
-            .arg("--data-dir")
-            .arg(dir.join("node-data"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn bitplace-node");
-        let node = Node {
-            _child: Guard(child),
-            url: format!("http://127.0.0.1:{port}"),
-            log,
+        let process = testnode::NodeProcess::start(&node_bin(), dir, &["--dev"]);
+        Node {
+            url: process.url.clone(),
+            _process: process,
             http: reqwest::blocking::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !node
-            .http
-            .get(format!("{}/healthz", node.url))
-            .send()
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(
-                Instant::now() < deadline,
-                "node did not come up; its log:\n{}",
-                node.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        node
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn metrics(&self) -> String {
@@ -225,7 +133,7 @@ fn balance(w: &Path, node: &str) -> (u64, i64, u64) {
 
 /// `bitplace-wallet --json watch`, its stdout lines on a channel.
 struct Watch {
-    _child: Guard,
+    _child: ChildGuard,
     lines: mpsc::Receiver<String>,
 }
 
@@ -251,7 +159,7 @@ impl Watch {
             }
         });
         Watch {
-            _child: Guard(child),
+            _child: ChildGuard(child),
             lines,
         }
     }

@@ -3,7 +3,7 @@
 // change without a reload; send, see the transaction in the mempool, then confirmed;
 // save a screenshot. Run by scripts/test.sh (needs the workspace binaries built).
 //
-// Usage: node api/web/e2e/browser.mjs <target-dir> <screenshot.png>
+// Usage: node api/e2e/browser.mjs <target-dir> <screenshot.png>
 
 import { chromium } from 'playwright-core';
 import { spawn, execFileSync } from 'node:child_process';
