@@ -378,12 +378,7 @@ impl Api {
             .send()
             .await
             .map_err(|e| e.to_string())?;
-        let status = r.status().as_u16();
-        let text = r.text().await.map_err(|e| e.to_string())?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        reply(r).await
     }
 
     /// GET without panicking on a connection error.
@@ -394,12 +389,7 @@ impl Api {
             .send()
             .await
             .map_err(|e| e.to_string())?;
-        let status = r.status().as_u16();
-        let text = r.text().await.map_err(|e| e.to_string())?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        reply(r).await
     }
 
     /// POST /v1/tx without panicking on a connection error.
@@ -641,4 +631,14 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Status and body of a response: JSON when it parses, else the text as a JSON string.
+async fn reply(r: reqwest::Response) -> Result<(u16, Value), String> {
+    let status = r.status().as_u16();
+    let text = r.text().await.map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
 }
