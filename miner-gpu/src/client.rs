@@ -546,14 +546,8 @@ async fn mine_loop(
             Ok(x) => x,
             Err(e) => {
                 shared.set_job(None);
-                current_job = None;
-                current_tip = None;
-                report(Report::Disconnected {
-                    error: e.to_string(),
-                    retry_in_ms: backoff.as_millis() as u64,
-                });
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                (current_job, current_tip) = (None, None);
+                backoff = wait_after_disconnect(report, e.to_string(), backoff).await;
                 continue;
             }
         };
@@ -690,13 +684,22 @@ async fn mine_loop(
             }
         };
         shared.set_job(None);
-        current_job = None;
-        current_tip = None;
-        report(Report::Disconnected {
-            error: disconnect.to_string(),
-            retry_in_ms: backoff.as_millis() as u64,
-        });
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        (current_job, current_tip) = (None, None);
+        backoff = wait_after_disconnect(report, disconnect.to_string(), backoff).await;
     }
+}
+
+/// Reports the lost connection, waits `backoff`, and returns the next wait (doubled,
+/// at most 10 s).
+async fn wait_after_disconnect(
+    report: &impl Fn(Report),
+    error: String,
+    backoff: Duration,
+) -> Duration {
+    report(Report::Disconnected {
+        error,
+        retry_in_ms: backoff.as_millis() as u64,
+    });
+    tokio::time::sleep(backoff).await;
+    (backoff * 2).min(Duration::from_secs(10))
 }

@@ -10,35 +10,16 @@
 
 mod common;
 
-use common::{not_found, FakeNode, Reply, Request};
+use common::{not_found, wallet_json, FakeNode, Reply, Request, PASSPHRASE};
 use engine::encoding::Decode;
 use engine::{Address, ChainParams, Engine, EngineConfig, Hash256, Transaction};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 const ABANDON: &str =
     "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
 const ABANDON_0: &str = "bp1s53gfleaqdwfaxyas5xhzsytz56arptawkt7rh";
-
-fn run(wallet: &Path, node: &str, args: &[&str]) -> Value {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_bitplace-wallet"))
-        .env("BITPLACE_WALLET_PASSPHRASE", "pw")
-        .env_remove("BITPLACE_WALLET_BIP39_PASSPHRASE")
-        .stdin(Stdio::null())
-        .arg("--wallet")
-        .arg(wallet)
-        .args(["--node", node, "--json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn shim(engine: Engine) -> FakeNode {
     FakeNode::start(move |req: &Request, _| {
@@ -72,7 +53,7 @@ fn shim(engine: Engine) -> FakeNode {
 }
 
 fn balance(wallet: &Path, node: &str) -> (u64, i64, u64) {
-    let v = run(wallet, node, &["balance"]);
+    let v = wallet_json(wallet, node, &["balance"]);
     (
         v["confirmed"].as_u64().unwrap(),
         v["unconfirmed"].as_i64().unwrap(),
@@ -94,10 +75,10 @@ fn mine_send_spend_unconfirmed_change_confirm() {
     let wa = dir.path().join("a.json");
     let wb = dir.path().join("b.json");
     assert_eq!(
-        run(&wa, url, &["import", "--mnemonic", ABANDON])["address"],
+        wallet_json(&wa, url, &["import", "--mnemonic", ABANDON])["address"],
         ABANDON_0
     );
-    let b_addr: Address = run(&wb, url, &["create"])["address"]
+    let b_addr: Address = wallet_json(&wb, url, &["create"])["address"]
         .as_str()
         .unwrap()
         .parse()
@@ -113,7 +94,7 @@ fn mine_send_spend_unconfirmed_change_confirm() {
     assert_eq!(balance(&wa, url), (10, 0, 0));
 
     // A pays B 5 at 1 unit / 1000 bytes: one input, two outputs, 195 bytes → fee 1, change 4.
-    let t1: Hash256 = run(
+    let t1: Hash256 = wallet_json(
         &wa,
         url,
         &["send", "--to", &b_addr.to_string(), "--amount", "5"],
@@ -126,7 +107,7 @@ fn mine_send_spend_unconfirmed_change_confirm() {
     assert_eq!(balance(&wa, url), (10, -6, 0));
 
     // At once, 2 more out of the unconfirmed change (the only output left): fee 1, change 1.
-    let t2: Hash256 = run(
+    let t2: Hash256 = wallet_json(
         &wa,
         url,
         &["send", "--to", &b_addr.to_string(), "--amount", "2"],
@@ -145,12 +126,12 @@ fn mine_send_spend_unconfirmed_change_confirm() {
     engine.mine_block(elsewhere, None).unwrap();
     assert_eq!(balance(&wb, url), (7, 0, 0));
     assert_eq!(balance(&wa, url), (1, 0, 0));
-    let h = run(&wb, url, &["history"]);
+    let h = wallet_json(&wb, url, &["history"]);
     assert_eq!(h["history"].as_array().unwrap().len(), 2);
 
     // More than A has: refused, nothing submitted.
     let out = Command::new(env!("CARGO_BIN_EXE_bitplace-wallet"))
-        .env("BITPLACE_WALLET_PASSPHRASE", "pw")
+        .env("BITPLACE_WALLET_PASSPHRASE", PASSPHRASE)
         .arg("--wallet")
         .arg(&wa)
         .args([

@@ -8,6 +8,8 @@
 //!
 //! The node binary is the workspace build's, next to ours (the `testnode` crate says why).
 
+mod common;
+use common::wallet_json;
 use engine::hash::sha256d;
 use engine::Address;
 use serde_json::{json, Value};
@@ -103,27 +105,8 @@ impl Node {
     }
 }
 
-fn wallet(wallet: &Path, node: &str, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_bitplace-wallet"))
-        .env("BITPLACE_WALLET_PASSPHRASE", "e2e")
-        .env_remove("BITPLACE_WALLET_BIP39_PASSPHRASE")
-        .stdin(Stdio::null())
-        .arg("--wallet")
-        .arg(wallet)
-        .args(["--node", node, "--json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn balance(w: &Path, node: &str) -> (u64, i64, u64) {
-    let v = wallet(w, node, &["balance"]);
+    let v = wallet_json(w, node, &["balance"]);
     (
         v["confirmed"].as_u64().unwrap(),
         v["unconfirmed"].as_i64().unwrap(),
@@ -180,12 +163,12 @@ fn create_mine_send_both_balances_and_watch() {
     let n = Node::start(dir.path());
     let node = n.url.as_str();
     let (wa, wb) = (dir.path().join("a.json"), dir.path().join("b.json"));
-    let a: Address = wallet(&wa, node, &["create"])["address"]
+    let a: Address = wallet_json(&wa, node, &["create"])["address"]
         .as_str()
         .unwrap()
         .parse()
         .unwrap();
-    let b: Address = wallet(&wb, node, &["create"])["address"]
+    let b: Address = wallet_json(&wb, node, &["create"])["address"]
         .as_str()
         .unwrap()
         .parse()
@@ -220,7 +203,7 @@ fn create_mine_send_both_balances_and_watch() {
     assert_eq!(balance(&wb, node), (0, 0, 0));
 
     let amount = reward / 2;
-    let txid = wallet(
+    let txid = wallet_json(
         &wa,
         node,
         &[
@@ -260,7 +243,7 @@ fn create_mine_send_both_balances_and_watch() {
 
     // Unconfirmed change is spendable at once: A pays B again before any block, and that
     // transaction spends the change of the first one.
-    let txid2 = wallet(
+    let txid2 = wallet_json(
         &wa,
         node,
         &["send", "--to", &b.to_string(), "--amount", "1"],
@@ -297,7 +280,7 @@ fn create_mine_send_both_balances_and_watch() {
         json!({"address": b, "confirmed": amount + 1, "unconfirmed": 0, "immature": 0})
     );
     // B's history has both payments, confirmed.
-    let h = wallet(&wb, node, &["history"]);
+    let h = wallet_json(&wb, node, &["history"]);
     let mut got: Vec<(String, i64, bool)> = h["history"]
         .as_array()
         .unwrap()

@@ -183,3 +183,27 @@ pub fn not_found() -> Reply {
         r#"{"error":"not_found","message":"no such route"}"#.into(),
     )
 }
+
+/// The keystore passphrase test wallets are created and opened with.
+pub const PASSPHRASE: &str = "test-passphrase";
+
+/// Runs `bitplace-wallet --wallet W --node N --json ARGS`, asserts it succeeded and
+/// returns its one JSON object.
+pub fn wallet_json(wallet: &std::path::Path, node: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitplace-wallet"))
+        .env("BITPLACE_WALLET_PASSPHRASE", PASSPHRASE)
+        .env_remove("BITPLACE_WALLET_BIP39_PASSPHRASE")
+        .stdin(std::process::Stdio::null())
+        .arg("--wallet")
+        .arg(wallet)
+        .args(["--node", node, "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
