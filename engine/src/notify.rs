@@ -45,7 +45,27 @@ pub enum NotificationKind {
     Reset,
 }
 
-/// Collects addresses once each, in first-seen order.
+/// Addresses collected once each, in first-seen order, for sets that grow large (every
+/// address a block touches): membership is a hash lookup, not a scan of the list.
+#[derive(Default)]
+pub(crate) struct AddressSet {
+    seen: foldhash::HashSet<Address>,
+    order: Vec<Address>,
+}
+
+impl AddressSet {
+    pub(crate) fn insert(&mut self, a: Address) {
+        if self.seen.insert(a) {
+            self.order.push(a);
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<Address> {
+        self.order
+    }
+}
+
+/// Collects addresses once each, in first-seen order (for short lists).
 pub(crate) fn push_unique(list: &mut Vec<Address>, a: Address) {
     if !list.contains(&a) {
         list.push(a);

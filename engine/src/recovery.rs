@@ -62,6 +62,7 @@ fn catch_up(t: &mut Tables<'_>) -> Result<(), EngineError> {
             t.meta.cursor
         )));
     }
+    t.stage_projections()?;
     for seq in t.meta.cursor..head {
         let record = t.record(seq)?;
         t.fold(seq, &record.event)?;
@@ -126,8 +127,10 @@ pub(crate) fn rebuild(db: &Database) -> StoreResult<Hash256> {
     Ok(utxo_hash)
 }
 
-/// Folds records from the projection cursor up to (not including) `until`.
+/// Folds records from the projection cursor up to (not including) `until`, staging the
+/// projections in memory (the caller's `flush_meta` writes them).
 pub(crate) fn replay(t: &mut Tables<'_>, until: u64) -> StoreResult<()> {
+    t.stage_projections()?;
     let mut prev = if t.meta.cursor == 0 {
         Hash256::ZERO
     } else {

@@ -101,7 +101,7 @@ impl Tables<'_> {
                 if let Some(e) = created.get(op) {
                     return Ok(*e);
                 }
-                match read::utxo(&self.utxo, op)? {
+                match read::utxo(self.utxo.stored(), op)? {
                     Some(e) => Ok(e),
                     None => Err(missing(
                         self.tx_known(&op.txid)? || created.keys().any(|k| k.txid == op.txid),
@@ -114,10 +114,10 @@ impl Tables<'_> {
                         return Err(Reject::DoubleSpend(i, *op, by).into());
                     }
                 }
-                if let Some(e) = read::utxo(&self.utxo, op)? {
+                if let Some(e) = read::utxo(self.utxo.stored(), op)? {
                     return Ok(e);
                 }
-                if let Some((parent, _)) = read::mempool_tx(&self.mempool, &op.txid)? {
+                if let Some((parent, _)) = read::mempool_tx(self.mempool.stored(), &op.txid)? {
                     let out = parent
                         .outputs
                         .get(op.vout as usize)

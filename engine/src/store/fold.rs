@@ -11,10 +11,9 @@ use crate::block::Block;
 use crate::encoding::{Decode, Encode};
 use crate::events::Event;
 use crate::hash::{sha256, Hash256};
-use crate::notify::{push_unique, Notification, NotificationKind};
+use crate::notify::{push_unique, AddressSet, Notification, NotificationKind};
 use crate::tx::{OutPoint, Transaction};
 use primitive_types::U256;
-use redb::ReadableTable;
 use std::sync::Arc;
 
 /// Per-transaction balance changes, summed per address in first-seen order.
@@ -117,7 +116,7 @@ impl Tables<'_> {
         }
         let block = self.block(hash)?;
         let mut undo = Vec::new();
-        let mut touched = Vec::new();
+        let mut touched = AddressSet::default();
         for (pos, tx) in block.txs.iter().enumerate() {
             let txid = tx.txid();
             let mut deltas = Deltas::new();
@@ -157,7 +156,9 @@ impl Tables<'_> {
                 let d = (*delta).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
                 self.addr_history
                     .insert(key.as_slice(), history_value(&txid, d).as_slice())?;
-                push_unique(&mut touched, *address);
+                if self.collect_notes {
+                    touched.insert(*address);
+                }
             }
             self.remove_mempool_entry(&txid)?;
         }
@@ -171,7 +172,7 @@ impl Tables<'_> {
                 height: meta.height,
                 txids,
             };
-            self.note(seq, kind, touched);
+            self.note(seq, kind, touched.into_vec());
         }
         Ok(())
     }
@@ -192,7 +193,7 @@ impl Tables<'_> {
             .to_vec();
         let spent = parse_undo(&undo)?;
         let mut spent_end = spent.len();
-        let mut touched = Vec::new();
+        let mut touched = AddressSet::default();
         for (pos, tx) in block.txs.iter().enumerate().rev() {
             let txid = tx.txid();
             let mut deltas = Deltas::new();
@@ -219,7 +220,9 @@ impl Tables<'_> {
             for (address, _) in &deltas {
                 let key = history_key(address, meta.height, pos as u32);
                 self.addr_history.remove(key.as_slice())?;
-                push_unique(&mut touched, *address);
+                if self.collect_notes {
+                    touched.insert(*address);
+                }
             }
         }
         self.main_chain.remove(meta.height)?;
@@ -230,7 +233,7 @@ impl Tables<'_> {
                 hash: *hash,
                 height: meta.height,
             },
-            touched,
+            touched.into_vec(),
         );
         Ok(())
     }
@@ -280,16 +283,16 @@ impl Tables<'_> {
     fn fold_reset(&mut self, seq: u64) -> StoreResult<()> {
         self.block_index.retain(|_, _| false)?;
         self.main_chain.retain(|_, _| false)?;
-        self.utxo.retain(|_, _| false)?;
-        self.addr_utxo.retain(|_, _| false)?;
-        self.balance.retain(|_, _| false)?;
-        self.tx_index.retain(|_, _| false)?;
-        self.addr_history.retain(|_, _| false)?;
+        self.utxo.clear()?;
+        self.addr_utxo.clear()?;
+        self.balance.clear()?;
+        self.tx_index.clear()?;
+        self.addr_history.clear()?;
         self.undo.retain(|_, _| false)?;
-        self.mempool.retain(|_, _| false)?;
-        self.mempool_spends.retain(|_, _| false)?;
-        self.mempool_rate.retain(|_, _| false)?;
-        self.mempool_addr.retain(|_, _| false)?;
+        self.mempool.clear()?;
+        self.mempool_spends.clear()?;
+        self.mempool_rate.clear()?;
+        self.mempool_addr.clear()?;
         self.blocks.clear();
         self.meta = super::ProjMeta {
             cursor: seq,
@@ -374,13 +377,14 @@ impl Tables<'_> {
             let e = UtxoEntry::decode(v.value()).ok_or_else(|| StoreError::corrupt("utxo row"))?;
             return Ok(Some((e.amount, e.address)));
         }
-        Ok(
-            read::mempool_tx(&self.mempool, &op.txid)?.and_then(|(tx, _)| {
-                tx.outputs
-                    .get(op.vout as usize)
-                    .map(|o| (o.amount, o.address))
-            }),
-        )
+        let Some(row) = self.mempool.get(op.txid.0.as_slice())? else {
+            return Ok(None);
+        };
+        let (tx, _) = read::parse_mempool_row(row.value())?;
+        Ok(tx
+            .outputs
+            .get(op.vout as usize)
+            .map(|o| (o.amount, o.address)))
     }
 
     /// Removes a transaction and its index rows from the mempool; returns the addresses

@@ -15,12 +15,14 @@ pub mod chainstate;
 pub mod codec;
 pub mod fold;
 pub mod read;
+pub mod staged;
 
 use crate::encoding::{Decode, Encode};
 use crate::events::{Event, Record};
 use crate::hash::Hash256;
 use crate::notify::Notification;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use staged::Staged;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -162,16 +164,16 @@ pub struct Tables<'t> {
     pub proj_meta: redb::Table<'t, &'static str, Bytes>,
     pub block_index: redb::Table<'t, Bytes, Bytes>,
     pub main_chain: redb::Table<'t, u64, Bytes>,
-    pub utxo: redb::Table<'t, Bytes, Bytes>,
-    pub addr_utxo: redb::Table<'t, Bytes, ()>,
-    pub balance: redb::Table<'t, Bytes, u64>,
-    pub tx_index: redb::Table<'t, Bytes, Bytes>,
-    pub addr_history: redb::Table<'t, Bytes, Bytes>,
+    pub utxo: Staged<'t, Bytes, Bytes>,
+    pub addr_utxo: Staged<'t, Bytes, ()>,
+    pub balance: Staged<'t, Bytes, u64>,
+    pub tx_index: Staged<'t, Bytes, Bytes>,
+    pub addr_history: Staged<'t, Bytes, Bytes>,
     pub undo: redb::Table<'t, Bytes, Bytes>,
-    pub mempool: redb::Table<'t, Bytes, Bytes>,
-    pub mempool_spends: redb::Table<'t, Bytes, Bytes>,
-    pub mempool_rate: redb::Table<'t, Bytes, ()>,
-    pub mempool_addr: redb::Table<'t, Bytes, ()>,
+    pub mempool: Staged<'t, Bytes, Bytes>,
+    pub mempool_spends: Staged<'t, Bytes, Bytes>,
+    pub mempool_rate: Staged<'t, Bytes, ()>,
+    pub mempool_addr: Staged<'t, Bytes, ()>,
     pub head: Head,
     pub meta: ProjMeta,
     /// Blocks decoded in this transaction, so connecting one just accepted needs no re-read.
@@ -193,16 +195,16 @@ impl<'t> Tables<'t> {
             proj_meta,
             block_index: txn.open_table(BLOCK_INDEX)?,
             main_chain: txn.open_table(MAIN_CHAIN)?,
-            utxo: txn.open_table(UTXO)?,
-            addr_utxo: txn.open_table(ADDR_UTXO)?,
-            balance: txn.open_table(BALANCE)?,
-            tx_index: txn.open_table(TX_INDEX)?,
-            addr_history: txn.open_table(ADDR_HISTORY)?,
+            utxo: Staged::new(txn.open_table(UTXO)?),
+            addr_utxo: Staged::new(txn.open_table(ADDR_UTXO)?),
+            balance: Staged::new(txn.open_table(BALANCE)?),
+            tx_index: Staged::new(txn.open_table(TX_INDEX)?),
+            addr_history: Staged::new(txn.open_table(ADDR_HISTORY)?),
             undo: txn.open_table(UNDO)?,
-            mempool: txn.open_table(MEMPOOL)?,
-            mempool_spends: txn.open_table(MEMPOOL_SPENDS)?,
-            mempool_rate: txn.open_table(MEMPOOL_RATE)?,
-            mempool_addr: txn.open_table(MEMPOOL_ADDR)?,
+            mempool: Staged::new(txn.open_table(MEMPOOL)?),
+            mempool_spends: Staged::new(txn.open_table(MEMPOOL_SPENDS)?),
+            mempool_rate: Staged::new(txn.open_table(MEMPOOL_RATE)?),
+            mempool_addr: Staged::new(txn.open_table(MEMPOOL_ADDR)?),
             head,
             meta,
             blocks: HashMap::new(),
@@ -236,8 +238,36 @@ impl<'t> Tables<'t> {
         Ok(seq)
     }
 
-    /// Writes the in-memory head and projection metadata back to their tables.
+    /// Stages every high-churn projection in memory until [`Tables::flush_meta`] (see
+    /// [`staged`]): for replays, which fold many events in one transaction.
+    pub fn stage_projections(&mut self) -> StoreResult<()> {
+        self.utxo.stage()?;
+        self.addr_utxo.stage()?;
+        self.balance.stage()?;
+        self.tx_index.stage()?;
+        self.addr_history.stage()?;
+        self.mempool.stage()?;
+        self.mempool_spends.stage()?;
+        self.mempool_rate.stage()?;
+        self.mempool_addr.stage()
+    }
+
+    fn flush_staged(&mut self) -> StoreResult<()> {
+        self.utxo.flush()?;
+        self.addr_utxo.flush()?;
+        self.balance.flush()?;
+        self.tx_index.flush()?;
+        self.addr_history.flush()?;
+        self.mempool.flush()?;
+        self.mempool_spends.flush()?;
+        self.mempool_rate.flush()?;
+        self.mempool_addr.flush()
+    }
+
+    /// Writes staged projection rows, the in-memory head and the projection metadata
+    /// back to their tables. Every path calls this before it commits.
     pub fn flush_meta(&mut self) -> StoreResult<()> {
+        self.flush_staged()?;
         self.log_head
             .insert("next_seq", self.head.next_seq.to_le_bytes().as_slice())?;
         self.log_head

@@ -48,14 +48,19 @@ pub fn mempool_tx(
     t: &impl ReadableTable<Bytes, Bytes>,
     txid: &Hash256,
 ) -> StoreResult<Option<(Transaction, u64)>> {
-    let Some(v) = t.get(txid.0.as_slice())? else {
-        return Ok(None);
-    };
+    match t.get(txid.0.as_slice())? {
+        None => Ok(None),
+        Some(v) => parse_mempool_row(v.value()).map(Some),
+    }
+}
+
+/// A mempool row's transaction and fee.
+pub fn parse_mempool_row(row: &[u8]) -> StoreResult<(Transaction, u64)> {
     let (_, fee, bytes) =
-        decode_mempool_value(v.value()).ok_or_else(|| StoreError::corrupt("mempool row"))?;
+        decode_mempool_value(row).ok_or_else(|| StoreError::corrupt("mempool row"))?;
     let tx =
         Transaction::decode(bytes).map_err(|e| StoreError::corrupt(format!("mempool tx: {e}")))?;
-    Ok(Some((tx, fee)))
+    Ok((tx, fee))
 }
 
 pub fn tx_location(
