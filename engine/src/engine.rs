@@ -548,7 +548,7 @@ impl Writer {
         if (t.meta.mempool_count as usize) < self.params().mempool_max_txs {
             return Ok(());
         }
-        let lowest = match t.mempool_rate.stored().first()? {
+        let lowest = match t.mempool_rate.flushed()?.first()? {
             Some((k, _)) => k.value().to_vec(),
             None => return Ok(()),
         };
@@ -755,9 +755,9 @@ impl Writer {
 }
 
 /// Mempool transactions in admission order (parents before children).
-fn mempool_in_order(t: &Tables<'_>) -> Result<Vec<(Hash256, Transaction)>, EngineError> {
+fn mempool_in_order(t: &mut Tables<'_>) -> Result<Vec<(Hash256, Transaction)>, EngineError> {
     let mut rows = Vec::new();
-    for row in t.mempool.stored().iter()? {
+    for row in t.mempool.flushed()?.iter()? {
         let (k, v) = row?;
         let (seq, _, bytes) =
             decode_mempool_value(v.value()).ok_or_else(|| StoreError::corrupt("mempool row"))?;
@@ -781,7 +781,7 @@ fn descendants(t: &Tables<'_>, txid: &Hash256) -> Result<Vec<Hash256>, EngineErr
     let mut i = 0;
     while i < out.len() {
         let id = out[i];
-        if let Some((tx, _)) = read::mempool_tx(t.mempool.stored(), &id)? {
+        if let Some((tx, _)) = t.mempool_tx(&id)? {
             for vout in 0..tx.outputs.len() as u32 {
                 if let Some(child) = t.mempool_spender(&OutPoint { txid: id, vout })? {
                     if seen.insert(child) {

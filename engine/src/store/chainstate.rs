@@ -2,7 +2,7 @@
 //! unconfirmed outputs), header context against the block index.
 
 use super::codec::UtxoEntry;
-use super::{read, StoreResult, Tables};
+use super::{read, StoreError, StoreResult, Tables};
 use crate::address::Address;
 use crate::block::Block;
 use crate::difficulty::{median_time_past, required_bits, RetargetInput, MEDIAN_TIME_SPAN};
@@ -101,7 +101,7 @@ impl Tables<'_> {
                 if let Some(e) = created.get(op) {
                     return Ok(*e);
                 }
-                match read::utxo(self.utxo.stored(), op)? {
+                match self.utxo_entry(op)? {
                     Some(e) => Ok(e),
                     None => Err(missing(
                         self.tx_known(&op.txid)? || created.keys().any(|k| k.txid == op.txid),
@@ -114,10 +114,10 @@ impl Tables<'_> {
                         return Err(Reject::DoubleSpend(i, *op, by).into());
                     }
                 }
-                if let Some(e) = read::utxo(self.utxo.stored(), op)? {
+                if let Some(e) = self.utxo_entry(op)? {
                     return Ok(e);
                 }
-                if let Some((parent, _)) = read::mempool_tx(self.mempool.stored(), &op.txid)? {
+                if let Some((parent, _)) = self.mempool_tx(&op.txid)? {
                     let out = parent
                         .outputs
                         .get(op.vout as usize)
@@ -131,6 +131,24 @@ impl Tables<'_> {
                 }
                 Err(missing(self.tx_known(&op.txid)?))
             }
+        }
+    }
+
+    /// The unspent output `op` on the best chain, if any.
+    pub fn utxo_entry(&self, op: &OutPoint) -> StoreResult<Option<UtxoEntry>> {
+        match self.utxo.get(op.key().as_slice())? {
+            None => Ok(None),
+            Some(v) => UtxoEntry::decode(v.value())
+                .map(Some)
+                .ok_or_else(|| StoreError::corrupt("utxo row")),
+        }
+    }
+
+    /// A mempool transaction and its fee.
+    pub fn mempool_tx(&self, txid: &Hash256) -> StoreResult<Option<(Transaction, u64)>> {
+        match self.mempool.get(txid.0.as_slice())? {
+            None => Ok(None),
+            Some(v) => read::parse_mempool_row(v.value()).map(Some),
         }
     }
 

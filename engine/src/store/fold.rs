@@ -377,14 +377,11 @@ impl Tables<'_> {
             let e = UtxoEntry::decode(v.value()).ok_or_else(|| StoreError::corrupt("utxo row"))?;
             return Ok(Some((e.amount, e.address)));
         }
-        let Some(row) = self.mempool.get(op.txid.0.as_slice())? else {
-            return Ok(None);
-        };
-        let (tx, _) = read::parse_mempool_row(row.value())?;
-        Ok(tx
-            .outputs
-            .get(op.vout as usize)
-            .map(|o| (o.amount, o.address)))
+        Ok(self.mempool_tx(&op.txid)?.and_then(|(tx, _)| {
+            tx.outputs
+                .get(op.vout as usize)
+                .map(|o| (o.amount, o.address))
+        }))
     }
 
     /// Removes a transaction and its index rows from the mempool; returns the addresses

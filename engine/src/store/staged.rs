@@ -9,8 +9,9 @@
 //! still folds exactly what the writer folded.
 //!
 //! Staged rows are written back by [`Staged::flush`] (from `Tables::flush_meta`, which
-//! every path calls before it commits), and also whenever more than [`MAX_STAGED_ROWS`]
-//! are pending, which bounds a replay's memory whatever the log's length.
+//! every path calls before it commits), before any range read ([`Staged::flushed`]), and
+//! whenever more than [`MAX_STAGED_ROWS`] are pending, which bounds a replay's memory
+//! whatever the log's length.
 
 use super::StoreResult;
 use redb::{AccessGuard, Key, ReadableTable, ReadableTableMetadata, Table, Value};
@@ -77,24 +78,11 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
         Ok(())
     }
 
-    /// The redb table itself, for reads the staging layer does not offer (ranges,
-    /// iteration). Only valid with nothing staged: reading past pending rows would see
-    /// stale data, so that is a bug and panics.
-    pub fn stored(&self) -> &Table<'t, K, V> {
-        assert!(
-            self.pending.as_ref().is_none_or(Pending::is_empty),
-            "direct read of a table with staged rows"
-        );
-        &self.table
-    }
-
-    /// Mutable access to the redb table; same rule as [`Staged::stored`].
-    pub fn stored_mut(&mut self) -> &mut Table<'t, K, V> {
-        assert!(
-            self.pending.as_ref().is_none_or(Pending::is_empty),
-            "direct write to a table with staged rows"
-        );
-        &mut self.table
+    /// The redb table itself, brought up to date first, for reads the staging layer
+    /// does not offer (ranges, iteration).
+    pub fn flushed(&mut self) -> StoreResult<&Table<'t, K, V>> {
+        self.flush()?;
+        Ok(&self.table)
     }
 
     pub fn get<'k>(&self, key: impl Borrow<K::SelfType<'k>>) -> StoreResult<Option<Row<'_, V>>> {
@@ -273,15 +261,15 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "direct read of a table with staged rows")]
-    fn direct_read_past_staged_rows_is_refused() {
+    fn flushed_table_shows_staged_rows() {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .unwrap();
         let txn = db.begin_write().unwrap();
         let mut t = Staged::new(txn.open_table(T).unwrap());
         t.stage().unwrap();
-        t.insert([1u8].as_slice(), 1).unwrap();
-        let _ = t.stored();
+        t.insert([1u8].as_slice(), 7).unwrap();
+        let table = t.flushed().unwrap();
+        assert_eq!(table.get([1u8].as_slice()).unwrap().unwrap().value(), 7);
     }
 }
