@@ -16,31 +16,33 @@
 use super::StoreResult;
 use redb::{AccessGuard, Key, ReadableTable, ReadableTableMetadata, Table, Value};
 use std::borrow::Borrow;
+use std::collections::hash_map::Entry;
 use std::marker::PhantomData;
 
-/// Pending rows per table before they are written back mid-replay (~100-200 MB each).
-pub const MAX_STAGED_ROWS: usize = 1 << 20;
+/// Pending rows per table before they are written back mid-replay: a few hundred bytes
+/// each with the map's overhead, so ~100 MB per table at most.
+pub const MAX_STAGED_ROWS: usize = 1 << 19;
 
-/// A row read through [`Staged`]: borrowed from redb, or owned by the staging map.
+/// A row read through [`Staged`]: borrowed from redb or from the staging map, or owned
+/// (a value just replaced or deleted).
 pub enum Row<'a, V: Value + 'static> {
     Stored(AccessGuard<'a, V>),
-    Staged(Vec<u8>, PhantomData<V>),
+    Pending(&'a [u8], PhantomData<V>),
+    Taken(Vec<u8>, PhantomData<V>),
 }
 
 impl<V: Value + 'static> Row<'_, V> {
     pub fn value(&self) -> V::SelfType<'_> {
         match self {
             Row::Stored(guard) => guard.value(),
-            Row::Staged(bytes, _) => V::from_bytes(bytes),
+            Row::Pending(bytes, _) => V::from_bytes(bytes),
+            Row::Taken(bytes, _) => V::from_bytes(bytes),
         }
     }
+}
 
-    fn into_bytes(self) -> Vec<u8> {
-        match self {
-            Row::Stored(guard) => V::as_bytes(&guard.value()).as_ref().to_vec(),
-            Row::Staged(bytes, _) => bytes,
-        }
-    }
+fn taken<V: Value + 'static>(bytes: Option<Vec<u8>>) -> Option<Row<'static, V>> {
+    bytes.map(|b| Row::Taken(b, PhantomData))
 }
 
 /// Changes not yet written to redb: `Some` a row's new value, `None` a deletion. foldhash,
@@ -89,7 +91,10 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
         let key = key.borrow();
         if let Some(pending) = &self.pending {
             if let Some(row) = pending.get(K::as_bytes(key).as_ref()) {
-                return Ok(row.clone().map(|b| Row::Staged(b, PhantomData)));
+                return Ok(row.as_deref().map(|b| Row::Pending(b, PhantomData)));
+            }
+            if self.base_empty {
+                return Ok(None);
             }
         }
         Ok(self.table.get(key)?.map(Row::Stored))
@@ -105,12 +110,29 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
         if self.pending.is_none() {
             return Ok(self.table.insert(key, value)?.map(Row::Stored));
         }
-        let old = self.get(key)?.map(Row::into_bytes);
-        let pending = self.pending.as_mut().expect("staging");
-        let new = V::as_bytes(value).as_ref().to_vec();
-        pending.insert(K::as_bytes(key).as_ref().to_vec(), Some(new));
+        let Staged {
+            table,
+            pending: Some(pending),
+            base_empty,
+            ..
+        } = self
+        else {
+            unreachable!("staging checked above")
+        };
+        let new = Some(V::as_bytes(value).as_ref().to_vec());
+        let old = match pending.entry(K::as_bytes(key).as_ref().to_vec()) {
+            Entry::Occupied(mut row) => row.insert(new),
+            Entry::Vacant(row) => {
+                row.insert(new);
+                if *base_empty {
+                    None
+                } else {
+                    stored_bytes(table, key)?
+                }
+            }
+        };
         self.spill_if_full()?;
-        Ok(old.map(|b| Row::Staged(b, PhantomData)))
+        Ok(taken(old))
     }
 
     /// Deletes a row; returns its value.
@@ -122,17 +144,30 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
         if self.pending.is_none() {
             return Ok(self.table.remove(key)?.map(Row::Stored));
         }
-        let old = self.get(key)?.map(Row::into_bytes);
-        let base_empty = self.base_empty;
-        let pending = self.pending.as_mut().expect("staging");
-        let key = K::as_bytes(key).as_ref().to_vec();
-        if base_empty {
-            pending.remove(&key);
-        } else if old.is_some() {
-            pending.insert(key, None);
-        }
+        let Staged {
+            table,
+            pending: Some(pending),
+            base_empty,
+            ..
+        } = self
+        else {
+            unreachable!("staging checked above")
+        };
+        let key_bytes = K::as_bytes(key);
+        let key_bytes = key_bytes.as_ref();
+        let old = if *base_empty {
+            pending.remove(key_bytes).flatten()
+        } else if let Some(row) = pending.get_mut(key_bytes) {
+            row.take() // leaves a tombstone: redb may hold an older value
+        } else {
+            let old = stored_bytes(table, key)?;
+            if old.is_some() {
+                pending.insert(key_bytes.to_vec(), None);
+            }
+            old
+        };
         self.spill_if_full()?;
-        Ok(old.map(|b| Row::Staged(b, PhantomData)))
+        Ok(taken(old))
     }
 
     /// Deletes every row.
@@ -174,6 +209,16 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
         }
         Ok(())
     }
+}
+
+/// A row's value as stored in redb, copied out.
+fn stored_bytes<K: Key + 'static, V: Value + 'static>(
+    table: &Table<'_, K, V>,
+    key: &K::SelfType<'_>,
+) -> StoreResult<Option<Vec<u8>>> {
+    Ok(table
+        .get(key)?
+        .map(|row| V::as_bytes(&row.value()).as_ref().to_vec()))
 }
 
 #[cfg(test)]
