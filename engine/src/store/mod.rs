@@ -95,7 +95,8 @@ pub struct ProjMeta {
     /// entry, independent of insertion order, updated incrementally.
     pub utxo_hash: primitive_types::U256,
     pub utxo_count: u64,
-    /// Transactions in the mempool (redb's `len()` walks the table; this is O(1)).
+    /// Transactions in the mempool, kept with the projection metadata (checked by
+    /// `verify` like every projection row).
     pub mempool_count: u64,
 }
 
