@@ -18,7 +18,8 @@ use crate::store::chainstate::InputContext;
 use crate::store::codec::{decode_mempool_value, fee_rate_micro};
 use crate::store::{read, StoreError, Tables};
 use crate::tx::{OutPoint, Transaction};
-use crate::validation::{self, Reject};
+use crate::validation::{self, Reject, VerifiedTx};
+use rayon::prelude::*;
 use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -110,7 +111,7 @@ impl BlockAccepted {
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
 enum Command {
-    Tx(Transaction, Reply<TxAccepted>),
+    Tx(VerifiedTx, Reply<TxAccepted>),
     Block(Arc<Block>, Reply<BlockAccepted>),
     Reset(Reply<()>),
     Rebuild(Reply<Hash256>),
@@ -269,21 +270,32 @@ impl Engine {
         self.shared.notifier.subscribe()
     }
 
-    /// Submits a signed transaction to the mempool; returns once it is durable.
+    /// Submits a signed transaction to the mempool; returns once it is durable. Its
+    /// signatures are verified on the calling thread.
     pub fn submit_tx(&self, tx: Transaction) -> Result<TxAccepted, EngineError> {
-        self.queue_tx(tx)?
+        self.queue_tx(check_tx(tx)?)?
             .blocking_recv()
             .map_err(|_| EngineError::Closed)?
     }
 
-    /// Async form of [`Engine::submit_tx`]; signature checks run on the caller's task.
+    /// Async form of [`Engine::submit_tx`]: signatures are verified on the rayon pool,
+    /// so the caller's async runtime is never blocked by them.
     pub async fn submit_tx_async(&self, tx: Transaction) -> Result<TxAccepted, EngineError> {
-        self.queue_tx(tx)?.await.map_err(|_| EngineError::Closed)?
+        let (done, verified) = oneshot::channel();
+        rayon::spawn(move || {
+            let _ = done.send(check_tx(tx));
+        });
+        let verified = verified.await.map_err(|_| EngineError::Closed)??;
+        self.queue_tx(verified)?
+            .await
+            .map_err(|_| EngineError::Closed)?
     }
 
-    /// Submits many transactions at once (they share commits); results in order.
+    /// Submits many transactions at once (verified in parallel; they share commits);
+    /// results in order.
     pub fn submit_txs(&self, txs: Vec<Transaction>) -> Vec<Result<TxAccepted, EngineError>> {
-        let pending: Vec<_> = txs.into_iter().map(|tx| self.queue_tx(tx)).collect();
+        let checked: Vec<_> = txs.into_par_iter().map(check_tx).collect();
+        let pending: Vec<_> = checked.into_iter().map(|tx| self.queue_tx(tx?)).collect();
         pending
             .into_iter()
             .map(|p| p?.blocking_recv().map_err(|_| EngineError::Closed)?)
@@ -292,10 +304,8 @@ impl Engine {
 
     fn queue_tx(
         &self,
-        tx: Transaction,
+        tx: VerifiedTx,
     ) -> Result<oneshot::Receiver<Result<TxAccepted, EngineError>>, EngineError> {
-        // Signatures are checked by the writer, batched over the whole group commit.
-        validation::check_loose_tx(&tx)?;
         let (reply, rx) = oneshot::channel();
         self.send(Command::Tx(tx, reply))?;
         Ok(rx)
@@ -452,20 +462,15 @@ impl Writer {
 
     /// Group commit: every transaction of the batch is validated and appended in one write
     /// transaction; rejected ones write nothing; all callers hear back after the fsync.
-    fn commit_txs(&self, batch: Vec<(Transaction, Reply<TxAccepted>)>) {
+    fn commit_txs(&self, batch: Vec<(VerifiedTx, Reply<TxAccepted>)>) {
         if batch.is_empty() {
             return;
         }
         let (txs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let signatures = validation::verify_signatures_each(&txs);
         let outcome = self.transact(|t| {
             let mut results = Vec::with_capacity(txs.len());
             let next_height = self.tip_height(t)? + 1;
-            for (tx, sig) in txs.into_iter().zip(signatures) {
-                if let Err(r) = sig {
-                    results.push(Err(r.into()));
-                    continue;
-                }
+            for tx in txs {
                 match self.admit(t, tx, next_height) {
                     Err(EngineError::Rejected(r)) => results.push(Err(EngineError::Rejected(r))),
                     // A storage failure fails the whole batch: nothing is acknowledged.
@@ -499,9 +504,10 @@ impl Writer {
     fn admit(
         &self,
         t: &mut Tables<'_>,
-        tx: Transaction,
+        tx: VerifiedTx,
         next_height: u64,
     ) -> Result<TxAccepted, EngineError> {
+        let tx = tx.into_tx();
         let txid = tx.txid();
         if t.mempool.get(txid.0.as_slice())?.is_some() || t.tx_known(&txid)? {
             return Ok(TxAccepted {
@@ -720,17 +726,26 @@ impl Writer {
         let next_height = self.tip_height(t)? + 1;
         for hash in disconnected.iter().rev() {
             let block = t.block(hash)?;
+            let mut candidates = Vec::new();
             for tx in &block.txs[1..] {
                 let txid = tx.txid();
-                if t.tx_known(&txid)? || t.mempool.get(txid.0.as_slice())?.is_some() {
-                    continue;
+                if !t.tx_known(&txid)? && t.mempool.get(txid.0.as_slice())?.is_none() {
+                    candidates.push(tx.clone());
                 }
+            }
+            // The block's signatures passed its batch check, which is not the mempool's
+            // strict rule (see `validation::verify_tx`): check them again, in parallel.
+            let verified: Vec<_> = candidates
+                .into_par_iter()
+                .filter_map(|tx| validation::verify_tx(tx).ok())
+                .collect();
+            for tx in verified {
                 let ctx = InputContext::Mempool {
                     next_height,
                     replacing: None,
                 };
-                if t.check_inputs(tx, &ctx, self.params()).is_ok() {
-                    t.append(Event::TxAdmitted(tx.clone()))?;
+                if t.check_inputs(tx.tx(), &ctx, self.params()).is_ok() {
+                    t.append(Event::TxAdmitted(tx.into_tx()))?;
                 }
             }
         }
@@ -752,6 +767,13 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// The checks a transaction passes before it is queued for the writer: context-free
+/// rules, then strict signature verification.
+fn check_tx(tx: Transaction) -> Result<VerifiedTx, EngineError> {
+    validation::check_loose_tx(&tx)?;
+    Ok(validation::verify_tx(tx)?)
 }
 
 /// Mempool transactions in admission order (parents before children).

@@ -223,7 +223,7 @@ pub fn verify_signatures(tx: &Transaction) -> Result<(), Reject> {
 /// so the error names the culprit. Returns the index of the bad transaction with it.
 ///
 /// Consensus: chunk boundaries depend only on positions in the block, so every node
-/// reaches the same verdict for the same block (see [`verify_signatures_each`] for why the
+/// reaches the same verdict for the same block (see [`verify_tx`] for why the
 /// mempool uses strict single verification instead).
 pub fn verify_signatures_batch(txs: &[Transaction]) -> Result<(), (usize, Reject)> {
     const CHUNK: usize = 256;
@@ -240,8 +240,25 @@ pub fn verify_signatures_batch(txs: &[Transaction]) -> Result<(), (usize, Reject
         })
 }
 
-/// Verifies the signatures of many independent transactions (one group commit's worth)
-/// in parallel, each with strict single verification, and says for each whether it passed.
+/// A transaction whose every signature passed strict verification. Only [`verify_tx`]
+/// makes one and the writer admits nothing else to the mempool, so no path (submission,
+/// peers, re-admission after a reorganisation) can skip the check.
+#[derive(Clone, Debug)]
+pub struct VerifiedTx(Transaction);
+
+impl VerifiedTx {
+    pub fn tx(&self) -> &Transaction {
+        &self.0
+    }
+
+    pub fn into_tx(self) -> Transaction {
+        self.0
+    }
+}
+
+/// Verifies every signature of a transaction bound for the mempool, one by one with
+/// strict verification. Submitters call this before queueing, so signature checks run on
+/// their threads, overlapped with the writer's storage work and fsyncs.
 ///
 /// Why not batch verification here, as for blocks: dalek's batch equation is
 /// cofactorless with random coefficients, so a signature whose residual is a small torsion
@@ -251,8 +268,9 @@ pub fn verify_signatures_batch(txs: &[Transaction]) -> Result<(), (usize, Reject
 /// `verify_strict` accepts passes any batch); the mempool is not (its batches are whatever
 /// arrived together). The strict rule admits only what every block accepts, so a template
 /// built from the mempool is never refused for its signatures.
-pub fn verify_signatures_each(txs: &[Transaction]) -> Vec<Result<(), Reject>> {
-    txs.par_iter().map(verify_signatures).collect()
+pub fn verify_tx(tx: Transaction) -> Result<VerifiedTx, Reject> {
+    verify_signatures(&tx)?;
+    Ok(VerifiedTx(tx))
 }
 
 /// Batch-verifies a chunk; false if anything is wrong (then checked singly).
