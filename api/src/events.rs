@@ -4,25 +4,34 @@
 //! then replays the log from that id, then continues live, skipping every sequence
 //! number it already sent. A receiver that lags behind the broadcast buffer resyncs
 //! from the log the same way instead of silently dropping events.
+//!
+//! Frames are rendered once per notification and shared by all streams ([`frames`]); a
+//! stream only decides which of them its topics want.
+
+mod frames;
+
+pub use frames::FrameCache;
 
 use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
 use crate::v1::parse_address;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use engine::notify::{Notification, NotificationKind};
 use engine::{Address, Engine};
-use futures_util::Stream;
+use frames::Frames;
 use serde::Deserialize;
-use serde_json::json;
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
+use tokio::time::Sleep;
 
 /// Log records read per replay step.
 const REPLAY_BATCH: usize = 1000;
@@ -31,6 +40,10 @@ const REPLAY_BATCH: usize = 1000;
 const MEMPOOL_WORK_EVERY: Duration = Duration::from_secs(1);
 /// Most addresses one stream may watch.
 const MAX_ADDRESSES: usize = 100;
+/// A quiet stream sends a comment this often, so proxies and clients see it is alive.
+const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
+/// The keep-alive comment (what axum's `KeepAlive` sent before: an empty comment).
+const KEEP_ALIVE: Bytes = Bytes::from_static(b":\n\n");
 
 #[derive(Default, Debug, Clone)]
 pub struct Topics {
@@ -95,25 +108,15 @@ pub async fn events(
     State(s): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<Response> {
     let Query(q) = query?;
     let topics = Topics::parse(q.topics.as_deref().unwrap_or("blocks,mempool"))?;
-    let header_id = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    AppError::bad_request("bad_last_event_id", "Last-Event-ID must be an integer")
-                })?,
-        ),
-        None => None,
-    };
-    let last = header_id.or(q.last_event_id);
+    let last = last_event_id(&headers)?.or(q.last_event_id);
     // Subscribe before reading anything, so nothing committed from here on is missed.
     let rx = s.engine.subscribe();
     let feed = Feed {
         engine: s.engine.clone(),
+        cache: s.frames.clone(),
         rx,
         topics,
         last_sent: last.unwrap_or(0),
@@ -121,14 +124,38 @@ pub async fn events(
         backlog: VecDeque::new(),
         pending: VecDeque::new(),
         last_mempool_work: None,
+        last_frame_at: tokio::time::Instant::now(),
+        idle: Box::pin(tokio::time::sleep(KEEP_ALIVE_EVERY)),
         shutdown: s.shutdown.clone(),
         _guard: ClientGuard(s.clone()),
     };
     s.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
-        feed.next().await.map(|e| (Ok(e), feed))
+        feed.next().await.map(|b| (Ok::<_, Infallible>(b), feed))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    // The frames are ready-made bytes, so the body streams them as they are (axum's `Sse`
+    // would copy each into its own buffer); same headers as `Sse`.
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    let Some(v) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            AppError::bad_request("bad_last_event_id", "Last-Event-ID must be an integer")
+        })
 }
 
 struct ClientGuard(AppState);
@@ -141,187 +168,180 @@ impl Drop for ClientGuard {
 
 struct Feed {
     engine: Engine,
+    cache: Arc<FrameCache>,
     rx: broadcast::Receiver<Arc<Notification>>,
     topics: Topics,
     /// Highest sequence number already delivered (or acknowledged by Last-Event-ID).
     last_sent: u64,
     /// Read the log after this sequence number before going back to the live feed.
     replay_from: Option<u64>,
-    backlog: VecDeque<Notification>,
-    pending: VecDeque<Event>,
+    backlog: VecDeque<Arc<Notification>>,
+    pending: VecDeque<Bytes>,
     last_mempool_work: Option<Instant>,
+    /// When the last frame (or keep-alive) went out.
+    last_frame_at: tokio::time::Instant,
+    /// Fires [`KEEP_ALIVE_EVERY`] after the last frame; re-armed lazily when it fires,
+    /// so sending a frame costs no timer update.
+    idle: Pin<Box<Sleep>>,
     shutdown: watch::Receiver<bool>,
     _guard: ClientGuard,
 }
 
+/// What waiting on the live feed gave.
+enum Live {
+    Note(Arc<Notification>),
+    /// Fell behind the broadcast buffer: resync from the log.
+    Lagged,
+    /// A keep-alive is due.
+    KeepAlive,
+    /// The idle timer fired early (frames went out meanwhile): wait again.
+    NotYet,
+    Closed,
+}
+
 impl Feed {
-    async fn next(&mut self) -> Option<Event> {
+    async fn next(&mut self) -> Option<Bytes> {
+        let frame = self.next_frame().await?;
+        self.last_frame_at = tokio::time::Instant::now();
+        Some(frame)
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
             if *self.shutdown.borrow() {
                 return None;
             }
-            if let Some(e) = self.pending.pop_front() {
-                return Some(e);
+            if let Some(frame) = self.pending.pop_front() {
+                return Some(frame);
             }
-            let n: Notification = if let Some(n) = self.backlog.pop_front() {
+            let n = if let Some(n) = self.backlog.pop_front() {
                 n
             } else if let Some(after) = self.replay_from {
-                let engine = self.engine.clone();
-                let batch = tokio::task::spawn_blocking(move || {
-                    engine.notifications_since(after, REPLAY_BATCH)
-                })
-                .await;
-                match batch {
-                    Ok(Ok(batch)) => {
-                        self.replay_from = match batch.last() {
-                            Some(last) if batch.len() == REPLAY_BATCH => Some(last.seq),
-                            _ => None,
-                        };
-                        self.backlog.extend(batch);
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "event replay failed; closing the stream");
-                        return None;
-                    }
-                    Err(_) => return None,
-                }
+                self.replay(after).await?;
                 continue;
             } else {
-                let mut shutdown = self.shutdown.clone();
-                let got = tokio::select! {
-                    r = self.rx.recv() => r,
-                    _ = shutdown.changed() => return None,
-                };
-                match got {
-                    Ok(n) => Arc::unwrap_or_clone(n),
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::debug!(missed, "event stream lagged; replaying from the log");
+                match self.live().await {
+                    Live::Note(n) => n,
+                    Live::Lagged => {
                         self.replay_from = Some(self.last_sent);
                         continue;
                     }
-                    Err(RecvError::Closed) => return None,
+                    Live::KeepAlive => return Some(KEEP_ALIVE),
+                    Live::NotYet => continue,
+                    Live::Closed => return None,
                 }
             };
             if n.seq <= self.last_sent {
                 continue;
             }
             self.last_sent = n.seq;
-            self.render(&n);
+            let frames = self.cache.frames(&n);
+            self.render(&n, &frames);
         }
     }
 
-    fn push(&mut self, seq: u64, name: &str, data: serde_json::Value) {
-        self.pending.push_back(
-            Event::default()
-                .id(seq.to_string())
-                .event(name)
-                .data(data.to_string()),
-        );
+    /// Reads the next batch of the log after `after` into the backlog.
+    async fn replay(&mut self, after: u64) -> Option<()> {
+        let engine = self.engine.clone();
+        let batch =
+            tokio::task::spawn_blocking(move || engine.notifications_since(after, REPLAY_BATCH))
+                .await
+                .ok()?;
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(error = %e, "event replay failed; closing the stream");
+                return None;
+            }
+        };
+        self.replay_from = match batch.last() {
+            Some(last) if batch.len() == REPLAY_BATCH => Some(last.seq),
+            _ => None,
+        };
+        self.backlog.extend(batch.into_iter().map(Arc::new));
+        Some(())
     }
 
-    fn render(&mut self, n: &Notification) {
-        let seq = n.seq;
-        let mut all_balances = false;
-        match &n.kind {
-            NotificationKind::BlockConnected { hash, height, .. } => {
-                if self.topics.blocks {
-                    self.push(
-                        seq,
-                        "block_connected",
-                        json!({"hash": hash, "height": height}),
-                    );
-                }
-                if self.topics.work {
-                    self.push(
-                        seq,
-                        "work",
-                        json!({"height": height + 1, "prev_hash": hash, "reason": "tip"}),
-                    );
-                }
+    async fn live(&mut self) -> Live {
+        let mut shutdown = self.shutdown.clone();
+        let got = tokio::select! {
+            r = self.rx.recv() => r,
+            _ = shutdown.changed() => return Live::Closed,
+            () = &mut self.idle => return self.idle_fired(),
+        };
+        match got {
+            Ok(n) => Live::Note(n),
+            Err(RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "event stream lagged; replaying from the log");
+                Live::Lagged
             }
-            NotificationKind::BlockDisconnected { hash, height } if self.topics.blocks => {
-                self.push(
-                    seq,
-                    "block_disconnected",
-                    json!({"hash": hash, "height": height}),
-                );
-            }
-            NotificationKind::TxAdded { txid, fee } => {
-                if self.topics.mempool {
-                    self.push(seq, "mempool_added", json!({"txid": txid, "fee": fee}));
-                }
-                self.mempool_work(seq);
-            }
-            NotificationKind::TxRemoved { txid, reason } => {
-                if self.topics.mempool {
-                    self.push(
-                        seq,
-                        "mempool_removed",
-                        json!({"txid": txid, "reason": reason}),
-                    );
-                }
-                self.mempool_work(seq);
-            }
-            NotificationKind::Reset => {
-                all_balances = true;
-                if self.topics.blocks || self.topics.mempool {
-                    self.push(seq, "reset", json!({}));
-                }
-                if self.topics.work {
-                    if let Ok(st) = self.engine.status() {
-                        self.push(
-                            seq,
-                            "work",
-                            json!({"height": st.height + 1, "prev_hash": st.best_hash, "reason": "tip"}),
-                        );
-                    }
-                }
-            }
-            _ => {}
+            Err(RecvError::Closed) => Live::Closed,
         }
-        let watched: Vec<Address> = self
-            .topics
-            .addresses
-            .iter()
-            .filter(|a| all_balances || n.addresses.contains(a))
-            .copied()
-            .collect();
-        for a in watched {
-            // The balance now (not at `seq`): what a wallet wants to show.
-            match self.engine.address(&a, 0) {
-                Ok(info) => self.push(
-                    seq,
-                    "balance",
-                    json!({
-                        "address": a,
-                        "confirmed": info.confirmed,
-                        "unconfirmed": info.unconfirmed,
-                        "immature": info.immature,
-                    }),
-                ),
+    }
+
+    /// The idle timer fired: a keep-alive if nothing went out for a whole interval, and
+    /// the timer re-armed for one interval after the last frame.
+    fn idle_fired(&mut self) -> Live {
+        let now = tokio::time::Instant::now();
+        let due = now.duration_since(self.last_frame_at) >= KEEP_ALIVE_EVERY;
+        let from = if due { now } else { self.last_frame_at };
+        self.idle.as_mut().reset(from + KEEP_ALIVE_EVERY);
+        if due {
+            Live::KeepAlive
+        } else {
+            Live::NotYet
+        }
+    }
+
+    /// Queues the frames of `n` (shared in `frames`) that this stream's topics want.
+    fn render(&mut self, n: &Notification, frames: &Frames) {
+        let (blocks, mempool) = (self.topics.blocks, self.topics.mempool);
+        let (wanted, work) = match &n.kind {
+            NotificationKind::BlockConnected { .. } => (blocks, self.topics.work),
+            NotificationKind::BlockDisconnected { .. } => (blocks, false),
+            NotificationKind::TxAdded { .. } | NotificationKind::TxRemoved { .. } => {
+                (mempool, self.mempool_work_due())
+            }
+            NotificationKind::Reset => (blocks || mempool, self.topics.work),
+            _ => (false, false),
+        };
+        if wanted {
+            self.pending.extend(frames.event());
+        }
+        if work {
+            self.pending.extend(frames.work(&self.engine));
+        }
+        self.balances(n, frames);
+    }
+
+    /// Balance frames for the watched addresses `n` touched (all of them after a reset).
+    fn balances(&mut self, n: &Notification, frames: &Frames) {
+        let all = matches!(n.kind, NotificationKind::Reset);
+        for a in &self.topics.addresses {
+            if !all && !n.addresses.contains(a) {
+                continue;
+            }
+            match frames.balance(&self.engine, *a) {
+                Ok(frame) => self.pending.push_back(frame),
                 Err(e) => tracing::warn!(error = %e, "balance read failed"),
             }
         }
     }
 
-    fn mempool_work(&mut self, seq: u64) {
+    /// Whether a mempool change should send `work` now: at most every
+    /// [`MEMPOOL_WORK_EVERY`] per stream.
+    fn mempool_work_due(&mut self) -> bool {
         if !self.topics.work {
-            return;
+            return false;
         }
         let now = Instant::now();
         if self
             .last_mempool_work
             .is_some_and(|t| now.duration_since(t) < MEMPOOL_WORK_EVERY)
         {
-            return;
+            return false;
         }
         self.last_mempool_work = Some(now);
-        if let Ok(st) = self.engine.status() {
-            self.push(
-                seq,
-                "work",
-                json!({"height": st.height + 1, "prev_hash": st.best_hash, "reason": "mempool"}),
-            );
-        }
+        true
     }
 }

@@ -1,6 +1,7 @@
 //! Shared state of the HTTP handlers.
 
 use crate::custody::Custody;
+use crate::events::FrameCache;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use engine::mining::BlockTemplate;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Per-client token buckets (see [`crate::ratelimit`]).
     pub limiter: Arc<RateLimiter>,
+    /// Recent notifications' SSE frames, shared by every event stream.
+    pub frames: Arc<FrameCache>,
 }
 
 impl AppState {
@@ -97,6 +100,7 @@ impl AppState {
             custody: custody.map(Arc::new),
             mine_lock: Arc::new(tokio::sync::Mutex::new(())),
             shutdown,
+            frames: Arc::new(FrameCache::default()),
         }
     }
 
