@@ -17,6 +17,12 @@
 //!   URL. A block with an unknown parent answers 202 and starts a sync from `from` when
 //!   it is a known peer, otherwise from every known peer.
 //! - `POST /v1/p2p/tx {hex, from?}`: a peer pushes a transaction.
+//!
+//! A peer answering 429 (rate limited) or 503 (busy) is healthy but asks us to slow down:
+//! its sync is retried after its `Retry-After` (see [`backoff`]), it is not counted as
+//! unreachable.
+
+mod backoff;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -46,8 +52,6 @@ const MAX_ROUNDS: usize = 100_000;
 pub const BAN_SECS: u64 = 600;
 /// A healthy peer is re-synced this often as a safety net for lost relays.
 const RESYNC_SECS: u64 = 60;
-/// Backoff for an unreachable peer: 2^failures seconds, capped.
-const MAX_BACKOFF_SECS: u64 = 300;
 /// Timeouts for every request to a peer: a dead peer must never stall us.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -109,6 +113,8 @@ struct Peer {
     last_seen: Option<u64>,
     last_error: Option<String>,
     failures: u32,
+    /// Back-off answers (429/503) in a row; they say nothing against the peer's health.
+    throttled: u32,
     next_sync: Instant,
     banned_until: Option<Instant>,
     last_sync: Option<SyncReport>,
@@ -122,6 +128,7 @@ impl Peer {
             last_seen: None,
             last_error: None,
             failures: 0,
+            throttled: 0,
             next_sync: Instant::now(),
             banned_until: None,
             last_sync: None,
@@ -131,6 +138,60 @@ impl Peer {
     fn banned(&self, now: Instant) -> bool {
         self.banned_until.is_some_and(|t| t > now)
     }
+
+    /// How long the peer still asked us to stay away (None if it did not, or that is over).
+    fn waiting(&self, now: Instant) -> Option<Duration> {
+        (self.throttled > 0 && self.next_sync > now).then(|| self.next_sync - now)
+    }
+
+    /// Records one sync's outcome: when to sync next, and whether the peer is healthy,
+    /// unreachable (backoff) or misbehaving (ignored for [`BAN_SECS`]).
+    fn record(&mut self, url: &str, result: &Result<(), SyncError>, now: Instant) {
+        match result {
+            Ok(()) => {
+                self.answered();
+                self.last_error = None;
+                self.next_sync = now + Duration::from_secs(RESYNC_SECS);
+            }
+            Err(SyncError::Busy | SyncError::Waiting(_)) => {}
+            Err(SyncError::Unreachable(e)) => {
+                self.failures = self.failures.saturating_add(1);
+                self.last_error = Some(e.clone());
+                self.next_sync = now + backoff::exponential(self.failures);
+            }
+            Err(e @ SyncError::Throttled { retry_after, .. }) => {
+                // It answered, so it is reachable; only the wait grows.
+                let throttled = self.throttled.saturating_add(1);
+                self.answered();
+                self.throttled = throttled;
+                self.last_error = Some(e.to_string());
+                self.next_sync = now + backoff::throttled(*retry_after, throttled);
+            }
+            Err(SyncError::Misbehaved(e)) => {
+                tracing::warn!(peer = %url, "peer misbehaved: {e}");
+                self.last_seen = Some(unix_now());
+                self.last_error = Some(format!("misbehaved: {e}"));
+                self.banned_until = Some(now + Duration::from_secs(BAN_SECS));
+                self.next_sync = now + Duration::from_secs(BAN_SECS);
+            }
+            Err(SyncError::Deferred(e)) => {
+                self.last_seen = Some(unix_now());
+                self.last_error = Some(e.clone());
+                self.next_sync = now + Duration::from_secs(10);
+            }
+            Err(SyncError::Engine(e)) => {
+                self.last_error = Some(format!("local error: {e}"));
+                self.next_sync = now + Duration::from_secs(10);
+            }
+        }
+    }
+
+    /// The peer gave a proper answer: it is up and no longer asking us to wait.
+    fn answered(&mut self) {
+        self.failures = 0;
+        self.throttled = 0;
+        self.last_seen = Some(unix_now());
+    }
 }
 
 /// A peer as `GET /v1/peers` shows it.
@@ -138,7 +199,8 @@ impl Peer {
 pub struct PeerView {
     pub url: String,
     pub source: PeerSource,
-    /// `new` (never reached), `ok`, `unreachable` (retrying with backoff) or
+    /// `new` (never reached), `ok`, `unreachable` (retrying with backoff),
+    /// `rate_limited` (it answered 429/503; retrying after its `Retry-After`) or
     /// `misbehaving` (served invalid data; ignored for a while).
     pub status: &'static str,
     pub added_at: u64,
@@ -179,6 +241,16 @@ enum SyncError {
     /// Connection failure, timeout or an HTTP error status: retry later.
     #[error("peer unreachable: {0}")]
     Unreachable(String),
+    /// The peer answered 429 or 503: it is up but asks us to come back later, after
+    /// `retry_after` when it said so.
+    #[error("peer asked us to back off: HTTP {status}{}", backoff::describe(*.retry_after))]
+    Throttled {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    },
+    /// We are still inside a wait the peer asked for: it was not contacted.
+    #[error("peer asked us to back off; retrying in {}s", .0.as_secs())]
+    Waiting(Duration),
     /// The peer broke the protocol or sent invalid data: it is marked misbehaving.
     #[error("peer misbehaved: {0}")]
     Misbehaved(String),
@@ -486,6 +558,8 @@ impl PeerService {
                     "misbehaving"
                 } else if p.failures > 0 {
                     "unreachable"
+                } else if p.throttled > 0 {
+                    "rate_limited"
                 } else if p.last_seen.is_some() {
                     "ok"
                 } else {
@@ -549,52 +623,28 @@ impl PeerService {
             peer: url.to_string(),
             ..SyncReport::default()
         };
-        let result = self.sync_guarded(url, &mut report).await;
+        let result = match self.waiting(url) {
+            // It asked us to stay away for now: a pushed orphan or a manual resolve
+            // must not knock again before it said we may.
+            Some(left) => Err(SyncError::Waiting(left)),
+            None => self.sync_guarded(url, &mut report).await,
+        };
         if let Err(e) = &result {
             report.error = Some(e.to_string());
         }
-        let now = Instant::now();
         let mut peers = self.lock_peers();
         if let Some(p) = peers.get_mut(url) {
-            match &result {
-                Ok(()) => {
-                    p.failures = 0;
-                    p.last_seen = Some(unix_now());
-                    p.last_error = None;
-                    p.next_sync = now + Duration::from_secs(RESYNC_SECS);
-                }
-                Err(SyncError::Busy) => {}
-                Err(SyncError::Unreachable(e)) => {
-                    p.failures = p.failures.saturating_add(1);
-                    p.last_error = Some(e.clone());
-                    let backoff = 1u64
-                        .checked_shl(p.failures.min(16))
-                        .unwrap_or(u64::MAX)
-                        .min(MAX_BACKOFF_SECS);
-                    p.next_sync = now + Duration::from_secs(backoff);
-                }
-                Err(SyncError::Misbehaved(e)) => {
-                    tracing::warn!(peer = %url, "peer misbehaved: {e}");
-                    p.last_seen = Some(unix_now());
-                    p.last_error = Some(format!("misbehaved: {e}"));
-                    p.banned_until = Some(now + Duration::from_secs(BAN_SECS));
-                    p.next_sync = now + Duration::from_secs(BAN_SECS);
-                }
-                Err(SyncError::Deferred(e)) => {
-                    p.last_seen = Some(unix_now());
-                    p.last_error = Some(e.clone());
-                    p.next_sync = now + Duration::from_secs(10);
-                }
-                Err(SyncError::Engine(e)) => {
-                    p.last_error = Some(format!("local error: {e}"));
-                    p.next_sync = now + Duration::from_secs(10);
-                }
-            }
-            if !matches!(result, Err(SyncError::Busy)) {
+            p.record(url, &result, Instant::now());
+            if !matches!(result, Err(SyncError::Busy | SyncError::Waiting(_))) {
                 p.last_sync = Some(report.clone());
             }
         }
         report
+    }
+
+    fn waiting(&self, url: &str) -> Option<Duration> {
+        let now = Instant::now();
+        self.lock_peers().get(url).and_then(|p| p.waiting(now))
     }
 
     /// One sync per peer at a time. A request that arrives while one runs (say, a pushed
@@ -944,6 +994,12 @@ async fn read_json<R: DeserializeOwned>(
     max: usize,
 ) -> Result<R, SyncError> {
     let status = resp.status();
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        return Err(SyncError::Throttled {
+            status,
+            retry_after: backoff::retry_after(resp.headers(), std::time::SystemTime::now()),
+        });
+    }
     if !status.is_success() {
         return Err(SyncError::Unreachable(format!("HTTP {status}")));
     }
@@ -1599,5 +1655,91 @@ mod tests {
         ] {
             assert!(normalize_peer_url(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Refusals still to give: (status, Retry-After), the last one first.
+    type Refusals = Arc<Mutex<Vec<(StatusCode, &'static str)>>>;
+
+    /// Answers requests with `refusals` while there are any, then lets them through: a
+    /// peer behind a rate limiter.
+    async fn refuse_first(
+        State(refusals): State<Refusals>,
+        req: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> Response {
+        let refusal = refusals.lock().unwrap().pop();
+        match refusal {
+            Some((status, retry_after)) => {
+                (status, [(header::RETRY_AFTER, retry_after)], "slow down").into_response()
+            }
+            None => next.run(req).await,
+        }
+    }
+
+    /// The bug: a peer answering 429 (its rate limit) or 503 was marked `unreachable` and
+    /// backed off exponentially as if it were down, ignoring its `Retry-After`. It must be
+    /// retried once its wait is over, and its blocks fetched.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn peer_answering_429_is_retried_not_dropped() {
+        let now = clock();
+        let (a, b) = (fast_engine(&now), fast_engine(&now));
+        for _ in 0..3 {
+            mine(&b, &now, TestKey::new(2).address()).await;
+        }
+        // Popped from the end: a 429 first, then a 503, then B serves normally.
+        let refusals: Refusals = Arc::new(Mutex::new(vec![
+            (StatusCode::SERVICE_UNAVAILABLE, "1"),
+            (StatusCode::TOO_MANY_REQUESTS, "1"),
+        ]));
+        let sb = PeerService::new(b.clone(), dev_config());
+        let router = sb.router().layer(axum::middleware::from_fn_with_state(
+            refusals.clone(),
+            refuse_first,
+        ));
+        let url_b = serve(router).await;
+        let sa = PeerService::new(a.clone(), dev_config());
+        sa.add_peer(&url_b, PeerSource::Registered).unwrap();
+
+        let report = sa.sync_from(&url_b).await;
+        assert!(
+            report.error.as_deref().unwrap().contains("429"),
+            "{report:?}"
+        );
+        let view = &sa.peers()[0];
+        assert_eq!(
+            (view.status, view.failures),
+            ("rate_limited", 0),
+            "{view:?}"
+        );
+        let wait = sa.waiting(&url_b).expect("waits as asked");
+        assert!(
+            wait <= Duration::from_secs(1),
+            "Retry-After: 1 honoured, {wait:?}"
+        );
+
+        // Inside the wait nothing is sent (the 503 is still queued for B's next answer).
+        let early = sa.sync_from(&url_b).await;
+        assert!(early.error.unwrap().contains("back off"));
+        assert_eq!(refusals.lock().unwrap().len(), 1);
+
+        // The run loop comes back after each wait and gets the blocks.
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runner = tokio::spawn(sa.clone().run(async move {
+            let _ = stopped.await;
+        }));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state(&a).0 != state(&b).0 {
+            assert!(
+                Instant::now() < deadline,
+                "never synced: {:?}",
+                sa.peers()[0]
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(refusals.lock().unwrap().is_empty());
+        let view = &sa.peers()[0];
+        assert_eq!((view.status, view.failures), ("ok", 0), "{view:?}");
+        let _ = stop.send(());
+        runner.await.unwrap();
     }
 }
