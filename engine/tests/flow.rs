@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use engine::testkit::outpoint;
-use engine::{BlockAccepted, Engine, EngineConfig, EngineError, Reject};
+use engine::{Address, BlockAccepted, Engine, EngineConfig, EngineError, Reject};
 
 #[test]
 fn mine_spend_and_balances() {
@@ -210,4 +210,84 @@ fn regression_readmitted_parent_is_mined_before_its_child() {
     let block = f.mine(a.address());
     let ids: Vec<_> = block.txids();
     assert_eq!(&ids[1..], &[parent.txid(), child.txid()]);
+}
+
+/// A signature `s·B = R − T + k·A` with `T` a point of order 8: `verify_strict` refuses it,
+/// while dalek's (cofactorless, randomised) batch equation accepts it one time in eight.
+fn torsion_signed_spend(
+    secret: &curve25519_dalek::Scalar,
+    public: [u8; 32],
+    tx: &mut engine::tx::Transaction,
+    attempt: u64,
+) {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use curve25519_dalek::Scalar;
+    use sha2::{Digest, Sha512};
+    let txid = tx.txid();
+    let wide = |parts: &[&[u8]]| {
+        let mut h = Sha512::new();
+        for p in parts {
+            h.update(p);
+        }
+        Scalar::from_bytes_mod_order_wide(&h.finalize().into())
+    };
+    let r = wide(&[b"nonce", &attempt.to_le_bytes()]);
+    let big_r = (r * ED25519_BASEPOINT_POINT + EIGHT_TORSION[1]).compress();
+    let k = wide(&[big_r.as_bytes(), &public, &txid.0]);
+    let s = r + k * secret;
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(big_r.as_bytes());
+    sig[32..].copy_from_slice(s.as_bytes());
+    if let engine::tx::TxInputs::Transfer(ins) = &mut tx.inputs {
+        ins[0].signature = sig;
+    }
+}
+
+#[test]
+fn reorg_does_not_readmit_a_transaction_whose_signature_only_a_batch_accepts() {
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+    use engine::validation::verify_signatures_batch;
+    let f = Fixture::new();
+    let secret = curve25519_dalek::Scalar::from_bytes_mod_order([7; 32]);
+    let public = (secret * ED25519_BASEPOINT_POINT).compress().to_bytes();
+    let owner = Address::from_public_key(&public);
+    let b1 = f.mine(owner);
+    f.mine(owner);
+    let mut template = key(1).spend(&[outpoint(b1.txs[0].txid(), 0)], &[(key(2).address(), 9)]);
+    if let engine::tx::TxInputs::Transfer(ins) = &mut template.inputs {
+        ins[0].public_key = public; // part of the signed body: set before signing
+    }
+    let odd = (0..1000)
+        .map(|i| {
+            let mut tx = template.clone();
+            torsion_signed_spend(&secret, public, &mut tx, i);
+            tx
+        })
+        .find(|tx| verify_signatures_batch(std::slice::from_ref(tx)).is_ok())
+        .expect("one in eight passes the batch equation");
+    let err = f.engine.submit_tx(odd.clone()).unwrap_err();
+    assert!(
+        matches!(err, EngineError::Rejected(Reject::BadSignature(0))),
+        "the mempool's rule is strict: {err}"
+    );
+
+    // A block carries it: its batch check (same single signature) passes.
+    f.tick();
+    let mut t = f.engine.block_template(key(3).address(), vec![]).unwrap();
+    t.txs.push(odd.clone());
+    let ids: Vec<_> = t.txs.iter().map(|tx| tx.txid()).collect();
+    t.header.merkle_root = engine::merkle::merkle_root(&ids).0;
+    let block = t.mine_cpu();
+    let r = f.engine.submit_block(block).unwrap();
+    assert!(matches!(r, BlockAccepted::Connected { .. }), "{r:?}");
+    assert!(f.engine.transaction(&odd.txid()).unwrap().is_some());
+
+    // Reorganised away: its input is spendable again, but it must not come back.
+    f.fork(1, 2);
+    assert!(f.engine.transaction(&odd.txid()).unwrap().is_none());
+    assert!(
+        f.engine.mempool(100).unwrap().is_empty(),
+        "re-admission checks signatures strictly"
+    );
+    assert!(f.engine.verify().unwrap().ok());
 }
