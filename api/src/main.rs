@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use api::custody::Custody;
-use api::peers::{PeerConfig, PeerService};
+use api::peers::{PeerConfig, PeerFile, PeerService};
 use api::{AppState, NodeConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use engine::params::{ChainParams, Network};
@@ -60,13 +60,14 @@ enum LogFormat {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Data directory (the redb ledger and, in dev mode, dev wallets live inside).
+    /// Data directory (the redb ledger, the known peers and, in dev mode, dev wallets live
+    /// inside).
     #[arg(long, default_value = "./bitplace-data")]
     data_dir: PathBuf,
     /// Address for the HTTP API and web page.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// A peer's base URL (repeatable).
+    /// A peer's base URL (repeatable); added to the peers saved in the data directory.
     #[arg(long = "peer")]
     peers: Vec<String>,
     #[arg(long, value_enum)]
@@ -292,6 +293,7 @@ async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<(
             admin_token: a.admin_token.clone(),
             dev,
             self_url: Some(format!("http://{local}")),
+            peers_file: Some(PeerFile::in_dir(&a.data_dir)),
         },
     );
     let app = api::node_app(state.clone(), &peers);

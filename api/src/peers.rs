@@ -21,8 +21,13 @@
 //! A peer answering 429 (rate limited) or 503 (busy) is healthy but asks us to slow down:
 //! its sync is retried after its `Retry-After` (see [`backoff`]), it is not counted as
 //! unreachable.
+//!
+//! The peer list survives restarts in the data directory ([`store`]).
 
 mod backoff;
+mod store;
+
+pub use store::{PeerFile, PeerFileError, SavedPeer, PEERS_FILE};
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -78,6 +83,9 @@ pub struct PeerConfig {
     /// Our own base URL as peers reach it; sent along with pushes so a peer that misses
     /// a parent knows whom to sync from, and never added as our own peer.
     pub self_url: Option<String>,
+    /// Where the known peers are saved (loaded at start, merged with `initial_peers`,
+    /// rewritten on every change); None keeps them in memory only.
+    pub peers_file: Option<PeerFile>,
 }
 
 /// Peers, sync and relay; cheap to clone.
@@ -98,9 +106,12 @@ struct Inner {
     /// Which peer sent us a block or transaction, so relay does not echo it back.
     origins: Mutex<HashMap<Hash256, String>>,
     relay_slots: Arc<tokio::sync::Semaphore>,
+    /// One writer of the peer file at a time, so the last write is the newest list.
+    save_lock: Mutex<()>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// How this node first learned of a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PeerSource {
     Config,
@@ -121,10 +132,10 @@ struct Peer {
 }
 
 impl Peer {
-    fn new(source: PeerSource) -> Peer {
+    fn new(source: PeerSource, added_at: u64) -> Peer {
         Peer {
             source,
-            added_at: unix_now(),
+            added_at,
             last_seen: None,
             last_error: None,
             failures: 0,
@@ -446,17 +457,104 @@ impl PeerService {
                 syncing: Mutex::new(HashMap::new()),
                 origins: Mutex::new(HashMap::new()),
                 relay_slots: Arc::new(tokio::sync::Semaphore::new(MAX_RELAYS_IN_FLIGHT)),
+                save_lock: Mutex::new(()),
             }),
         };
-        for raw in &config.initial_peers {
+        let saved = service.load_saved();
+        service.add_initial(&config.initial_peers, &saved);
+        for p in &saved {
+            service.add_saved(p);
+        }
+        // Startup, nothing else runs yet: write the merged list now if it is new.
+        if service.saved_peers() != saved {
+            service.save_blocking();
+        }
+        service
+    }
+
+    /// The peers saved by an earlier run. A file that cannot be read is reported and
+    /// ignored (the node still starts, with its `--peer` flags); an unparseable one is
+    /// also set aside for inspection, since the next save replaces it.
+    fn load_saved(&self) -> Vec<SavedPeer> {
+        let Some(file) = &self.inner.config.peers_file else {
+            return Vec::new();
+        };
+        match file.load() {
+            Ok(peers) => peers,
+            Err(e) => {
+                let kept = match e {
+                    PeerFileError::Parse { .. } | PeerFileError::Version { .. } => {
+                        file.set_aside().ok()
+                    }
+                    _ => None,
+                };
+                let kept = kept.map(|p| p.display().to_string());
+                tracing::warn!(error = %e, kept_as = ?kept, "ignoring the saved peer list");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The `--peer` flags, keeping when each was first added if it was saved before.
+    fn add_initial(&self, raw: &[String], saved: &[SavedPeer]) {
+        for raw in raw {
             match normalize_peer_url(raw) {
                 Ok(url) => {
-                    let _ = service.add_peer(&url, PeerSource::Config);
+                    let added_at = saved.iter().find(|p| p.url == url).map(|p| p.added_at);
+                    let at = added_at.unwrap_or_else(unix_now);
+                    let _ = self.add_peer_at(&url, PeerSource::Config, at);
                 }
                 Err(e) => tracing::warn!(peer = %raw, "ignoring initial peer: {e}"),
             }
         }
-        service
+    }
+
+    /// A saved peer, checked like any other (the file may have been edited by hand).
+    fn add_saved(&self, p: &SavedPeer) {
+        let added =
+            normalize_peer_url(&p.url).and_then(|url| self.add_peer_at(&url, p.source, p.added_at));
+        if let Err(e) = added {
+            tracing::warn!(peer = %p.url, "ignoring saved peer: {e}");
+        }
+    }
+
+    /// What the peer file holds for the current list.
+    fn saved_peers(&self) -> Vec<SavedPeer> {
+        self.lock_peers()
+            .iter()
+            .map(|(url, p)| SavedPeer {
+                url: url.clone(),
+                source: p.source,
+                added_at: p.added_at,
+            })
+            .collect()
+    }
+
+    /// Writes the current list to the peer file, if there is one. A failure is logged,
+    /// never fatal: the peers stay known until the process ends.
+    fn save_blocking(&self) {
+        let Some(file) = &self.inner.config.peers_file else {
+            return;
+        };
+        let _one_writer = self
+            .inner
+            .save_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Listed under the writer lock: a write that comes later never holds an older list.
+        let peers = self.saved_peers();
+        if let Err(e) = file.save(&peers) {
+            tracing::warn!(error = %e, "peer list not saved; peers are kept in memory");
+        }
+    }
+
+    /// [`Self::save_blocking`] off the async workers (it fsyncs); done before a
+    /// registration is answered, so an acknowledged peer survives a crash.
+    async fn persist(&self) {
+        let s = self.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || s.save_blocking()).await {
+            tracing::warn!(error = %e, "peer list save did not run");
+        }
     }
 
     /// The routes listed in the module docs, state applied (ready to `.merge`).
@@ -523,9 +621,13 @@ impl PeerService {
         syncs.shutdown().await;
     }
 
-    /// Adds a peer (already normalised); false if it was known, is ourselves, or the
-    /// list is full.
+    /// Adds a peer (already normalised) learned now; false if it was known. Refused if
+    /// it is ourselves or the list is full.
     fn add_peer(&self, url: &str, source: PeerSource) -> Result<bool, String> {
+        self.add_peer_at(url, source, unix_now())
+    }
+
+    fn add_peer_at(&self, url: &str, source: PeerSource, added_at: u64) -> Result<bool, String> {
         if self.inner.self_url.as_deref() == Some(url) {
             return Err("that is this node's own URL".into());
         }
@@ -536,7 +638,7 @@ impl PeerService {
         if peers.len() >= MAX_PEERS {
             return Err(format!("peer list is full ({MAX_PEERS})"));
         }
-        peers.insert(url.to_string(), Peer::new(source));
+        peers.insert(url.to_string(), Peer::new(source, added_at));
         Ok(true)
     }
 
@@ -1041,6 +1143,9 @@ async fn add_peer(
     let added = s
         .add_peer(&url, PeerSource::Registered)
         .map_err(|e| PeerApiError::bad_request("bad_url", e))?;
+    if added {
+        s.persist().await;
+    }
     // The run loop syncs from a new peer within a tick.
     let status = if added {
         StatusCode::CREATED
@@ -1070,7 +1175,12 @@ async fn register_nodes(
             "please supply a valid list of nodes: {\"nodes\": [\"http://host:port\", ...]}",
         ));
     };
-    s.register(&nodes)?;
+    let registered = s.register(&nodes);
+    // Saved even when refused: a list refused part-way (full) added the peers before it.
+    if registered.as_ref().map_or(true, |added| !added.is_empty()) {
+        s.persist().await;
+    }
+    registered?;
     // The seed lists host:port without the scheme.
     let total: Vec<String> = s
         .peers()
@@ -1741,5 +1851,67 @@ mod tests {
         assert_eq!((view.status, view.failures), ("ok", 0), "{view:?}");
         let _ = stop.send(());
         runner.await.unwrap();
+    }
+
+    fn with_file(initial: &[&str], dir: &std::path::Path) -> PeerConfig {
+        PeerConfig {
+            initial_peers: initial.iter().map(|u| u.to_string()).collect(),
+            peers_file: Some(PeerFile::in_dir(dir)),
+            ..dev_config()
+        }
+    }
+
+    fn listed(s: &PeerService) -> Vec<(String, PeerSource)> {
+        s.peers().into_iter().map(|p| (p.url, p.source)).collect()
+    }
+
+    #[tokio::test]
+    async fn known_peers_survive_a_restart_merged_with_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let (u9, u10, u11) = (
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:10",
+            "http://127.0.0.1:11",
+        );
+        let first = PeerService::new(fast_engine(&clock()), with_file(&[u9], dir.path()));
+        let body = Some(format!("{{\"url\":\"{u10}\"}}"));
+        let (status, _) = call(&first.router(), "POST", "/v1/peers", body, None).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let registered_at = first.peers()[0].added_at;
+        drop(first);
+
+        // Same data directory, other flags: the saved peers come back, with their source.
+        let second = PeerService::new(fast_engine(&clock()), with_file(&[u11], dir.path()));
+        let want = |u: &str, s| (u.to_string(), s);
+        assert_eq!(
+            listed(&second),
+            vec![
+                want(u10, PeerSource::Registered),
+                want(u11, PeerSource::Config),
+                want(u9, PeerSource::Config),
+            ]
+        );
+        assert_eq!(second.peers()[0].added_at, registered_at);
+        // The merged list is saved at once, so a third start sees all three.
+        let saved = PeerFile::in_dir(dir.path()).load().unwrap();
+        assert_eq!(saved.len(), 3, "{saved:?}");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_peer_file_is_set_aside_and_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = PeerFile::in_dir(dir.path());
+        std::fs::write(file.path(), "{\"version\": 1, \"peers\": [tru").unwrap();
+        let s = PeerService::new(
+            fast_engine(&clock()),
+            with_file(&["127.0.0.1:9"], dir.path()),
+        );
+        assert_eq!(
+            listed(&s),
+            vec![("http://127.0.0.1:9".to_string(), PeerSource::Config)]
+        );
+        let bad = std::fs::read_to_string(dir.path().join("peers.json.bad")).unwrap();
+        assert!(bad.ends_with("[tru"), "the unreadable list is kept: {bad}");
+        assert_eq!(file.load().unwrap().len(), 1, "a fresh list replaced it");
     }
 }

@@ -315,6 +315,45 @@ async fn sigkill_and_restart_serves_the_same_status() {
     assert_eq!(after["height"], 3);
 }
 
+/// (url, source) of every peer the node lists.
+async fn peer_list(node: &Node) -> Vec<(String, String)> {
+    let (st, v) = node.get("/v1/peers").await;
+    assert_eq!(st, 200, "{v}");
+    let peer = |p: &Value| {
+        (
+            p["url"].as_str().unwrap().into(),
+            p["source"].as_str().unwrap().into(),
+        )
+    };
+    v.as_array().unwrap().iter().map(peer).collect()
+}
+
+#[tokio::test]
+async fn a_registered_peer_is_known_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = vec!["--peer".to_string(), "127.0.0.1:9".to_string()];
+    let node = Node::start_with(dir.path(), true, &flag).await;
+    let (st, r) = node
+        .post("/v1/peers", &json!({"url": "http://127.0.0.1:10"}))
+        .await;
+    assert_eq!(st, 201, "{r}");
+
+    // SIGKILL right after the answer: the peer was saved before it.
+    let node = node.restart_after_kill().await;
+    let both = vec![
+        ("http://127.0.0.1:10".to_string(), "registered".to_string()),
+        ("http://127.0.0.1:9".to_string(), "config".to_string()),
+    ];
+    assert_eq!(peer_list(&node).await, both);
+
+    // A corrupt list is not fatal: the node starts with its flags (and logs a warning).
+    let (dir_path, args) = (node.dir.clone(), node.args.clone());
+    drop(node);
+    std::fs::write(dir_path.join("peers.json"), "{ not json").unwrap();
+    let node = Node::start_with(&dir_path, true, &args).await;
+    assert_eq!(peer_list(&node).await, both[1..]);
+}
+
 #[tokio::test]
 async fn dev_routes_are_forbidden_without_dev() {
     let dir = tempfile::tempdir().unwrap();
