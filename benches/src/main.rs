@@ -35,6 +35,10 @@ enum Cmd {
         txs: usize,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Keep the ledger at PATH and reuse it when it is already there (building a
+        /// million signed transactions takes minutes; the rebuild is what is timed).
+        #[arg(long)]
+        ledger: Option<std::path::PathBuf>,
     },
     /// Concurrent durable submissions through the engine API: tx/s, p50, p99. Each
     /// thread signs its whole chain of spends before the clock starts, so the figure is
@@ -58,7 +62,7 @@ enum Cmd {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Connect { txs, runs } => connect(txs, runs),
-        Cmd::Rebuild { txs, runs } => rebuild(txs, runs),
+        Cmd::Rebuild { txs, runs, ledger } => rebuild(txs, runs, ledger),
         Cmd::Submit {
             threads,
             seconds,
@@ -132,19 +136,31 @@ fn verify_references(txs: &[Transaction]) -> (f64, f64) {
     (single, batch)
 }
 
-fn rebuild(n: usize, runs: usize) -> Result<()> {
+fn rebuild(n: usize, runs: usize, ledger: Option<std::path::PathBuf>) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let bench = Bench::open(Some(&dir.path().join("ledger.redb")));
-    let mut total = 0;
+    let path = ledger.unwrap_or_else(|| dir.path().join("ledger.redb"));
+    let count_file = path.with_extension("txs");
+    let reused = std::fs::read_to_string(&count_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .filter(|_| path.exists());
+    let bench = Bench::open(Some(&path));
     let build = Instant::now();
-    while total < n {
-        let coins = bench.fund(benchkit::FAN_OUT);
-        let block = bench.full_block(&coins);
-        bench.engine.submit_block(block).context("connect")?;
-        total += coins.len();
-    }
+    let log_txs = match reused {
+        Some(total) => total,
+        None => {
+            let mut total = 0;
+            while total < n {
+                let coins = bench.fund(benchkit::FAN_OUT);
+                let block = bench.full_block(&coins);
+                bench.engine.submit_block(block).context("connect")?;
+                total += coins.len();
+            }
+            std::fs::write(&count_file, total.to_string())?;
+            total
+        }
+    };
     let build_secs = build.elapsed().as_secs_f64();
-    let log_txs = total;
     let mut rates = Vec::new();
     let status = bench.engine.status()?;
     for _ in 0..runs {

@@ -150,12 +150,12 @@ impl Tables<'_> {
                 position: pos as u32,
             };
             self.tx_index
-                .insert(txid.0.as_slice(), loc.encode().as_slice())?;
+                .put(txid.0.as_slice(), loc.encode().as_slice())?;
             for (address, delta) in &deltas {
                 let key = history_key(address, meta.height, pos as u32);
                 let d = (*delta).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
                 self.addr_history
-                    .insert(key.as_slice(), history_value(&txid, d).as_slice())?;
+                    .put(key.as_slice(), history_value(&txid, d).as_slice())?;
                 if self.collect_notes {
                     touched.insert(*address);
                 }
@@ -216,10 +216,10 @@ impl Tables<'_> {
                 add_delta(&mut deltas, entry.address, -(entry.amount as i128));
             }
             spent_end = start;
-            self.tx_index.remove(txid.0.as_slice())?;
+            self.tx_index.delete(txid.0.as_slice())?;
             for (address, _) in &deltas {
                 let key = history_key(address, meta.height, pos as u32);
-                self.addr_history.remove(key.as_slice())?;
+                self.addr_history.delete(key.as_slice())?;
                 if self.collect_notes {
                     touched.insert(*address);
                 }
@@ -257,23 +257,23 @@ impl Tables<'_> {
                 StoreError::corrupt(format!("admitted tx {txid} spends more than its inputs"))
             })?;
         let bytes = tx.encode();
-        self.mempool.insert(
+        self.mempool.put(
             txid.0.as_slice(),
             mempool_value(seq, fee, &bytes).as_slice(),
         )?;
         for input in tx.spends() {
             self.mempool_spends
-                .insert(input.prevout.key().as_slice(), txid.0.as_slice())?;
+                .put(input.prevout.key().as_slice(), txid.0.as_slice())?;
         }
         let rate = fee_rate_micro(fee, bytes.len());
         self.mempool_rate
-            .insert(rate_key(rate, &txid).as_slice(), ())?;
+            .put(rate_key(rate, &txid).as_slice(), ())?;
         for out in &tx.outputs {
             push_unique(&mut addresses, out.address);
         }
         for a in &addresses {
             self.mempool_addr
-                .insert(address_txid_key(a, &txid).as_slice(), ())?;
+                .put(address_txid_key(a, &txid).as_slice(), ())?;
         }
         self.meta.mempool_count += 1;
         self.note(seq, NotificationKind::TxAdded { txid, fee }, addresses);
@@ -316,7 +316,7 @@ impl Tables<'_> {
             return Err(StoreError::corrupt("an output was created twice"));
         }
         self.addr_utxo
-            .insert(address_outpoint_key(&entry.address, key).as_slice(), ())?;
+            .put(address_outpoint_key(&entry.address, key).as_slice(), ())?;
         let a = entry.address.0;
         let old = self
             .balance
@@ -326,7 +326,7 @@ impl Tables<'_> {
         let new = old
             .checked_add(entry.amount)
             .ok_or_else(|| StoreError::corrupt("balance overflow"))?;
-        self.balance.insert(a.as_slice(), new)?;
+        self.balance.put(a.as_slice(), new)?;
         self.meta.utxo_hash = self
             .meta
             .utxo_hash
@@ -346,7 +346,7 @@ impl Tables<'_> {
                 StoreError::corrupt(format!("output {}:{} is not unspent", op.txid, op.vout))
             })?;
         self.addr_utxo
-            .remove(address_outpoint_key(&entry.address, key).as_slice())?;
+            .delete(address_outpoint_key(&entry.address, key).as_slice())?;
         let a = entry.address.0;
         let old = self
             .balance
@@ -357,9 +357,9 @@ impl Tables<'_> {
             .checked_sub(entry.amount)
             .ok_or_else(|| StoreError::corrupt("balance underflow"))?;
         if new == 0 {
-            self.balance.remove(a.as_slice())?;
+            self.balance.delete(a.as_slice())?;
         } else {
-            self.balance.insert(a.as_slice(), new)?;
+            self.balance.put(a.as_slice(), new)?;
         }
         self.meta.utxo_hash = self
             .meta
@@ -400,7 +400,7 @@ impl Tables<'_> {
             .map_err(|e| StoreError::corrupt(format!("mempool tx: {e}")))?;
         let mut addresses = Vec::new();
         for input in tx.spends() {
-            self.mempool_spends.remove(input.prevout.key().as_slice())?;
+            self.mempool_spends.delete(input.prevout.key().as_slice())?;
             push_unique(&mut addresses, Address::from_public_key(&input.public_key));
         }
         for out in &tx.outputs {
@@ -408,10 +408,10 @@ impl Tables<'_> {
         }
         for a in &addresses {
             self.mempool_addr
-                .remove(address_txid_key(a, txid).as_slice())?;
+                .delete(address_txid_key(a, txid).as_slice())?;
         }
         let rate = fee_rate_micro(fee, bytes.len());
-        self.mempool_rate.remove(rate_key(rate, txid).as_slice())?;
+        self.mempool_rate.delete(rate_key(rate, txid).as_slice())?;
         self.meta.mempool_count -= 1;
         Ok(Some(addresses))
     }
