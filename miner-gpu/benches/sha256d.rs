@@ -1,4 +1,5 @@
-//! Per-header SHA-256d: our multi-lane CPU kernels against the `sha2` crate, same run.
+//! Per-header SHA-256d: our CPU kernels (multi-lane and SHA-NI) against the `sha2` crate,
+//! same run.
 //!
 //! `cargo bench -p bitplace-miner-gpu --bench sha256d`
 
@@ -83,7 +84,8 @@ fn sha256d_per_header(c: &mut Criterion) {
         })
     });
 
-    // Ours, each kernel this CPU can run, one thread.
+    // Ours, each kernel this CPU can run, one thread: portable, avx2, avx512 and, where
+    // the CPU has the SHA extensions, shani (4 nonces interleaved through SHA-NI).
     let work = Work::new(base, [0u8; 32]);
     for kernel in Kernel::available() {
         let cpu = CpuBackend::with_kernel(kernel, 1);

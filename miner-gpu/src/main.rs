@@ -49,7 +49,7 @@ struct DeviceArgs {
     /// GPU adapter: a substring of its name (see `bitplace-miner adapters`).
     #[arg(long)]
     adapter: Option<String>,
-    /// CPU kernel (default: the widest this CPU supports).
+    /// CPU kernel (default: the fastest this CPU supports: shani, else avx512, avx2).
     #[arg(long, value_enum)]
     kernel: Option<KernelArg>,
 }
@@ -66,6 +66,7 @@ enum KernelArg {
     Portable,
     Avx2,
     Avx512,
+    Shani,
 }
 
 #[derive(Subcommand, Debug)]
@@ -109,6 +110,7 @@ fn cpu_backend(d: &DeviceArgs) -> Result<CpuBackend> {
                 KernelArg::Portable => Kernel::Portable,
                 KernelArg::Avx2 => Kernel::Avx2,
                 KernelArg::Avx512 => Kernel::Avx512,
+                KernelArg::Shani => Kernel::ShaNi,
             };
             if !Kernel::available().contains(&k) {
                 bail!("this CPU cannot run the {} kernel", k.name());

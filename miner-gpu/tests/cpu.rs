@@ -5,10 +5,27 @@ mod common;
 use common::*;
 use miner_gpu::{CpuBackend, Kernel, SearchControl, Work};
 
+/// Every kernel this CPU runs, which every comparison below covers. The SHA-NI kernel
+/// exists only where the CPU has the SHA extensions: where it does not, say so on every
+/// test that would have covered it (and fail if `BITPLACE_REQUIRE_SHANI` is set, for a
+/// machine that is meant to have them), rather than pass without a word.
+fn kernels() -> Vec<Kernel> {
+    let available = Kernel::available();
+    if !available.contains(&Kernel::ShaNi) {
+        let msg = "SHA-NI kernel NOT tested: this CPU lacks the SHA extensions";
+        assert!(
+            std::env::var_os("BITPLACE_REQUIRE_SHANI").is_none(),
+            "{msg}"
+        );
+        eprintln!("{msg}");
+    }
+    available
+}
+
 #[test]
 fn every_kernel_matches_brute_force_on_random_headers() {
     let mut rng = Rng(1);
-    for kernel in Kernel::available() {
+    for kernel in kernels() {
         for round in 0..6 {
             let header = rng.header();
             // Top word around 1/64 of the range: several winners per few thousand nonces,
@@ -37,7 +54,7 @@ fn every_lane_position_reports_its_own_winner() {
     // exactly that nonce (bar an astronomically unlikely tie) must be found, in that lane.
     let mut rng = Rng(2);
     let header = rng.header();
-    for kernel in Kernel::available() {
+    for kernel in kernels() {
         let lanes = kernel.lanes();
         let start = 0xffff_fff0u32; // the wrap sits inside the first blocks
         for lane in 0..2 * lanes {
@@ -71,7 +88,7 @@ fn every_lane_position_reports_its_own_winner() {
 fn all_hashes_match_engine_with_max_target() {
     // With the maximum target every nonce wins, so every lane's full hash is compared.
     let mut rng = Rng(3);
-    for kernel in Kernel::available() {
+    for kernel in kernels() {
         let header = rng.header();
         let work = Work::new(header, [0xff; 32]);
         let start = u32::MAX - 40;
@@ -92,7 +109,7 @@ fn bitcoin_genesis_is_found_by_search_on_every_kernel() {
     let genesis = bitcoin_genesis();
     let target = genesis.bits.to_target().unwrap().to_be_bytes();
     let work = Work::from_hex(&hex::encode(genesis.to_bytes()), &hex::encode(target)).unwrap();
-    for kernel in Kernel::available() {
+    for kernel in kernels() {
         let start = GENESIS_NONCE - 50_000;
         let found =
             CpuBackend::with_kernel(kernel, 2).search(&work, start, 100_000, &SearchControl::new());
@@ -113,10 +130,45 @@ fn cancel_stops_a_search() {
 }
 
 #[test]
-fn detect_picks_the_widest_kernel() {
-    let available = Kernel::available();
+fn detect_picks_the_fastest_kernel() {
+    let available = kernels();
     assert_eq!(available[0], Kernel::Portable);
     assert_eq!(Kernel::detect(), *available.last().unwrap());
+    // Measured (BENCHMARKS.md): SHA-NI with 4 interleaved nonces beats AVX-512 where both
+    // exist, AVX-512 beats AVX2.
+    #[cfg(target_arch = "x86_64")]
+    {
+        let want = if std::arch::is_x86_feature_detected!("sha") {
+            Kernel::ShaNi
+        } else if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+        {
+            Kernel::Avx512
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            Kernel::Avx2
+        } else {
+            Kernel::Portable
+        };
+        assert_eq!(Kernel::detect(), want);
+    }
+}
+
+#[test]
+fn the_sha_ni_kernel_is_offered_exactly_when_the_cpu_has_sha() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert_eq!(
+            Kernel::available().contains(&Kernel::ShaNi),
+            std::arch::is_x86_feature_detected!("sha")
+                && std::arch::is_x86_feature_detected!("sse4.1")
+                && std::arch::is_x86_feature_detected!("ssse3")
+        );
+        // Four interleaved nonces per step (the lane-position test walks all of them).
+        assert_eq!(Kernel::ShaNi.lanes(), 4);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    assert!(!Kernel::available().contains(&Kernel::ShaNi));
+    assert_eq!(Kernel::ShaNi.name(), "shani");
 }
 
 #[test]

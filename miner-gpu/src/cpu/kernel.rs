@@ -17,7 +17,9 @@
 //!    are padding constants and round 0 starts from the fixed IV: `K[t] + W[t]` for those
 //!    rounds, round 0 and the constant schedule terms are compile-time constants.
 //! 4. **Lanes** — N nonces go through the same instruction stream in one vector register
-//!    (8 with AVX2, 16 with AVX-512, 1 portable), chosen at run time.
+//!    (8 with AVX2, 16 with AVX-512, 1 portable), chosen at run time. Where the CPU has
+//!    the SHA extensions, [`Kernel::ShaNi`] (in `cpu::shani`, with the same tricks)
+//!    interleaves 4 nonces through the SHA instructions instead.
 //! 5. **Early reject, with the last rounds skipped** — only the most significant 32 bits of
 //!    the hash (word H7 of the second hash) are needed to reject a nonce, and H7 is fixed
 //!    once round 60 has produced `e`: rounds 61..63 and schedule words 61..63 are skipped.
@@ -254,10 +256,13 @@ pub enum Kernel {
     Avx2,
     /// 16 lanes, AVX-512 F + BW.
     Avx512,
+    /// The x86 SHA extensions, several nonces interleaved (see `cpu::shani`).
+    ShaNi,
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU supports (runtime detection).
+    /// The fastest kernel this CPU supports (runtime detection): the last of
+    /// [`Kernel::available`].
     pub fn detect() -> Kernel {
         Kernel::available()
             .into_iter()
@@ -266,6 +271,11 @@ impl Kernel {
     }
 
     /// Every kernel this CPU can run, slowest first.
+    ///
+    /// SHA-NI comes last, ahead of AVX-512, because it measured faster where both exist
+    /// (session VM, AMD EPYC Zen 4, one thread: ~36 against ~33 MH/s per CPU-second, see
+    /// BENCHMARKS.md). On CPUs with SHA-NI and no AVX-512 (e.g. Zen 2/3) its SSE-only
+    /// build (~30 here) is about twice the AVX2 kernel. `--kernel` overrides the choice.
     pub fn available() -> Vec<Kernel> {
         #[allow(unused_mut)]
         let mut v = vec![Kernel::Portable];
@@ -277,6 +287,9 @@ impl Kernel {
             if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
                 v.push(Kernel::Avx512);
             }
+            if super::shani::supported() {
+                v.push(Kernel::ShaNi);
+            }
         }
         v
     }
@@ -287,6 +300,10 @@ impl Kernel {
             Kernel::Portable => 1,
             Kernel::Avx2 => 8,
             Kernel::Avx512 => 16,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::ShaNi => super::shani::STREAMS as u32,
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::ShaNi => 1,
         }
     }
 
@@ -295,6 +312,7 @@ impl Kernel {
             Kernel::Portable => "portable",
             Kernel::Avx2 => "avx2",
             Kernel::Avx512 => "avx512",
+            Kernel::ShaNi => "shani",
         }
     }
 
@@ -321,6 +339,8 @@ impl Kernel {
                 // SAFETY: AVX-512 F and BW are present (checked above).
                 unsafe { scan_avx512(p, start, blocks, out) }
             }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::ShaNi => super::shani::scan(p, start, blocks, out),
             #[cfg(not(target_arch = "x86_64"))]
             _ => scan_portable(p, start, blocks, out),
         }

@@ -1,7 +1,9 @@
-//! The CPU backend: the multi-lane kernel ([`Kernel`]) on every core.
+//! The CPU backend: the multi-lane or SHA-NI kernel ([`Kernel`]) on every core.
 
 mod kernel;
 mod lanes;
+#[cfg(target_arch = "x86_64")]
+mod shani;
 
 pub use kernel::Kernel;
 
