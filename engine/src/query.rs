@@ -425,6 +425,19 @@ impl Engine {
                 utxos.push(utxo_info(op, &e, Some(e.height), true));
             }
         }
+        if cfg!(debug_assertions) {
+            // Invariant: the balance projection is the sum of the address's outputs
+            // (it is folded per block, the outputs per transaction).
+            let balance = s
+                .table(BALANCE)?
+                .get(prefix.as_slice())?
+                .map_or(0, |v| v.value());
+            assert_eq!(
+                balance,
+                confirmed + immature,
+                "balance projection of {address} disagrees with its outputs"
+            );
+        }
         let mut unconfirmed: i128 = 0;
         let mut history = Vec::new();
         for row in s.table(MEMPOOL_ADDR)?.range(prefix.as_slice()..)? {

@@ -64,6 +64,11 @@ proptest! {
         for o in &ops {
             apply(&f, o);
         }
+        for n in [0, 1, 2, 3, 9] {
+            // Debug builds assert there that the balance projection equals the sum of
+            // the address's outputs.
+            f.engine.address(&key(n).address(), 1).unwrap();
+        }
         let status = f.engine.status().unwrap();
         let report = f.engine.verify().unwrap();
         prop_assert!(report.ok(), "full rebuild differs in {:?}", report.mismatched);

@@ -26,6 +26,16 @@ fn add_delta(deltas: &mut Deltas, address: Address, amount: i128) {
     }
 }
 
+/// Balance changes summed per address over a whole block, written once at its end.
+#[derive(Default)]
+struct BalanceChanges(foldhash::HashMap<Address, i128>);
+
+impl BalanceChanges {
+    fn add(&mut self, address: Address, delta: i128) {
+        *self.0.entry(address).or_default() += delta;
+    }
+}
+
 fn utxo_digest(key: &[u8; 36], entry: &UtxoEntry) -> U256 {
     let mut buf = [0u8; 36 + UtxoEntry::LEN];
     buf[..36].copy_from_slice(key);
@@ -117,12 +127,13 @@ impl Tables<'_> {
         let block = self.block(hash)?;
         let mut undo = Vec::new();
         let mut touched = AddressSet::default();
+        let mut balances = BalanceChanges::default();
         for (pos, tx) in block.txs.iter().enumerate() {
             let txid = tx.txid();
             let mut deltas = Deltas::new();
             for input in tx.spends() {
                 let key = input.prevout.key();
-                let entry = self.remove_utxo(&key)?;
+                let entry = self.remove_utxo(&key, &mut balances)?;
                 undo.extend_from_slice(&key);
                 undo.extend_from_slice(&entry.encode());
                 add_delta(&mut deltas, entry.address, -(entry.amount as i128));
@@ -141,6 +152,7 @@ impl Tables<'_> {
                     }
                     .key(),
                     &entry,
+                    &mut balances,
                 )?;
                 add_delta(&mut deltas, out.address, out.amount as i128);
             }
@@ -162,6 +174,7 @@ impl Tables<'_> {
             }
             self.remove_mempool_entry(&txid)?;
         }
+        self.apply_balances(balances)?;
         self.undo.insert(hash.0.as_slice(), undo.as_slice())?;
         self.main_chain.insert(meta.height, hash.0.as_slice())?;
         self.meta.tip = *hash;
@@ -194,6 +207,7 @@ impl Tables<'_> {
         let spent = parse_undo(&undo)?;
         let mut spent_end = spent.len();
         let mut touched = AddressSet::default();
+        let mut balances = BalanceChanges::default();
         for (pos, tx) in block.txs.iter().enumerate().rev() {
             let txid = tx.txid();
             let mut deltas = Deltas::new();
@@ -204,6 +218,7 @@ impl Tables<'_> {
                         vout: vout as u32,
                     }
                     .key(),
+                    &mut balances,
                 )?;
                 add_delta(&mut deltas, out.address, out.amount as i128);
             }
@@ -212,7 +227,7 @@ impl Tables<'_> {
                 StoreError::corrupt(format!("undo data of block {hash} is short"))
             })?;
             for (key, entry) in spent[start..spent_end].iter().rev() {
-                self.add_utxo(key, entry)?;
+                self.add_utxo(key, entry, &mut balances)?;
                 add_delta(&mut deltas, entry.address, -(entry.amount as i128));
             }
             spent_end = start;
@@ -225,6 +240,7 @@ impl Tables<'_> {
                 }
             }
         }
+        self.apply_balances(balances)?;
         self.main_chain.remove(meta.height)?;
         self.meta.tip = meta.prev;
         self.note(
@@ -307,7 +323,12 @@ impl Tables<'_> {
             .ok_or_else(|| StoreError::corrupt(format!("block {hash} is not in the index")))
     }
 
-    fn add_utxo(&mut self, key: &[u8; 36], entry: &UtxoEntry) -> StoreResult<()> {
+    fn add_utxo(
+        &mut self,
+        key: &[u8; 36],
+        entry: &UtxoEntry,
+        balances: &mut BalanceChanges,
+    ) -> StoreResult<()> {
         if self
             .utxo
             .insert(key.as_slice(), entry.encode().as_slice())?
@@ -317,16 +338,7 @@ impl Tables<'_> {
         }
         self.addr_utxo
             .put(address_outpoint_key(&entry.address, key).as_slice(), ())?;
-        let a = entry.address.0;
-        let old = self
-            .balance
-            .get(a.as_slice())?
-            .map(|v| v.value())
-            .unwrap_or(0);
-        let new = old
-            .checked_add(entry.amount)
-            .ok_or_else(|| StoreError::corrupt("balance overflow"))?;
-        self.balance.put(a.as_slice(), new)?;
+        balances.add(entry.address, entry.amount as i128);
         self.meta.utxo_hash = self
             .meta
             .utxo_hash
@@ -336,7 +348,11 @@ impl Tables<'_> {
         Ok(())
     }
 
-    fn remove_utxo(&mut self, key: &[u8; 36]) -> StoreResult<UtxoEntry> {
+    fn remove_utxo(
+        &mut self,
+        key: &[u8; 36],
+        balances: &mut BalanceChanges,
+    ) -> StoreResult<UtxoEntry> {
         let entry = self
             .utxo
             .remove(key.as_slice())?
@@ -347,20 +363,7 @@ impl Tables<'_> {
             })?;
         self.addr_utxo
             .delete(address_outpoint_key(&entry.address, key).as_slice())?;
-        let a = entry.address.0;
-        let old = self
-            .balance
-            .get(a.as_slice())?
-            .map(|v| v.value())
-            .unwrap_or(0);
-        let new = old
-            .checked_sub(entry.amount)
-            .ok_or_else(|| StoreError::corrupt("balance underflow"))?;
-        if new == 0 {
-            self.balance.delete(a.as_slice())?;
-        } else {
-            self.balance.put(a.as_slice(), new)?;
-        }
+        balances.add(entry.address, -(entry.amount as i128));
         self.meta.utxo_hash = self
             .meta
             .utxo_hash
@@ -368,6 +371,27 @@ impl Tables<'_> {
             .0;
         self.meta.utxo_count -= 1;
         Ok(entry)
+    }
+
+    /// Writes a block's summed balance changes: one read and one write per address,
+    /// however many of its outputs the block created or spent.
+    fn apply_balances(&mut self, balances: BalanceChanges) -> StoreResult<()> {
+        for (address, delta) in balances.0 {
+            let a = address.0;
+            let old = self
+                .balance
+                .get(a.as_slice())?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let new = u64::try_from(old as i128 + delta)
+                .map_err(|_| StoreError::corrupt("balance out of range"))?;
+            if new == 0 {
+                self.balance.delete(a.as_slice())?;
+            } else {
+                self.balance.put(a.as_slice(), new)?;
+            }
+        }
+        Ok(())
     }
 
     /// Amount and address of an output that is unspent on chain or created by a
