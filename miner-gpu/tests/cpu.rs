@@ -154,6 +154,30 @@ fn detect_picks_the_fastest_kernel() {
 }
 
 #[test]
+fn calibration_picks_a_kernel_this_cpu_runs_and_the_backend_uses_it() {
+    let available = kernels();
+    let picked = Kernel::calibrate();
+    assert!(
+        available.contains(&picked),
+        "{picked:?} not in {available:?}"
+    );
+    if available.len() > 1 {
+        assert_ne!(
+            picked,
+            Kernel::Portable,
+            "a vector kernel always beats one lane"
+        );
+    }
+    let backend = CpuBackend::new(1);
+    assert!(available.contains(&backend.kernel()));
+    assert_eq!(
+        CpuBackend::new(1).kernel(),
+        backend.kernel(),
+        "measured once"
+    );
+}
+
+#[test]
 fn the_sha_ni_kernel_is_offered_exactly_when_the_cpu_has_sha() {
     #[cfg(target_arch = "x86_64")]
     {

@@ -261,13 +261,53 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU supports (runtime detection): the last of
-    /// [`Kernel::available`].
+    /// The kernel expected to be fastest from the CPU's features alone: the last of
+    /// [`Kernel::available`]. [`Kernel::calibrate`] measures instead.
     pub fn detect() -> Kernel {
         Kernel::available()
             .into_iter()
             .last()
             .unwrap_or(Kernel::Portable)
+    }
+
+    /// The fastest kernel on this very CPU, measured: each kernel [`Kernel::available`]
+    /// offers (the portable one only when alone) scans the same nonces a few times, in
+    /// turn, and the best time wins (~50 ms in all). Why measure instead of trusting the
+    /// order of [`Kernel::detect`]: which of SHA-NI and AVX-512 is faster depends on the
+    /// microarchitecture (the SHA instructions' latency and throughput, AVX-512 clocks),
+    /// and guessing wrong costs a miner its speed for as long as it runs.
+    pub fn calibrate() -> Kernel {
+        const NONCES: u32 = 1 << 17;
+        const ROUNDS: usize = 3;
+        let mut candidates = Kernel::available();
+        if candidates.len() > 1 {
+            candidates.retain(|k| *k != Kernel::Portable);
+        }
+        let prepared = Prepared::new(&[0x5a; 80], &[0; 32]);
+        let mut best = vec![std::time::Duration::MAX; candidates.len()];
+        let mut found = Vec::new();
+        for round in 0..ROUNDS {
+            for (k, best) in candidates.iter().zip(&mut best) {
+                let t0 = std::time::Instant::now();
+                k.scan(&prepared, round as u32 * NONCES, NONCES, &mut found);
+                *best = (*best).min(t0.elapsed());
+                found.clear();
+            }
+        }
+        let expected = Kernel::detect();
+        let time_of = |k: Kernel| candidates.iter().position(|c| *c == k).map(|i| best[i]);
+        let (fastest, fastest_time) = candidates
+            .iter()
+            .copied()
+            .zip(best.iter().copied())
+            .min_by_key(|(_, t)| *t)
+            .unwrap_or((expected, std::time::Duration::ZERO));
+        // Within 5 % the measurement is noise: keep the expected kernel, so the choice
+        // does not flip from run to run on a machine where two are about equal.
+        match time_of(expected) {
+            Some(t) if t.as_secs_f64() <= fastest_time.as_secs_f64() * 1.05 => expected,
+            _ => fastest,
+        }
     }
 
     /// Every kernel this CPU can run, slowest first.

@@ -24,9 +24,11 @@ pub struct CpuBackend {
 }
 
 impl CpuBackend {
-    /// The fastest kernel this CPU supports on `threads` threads (0 = one per core).
+    /// The fastest kernel on this CPU (measured once per process, see
+    /// [`Kernel::calibrate`]) on `threads` threads (0 = one per core).
     pub fn new(threads: usize) -> CpuBackend {
-        CpuBackend::with_kernel(Kernel::detect(), threads)
+        static FASTEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        CpuBackend::with_kernel(*FASTEST.get_or_init(Kernel::calibrate), threads)
     }
 
     /// A given kernel (tests and benchmarks compare them).
