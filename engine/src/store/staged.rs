@@ -113,21 +113,13 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
         if self.pending.is_none() {
             return Ok(self.table.insert(key, value)?.map(Row::Stored));
         }
-        let Staged {
-            table,
-            pending: Some(pending),
-            base_empty,
-            ..
-        } = self
-        else {
-            unreachable!("staging checked above")
-        };
+        let (table, pending, base_empty) = self.staged_parts();
         let new = Some(V::as_bytes(value).as_ref().to_vec());
         let old = match pending.entry(K::as_bytes(key).as_ref().to_vec()) {
             Entry::Occupied(mut row) => row.insert(new),
             Entry::Vacant(row) => {
                 row.insert(new);
-                if *base_empty {
+                if base_empty {
                     None
                 } else {
                     stored_bytes(table, key)?
@@ -147,18 +139,10 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
         if self.pending.is_none() {
             return Ok(self.table.remove(key)?.map(Row::Stored));
         }
-        let Staged {
-            table,
-            pending: Some(pending),
-            base_empty,
-            ..
-        } = self
-        else {
-            unreachable!("staging checked above")
-        };
+        let (table, pending, base_empty) = self.staged_parts();
         let key_bytes = K::as_bytes(key);
         let key_bytes = key_bytes.as_ref();
-        let old = if *base_empty {
+        let old = if base_empty {
             pending.remove(key_bytes).flatten()
         } else if let Some(row) = pending.get_mut(key_bytes) {
             row.take() // leaves a tombstone: redb may hold an older value
@@ -245,6 +229,13 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
             }
         }
         Ok(())
+    }
+
+    /// What a staged write works on: the redb table, the pending rows and whether redb
+    /// is known empty. Only called with staging on.
+    fn staged_parts(&mut self) -> (&Table<'t, K, V>, &mut Pending, bool) {
+        let pending = self.pending.as_mut().expect("staging is on");
+        (&self.table, pending, self.base_empty)
     }
 
     fn spill_if_full(&mut self) -> StoreResult<()> {
