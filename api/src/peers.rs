@@ -16,7 +16,10 @@
 //! - `POST /v1/p2p/blocks {hex, from?}`: a peer pushes a block; `from` is its own base
 //!   URL. A block with an unknown parent answers 202 and starts a sync from `from` when
 //!   it is a known peer, otherwise from every known peer.
-//! - `POST /v1/p2p/tx {hex, from?}`: a peer pushes a transaction.
+//! - `POST /v1/p2p/tx {hex, from?}`: a peer pushes a transaction. One refused only
+//!   because a transaction it spends is unknown (pushes run concurrently, so a child can
+//!   overtake its parent) answers 202 and is held as an orphan ([`orphans`]) until that
+//!   transaction arrives, then submitted again.
 //!
 //! A peer answering 429 (rate limited) or 503 (busy) is healthy but asks us to slow down:
 //! its sync is retried after its `Retry-After` (see [`backoff`]), it is not counted as
@@ -25,6 +28,7 @@
 //! The peer list survives restarts in the data directory ([`store`]).
 
 mod backoff;
+pub mod orphans;
 mod store;
 
 pub use store::{PeerFile, PeerFileError, SavedPeer, PEERS_FILE};
@@ -46,6 +50,8 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+use orphans::{Inserted, Orphan, OrphanPool, OrphanRefused};
 
 /// Hashes asked for per sync round (and the most a peer may ask of us).
 const HASHES_PER_ROUND: usize = 500;
@@ -108,6 +114,8 @@ struct Inner {
     relay_slots: Arc<tokio::sync::Semaphore>,
     /// One writer of the peer file at a time, so the last write is the newest list.
     save_lock: Mutex<()>,
+    /// Transactions peers pushed before their parents.
+    orphans: Mutex<OrphanPool>,
 }
 
 /// How this node first learned of a peer.
@@ -458,6 +466,7 @@ impl PeerService {
                 origins: Mutex::new(HashMap::new()),
                 relay_slots: Arc::new(tokio::sync::Semaphore::new(MAX_RELAYS_IN_FLIGHT)),
                 save_lock: Mutex::new(()),
+                orphans: Mutex::new(OrphanPool::new()),
             }),
         };
         let saved = service.load_saved();
@@ -943,6 +952,8 @@ impl PeerService {
                 }
                 Err(RecvError::Closed) => return,
             };
+            // Before the peer check: orphans wait for their parents with or without peers.
+            self.retry_orphans_of(&note.kind);
             let targets = self.peer_urls();
             if targets.is_empty() {
                 continue;
@@ -1013,6 +1024,84 @@ impl PeerService {
         }
     }
 
+    /// How many orphan transactions are held (diagnostics and metrics).
+    pub fn orphan_count(&self) -> usize {
+        self.lock_orphans().len()
+    }
+
+    fn lock_orphans(&self) -> std::sync::MutexGuard<'_, OrphanPool> {
+        // Every pool operation completes its index updates before it can panic (none
+        // does by design), so a poisoned lock still guards a consistent pool.
+        self.inner.orphans.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds a peer's transaction that spends an unknown transaction. The parent may have
+    /// been admitted between the engine's refusal and now, its notification finding no
+    /// orphan yet: so look once more, and retry at once if a parent is known.
+    fn hold_orphan(&self, tx: Transaction) -> Result<Inserted, OrphanRefused> {
+        let parents = orphans::parents(&tx);
+        let held = self.lock_orphans().insert(tx, std::time::Instant::now())?;
+        let known: Vec<Hash256> = parents
+            .into_iter()
+            .filter(|p| matches!(self.inner.engine.transaction(p), Ok(Some(_))))
+            .collect();
+        if !known.is_empty() {
+            let s = self.clone();
+            tokio::spawn(async move { s.retry_orphans(known).await });
+        }
+        Ok(held)
+    }
+
+    /// Newly known transactions (admitted, or confirmed in a block) may be parents of
+    /// held orphans: submit those again, in the background so the relay never waits on
+    /// the engine.
+    fn retry_orphans_of(&self, kind: &NotificationKind) {
+        let parents = match kind {
+            NotificationKind::TxAdded { txid, .. } => vec![*txid],
+            NotificationKind::BlockConnected { txids, .. } => txids.clone(),
+            _ => return,
+        };
+        if self.lock_orphans().is_empty() {
+            return;
+        }
+        let s = self.clone();
+        tokio::spawn(async move { s.retry_orphans(parents).await });
+    }
+
+    /// Submits again every orphan spending one of `parents`, and in turn those spending
+    /// an orphan admitted here (a chain of orphans), without waiting for notifications.
+    async fn retry_orphans(&self, mut parents: Vec<Hash256>) {
+        while let Some(parent) = parents.pop() {
+            let children = self
+                .lock_orphans()
+                .take_children(&parent, std::time::Instant::now());
+            for orphan in children {
+                if let Some(txid) = self.resubmit(orphan).await {
+                    parents.push(txid);
+                }
+            }
+        }
+    }
+
+    /// Some(txid) when the orphan is admitted (or was known already). One still missing
+    /// another parent is held again, keeping its arrival time; any other refusal drops it.
+    async fn resubmit(&self, orphan: Orphan) -> Option<Hash256> {
+        let txid = orphan.tx.txid();
+        match self.inner.engine.submit_tx_async(orphan.tx.clone()).await {
+            Ok(_) => Some(txid),
+            Err(e) if is_orphan_refusal(&e) => {
+                if let Err(e) = self.lock_orphans().insert(orphan.tx, orphan.received) {
+                    tracing::debug!(%txid, "orphan not held again: {e}");
+                }
+                None
+            }
+            Err(e) => {
+                tracing::debug!(%txid, "dropping orphan: {e}");
+                None
+            }
+        }
+    }
+
     /// A peer pushed a block whose parent we lack: sync from it (or, when we cannot
     /// tell who it is, from everyone) in the background.
     fn sync_after_orphan(&self, from: Option<String>) {
@@ -1077,6 +1166,12 @@ impl PeerService {
         }
         Ok(added)
     }
+}
+
+/// Refused only because a transaction it spends is unknown (not spent, not invalid):
+/// it may become valid when that transaction arrives.
+fn is_orphan_refusal(e: &EngineError) -> bool {
+    matches!(e.reject(), Some(Reject::MissingInput(..)))
 }
 
 /// Sorts an engine refusal of a peer's block into "the peer is lying" or "not now".
@@ -1295,21 +1390,35 @@ async fn p2p_push_block(
     }
 }
 
-async fn p2p_push_tx(
-    State(s): State<PeerService>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<engine::TxAccepted>> {
+/// A peer's transaction. One spending an unknown transaction is held as an orphan and
+/// answered 202 (like a block with an unknown parent); one too large to hold gets the
+/// engine's refusal, as does every other refusal.
+async fn p2p_push_tx(State(s): State<PeerService>, body: axum::body::Bytes) -> ApiResult<Response> {
     let req: HexPush = parse_body(&body)?;
     let tx: Transaction = decode_hex(&req.hex, "transaction")?;
+    let txid = tx.txid();
     if let Some(from) = req.from.as_deref().and_then(|f| normalize_peer_url(f).ok()) {
-        s.remember_origin(tx.txid(), &from);
+        s.remember_origin(txid, &from);
     }
-    s.inner
-        .engine
-        .submit_tx_async(tx)
-        .await
-        .map(Json)
-        .map_err(PeerApiError::engine)
+    match s.inner.engine.submit_tx_async(tx.clone()).await {
+        Ok(accepted) => Ok(Json(accepted).into_response()),
+        Err(e) if is_orphan_refusal(&e) => match s.hold_orphan(tx) {
+            Ok(_) => Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({
+                    "outcome": "orphan",
+                    "txid": txid,
+                    "message": format!("held as an orphan until its input's transaction arrives: {e}"),
+                })),
+            )
+                .into_response()),
+            Err(refused) => {
+                tracing::debug!(%txid, "orphan not held: {refused}");
+                Err(PeerApiError::engine(e))
+            }
+        },
+        Err(e) => Err(PeerApiError::engine(e)),
+    }
 }
 
 #[cfg(test)]
@@ -1549,6 +1658,111 @@ mod tests {
             "B synced the missing parent from A"
         );
         assert_eq!(state(&a).1, state(&b).1);
+    }
+
+    async fn push_tx(s: &PeerService, tx: &Transaction) -> (StatusCode, Value) {
+        let push = json!({"hex": hex::encode(tx.encode()), "from": "http://127.0.0.1:9"});
+        call(
+            &s.router(),
+            "POST",
+            "/v1/p2p/tx",
+            Some(push.to_string()),
+            None,
+        )
+        .await
+    }
+
+    fn in_mempool(e: &Engine, txid: Hash256) -> bool {
+        e.mempool(100).unwrap().iter().any(|m| m.txid == txid)
+    }
+
+    /// The bug: relay pushes run concurrently, so a child could reach a peer before its
+    /// parent; the peer refused it (`missing_input`) and, with no transaction sync, never
+    /// got it until it was mined. Now it is held as an orphan and admitted once the
+    /// parent arrives, as is an orphan of that orphan.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn child_relayed_before_its_parent_is_admitted_once_the_parent_arrives() {
+        let now = clock();
+        let b = fast_engine(&now);
+        let k = TestKey::new(4);
+        let b1 = mine(&b, &now, k.address()).await;
+        for _ in 0..2 {
+            mine(&b, &now, k.address()).await;
+        }
+        let parent = k.spend(&[outpoint(b1.txs[0].txid(), 0)], &[(k.address(), 9)]);
+        let child = k.spend(&[outpoint(parent.txid(), 0)], &[(k.address(), 8)]);
+        let grandchild = k.spend(&[outpoint(child.txid(), 0)], &[(k.address(), 7)]);
+        let sb = PeerService::new(b.clone(), dev_config());
+        tokio::spawn(sb.clone().run(std::future::pending()));
+
+        for (tx, held) in [(&grandchild, 1), (&child, 2)] {
+            let (status, body) = push_tx(&sb, tx).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+            assert_eq!(body["outcome"], json!("orphan"), "{body}");
+            assert_eq!(body["txid"], json!(tx.txid()), "{body}");
+            assert_eq!(sb.orphan_count(), held);
+        }
+        // A duplicate push is held once.
+        assert_eq!(push_tx(&sb, &child).await.0, StatusCode::ACCEPTED);
+        assert_eq!(sb.orphan_count(), 2);
+        assert!(!in_mempool(&b, child.txid()));
+
+        let (status, body) = push_tx(&sb, &parent).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            wait_for(|| [&parent, &child, &grandchild]
+                .iter()
+                .all(|t| in_mempool(&b, t.txid())))
+            .await,
+            "B's mempool: {:?}",
+            b.mempool(100).unwrap()
+        );
+        assert_eq!(sb.orphan_count(), 0);
+    }
+
+    /// An orphan waits for every transaction it spends; one refused for another reason
+    /// when retried (here a double spend of a now-spent output) is dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn orphan_waits_for_all_its_parents_and_is_dropped_when_invalid() {
+        let now = clock();
+        let b = fast_engine(&now);
+        let k = TestKey::new(5);
+        let b1 = mine(&b, &now, k.address()).await;
+        let b2 = mine(&b, &now, k.address()).await;
+        for _ in 0..2 {
+            mine(&b, &now, k.address()).await;
+        }
+        let p1 = k.spend(&[outpoint(b1.txs[0].txid(), 0)], &[(k.address(), 9)]);
+        let p2 = k.spend(&[outpoint(b2.txs[0].txid(), 0)], &[(k.address(), 9)]);
+        let both = k.spend(
+            &[outpoint(p1.txid(), 0), outpoint(p2.txid(), 0)],
+            &[(k.address(), 17)],
+        );
+        // Spends more than p1's output holds: only found out once p1 is known.
+        let greedy = k.spend(&[outpoint(p1.txid(), 0)], &[(k.address(), 100)]);
+        let sb = PeerService::new(b.clone(), dev_config());
+        tokio::spawn(sb.clone().run(std::future::pending()));
+
+        for tx in [&both, &greedy] {
+            assert_eq!(push_tx(&sb, tx).await.0, StatusCode::ACCEPTED);
+        }
+        assert_eq!(sb.orphan_count(), 2);
+        assert_eq!(push_tx(&sb, &p1).await.0, StatusCode::OK);
+        // Both retried on p1: `greedy` is dropped, `both` still lacks p2 and is held.
+        assert!(wait_for(|| sb.orphan_count() == 1).await);
+        assert!(!in_mempool(&b, both.txid()));
+
+        assert_eq!(push_tx(&sb, &p2).await.0, StatusCode::OK);
+        assert!(wait_for(|| in_mempool(&b, both.txid())).await);
+        assert_eq!(sb.orphan_count(), 0);
+        assert!(!in_mempool(&b, greedy.txid()));
+
+        // Only a missing input makes an orphan: a double spend gets the plain refusal.
+        let double = k.spend(&[outpoint(p1.txid(), 0)], &[(k.address(), 8)]);
+        let (status, body) = push_tx(&sb, &double).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"], json!("double_spend"), "{body}");
+        assert_eq!(sb.orphan_count(), 0);
     }
 
     /// A fake peer that offers exactly one block, whatever it is.
