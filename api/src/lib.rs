@@ -66,12 +66,16 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
 }
 
 /// The whole node's router: [`app`] plus the peer service's routes, with the
-/// `bitplace_peers` metric reading the service's live peer list.
+/// `bitplace_peers` and `bitplace_orphan_txs` metrics reading the service's live state.
 pub fn node_app(state: AppState, peers: &peers::PeerService) -> Router {
     let live = peers.clone();
     state
         .metrics
         .set_peer_source(move || live.peer_count() as u64);
+    let live = peers.clone();
+    state
+        .metrics
+        .set_orphan_source(move || live.orphan_count() as u64);
     app_with(state, peers.router())
 }
 

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub peers: AtomicU64,
     /// Where `bitplace_peers` is read from at each scrape, e.g. the peer service's list.
     peer_source: OnceLock<CountSource>,
+    /// Where `bitplace_orphan_txs` is read from: the peer service's orphan pool.
+    orphan_source: OnceLock<CountSource>,
     pub sse_clients: AtomicU64,
     /// (route, method, status class) → latency histogram. Routes are the matched route
     /// patterns, so the label set stays bounded whatever paths clients send.
@@ -41,6 +43,11 @@ impl Metrics {
     /// removals after start show. Only the first source set counts.
     pub fn set_peer_source(&self, source: impl Fn() -> u64 + Send + Sync + 'static) {
         let _ = self.peer_source.set(Box::new(source));
+    }
+
+    /// Makes `bitplace_orphan_txs` read `source` at every scrape.
+    pub fn set_orphan_source(&self, source: impl Fn() -> u64 + Send + Sync + 'static) {
+        let _ = self.orphan_source.set(Box::new(source));
     }
 
     /// The current peer count.
@@ -88,6 +95,12 @@ impl Metrics {
             mempool,
         );
         gauge(&mut out, "peers", "Known peers.", self.peer_count());
+        gauge(
+            &mut out,
+            "orphan_txs",
+            "Transactions from peers held until a parent arrives.",
+            self.orphan_source.get().map_or(0, |f| f()),
+        );
         gauge(
             &mut out,
             "sse_clients",

@@ -393,3 +393,41 @@ async fn peers_metric_follows_registrations_after_start() {
     assert_eq!(scrape(&router, "bitplace_peers").await, 3);
     assert_eq!(peers.peer_count(), 3);
 }
+
+/// A transaction pushed by a peer before its parent is held (202) and counted by the
+/// `bitplace_orphan_txs` gauge; a client's `POST /v1/tx` of the same gets a plain refusal.
+#[tokio::test]
+async fn orphan_metric_counts_transactions_held_for_their_parent() {
+    use api::peers::{PeerConfig, PeerService};
+    use engine::encoding::Encode;
+    use engine::testkit::{outpoint, TestKey};
+    let s = state(true);
+    let peers = PeerService::new(
+        s.engine.clone(),
+        PeerConfig {
+            dev: true,
+            ..PeerConfig::default()
+        },
+    );
+    let router = api::node_app(s, &peers);
+    assert_eq!(scrape(&router, "bitplace_orphan_txs").await, 0);
+    let key = TestKey::new(7);
+    let unknown_parent = engine::Hash256([0x42; 32]);
+    let child = key.spend(&[outpoint(unknown_parent, 0)], &[(key.address(), 5)]);
+    let hex = hex::encode(child.encode());
+    let resp = router
+        .clone()
+        .oneshot(post_json("/v1/tx", &format!("{{\"hex\":\"{hex}\"}}")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT, "clients are not held");
+    assert_eq!(scrape(&router, "bitplace_orphan_txs").await, 0);
+    let resp = router
+        .clone()
+        .oneshot(post_json("/v1/p2p/tx", &format!("{{\"hex\":\"{hex}\"}}")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(scrape(&router, "bitplace_orphan_txs").await, 1);
+    assert_eq!(peers.orphan_count(), 1);
+}
