@@ -1676,6 +1676,40 @@ mod tests {
         e.mempool(100).unwrap().iter().any(|m| m.txid == txid)
     }
 
+    /// An orphan's parent may never be relayed at all: it can arrive inside a block.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn orphan_is_admitted_when_its_parent_arrives_in_a_block() {
+        let now = clock();
+        let b = fast_engine(&now);
+        let k = TestKey::new(5);
+        let b1 = mine(&b, &now, k.address()).await;
+        for _ in 0..2 {
+            mine(&b, &now, k.address()).await;
+        }
+        let parent = k.spend(&[outpoint(b1.txs[0].txid(), 0)], &[(k.address(), 9)]);
+        let child = k.spend(&[outpoint(parent.txid(), 0)], &[(k.address(), 8)]);
+        let sb = PeerService::new(b.clone(), dev_config());
+        tokio::spawn(sb.clone().run(std::future::pending()));
+        assert_eq!(push_tx(&sb, &child).await.0, StatusCode::ACCEPTED);
+        assert_eq!(sb.orphan_count(), 1);
+
+        // The parent never passes through B's mempool: it arrives mined.
+        now.fetch_add(60, SeqCst);
+        let mut template = b.block_template(k.address(), vec![]).unwrap();
+        template.txs.push(parent.clone());
+        let ids: Vec<_> = template.txs.iter().map(|t| t.txid()).collect();
+        template.header.merkle_root = engine::merkle::merkle_root(&ids).0;
+        let r = b.submit_block_async(template.mine_cpu()).await.unwrap();
+        assert!(matches!(r, BlockAccepted::Connected { .. }), "{r:?}");
+        assert!(!in_mempool(&b, parent.txid()), "confirmed, not pending");
+        assert!(
+            wait_for(|| in_mempool(&b, child.txid())).await,
+            "B's mempool: {:?}",
+            b.mempool(100).unwrap()
+        );
+        assert_eq!(sb.orphan_count(), 0);
+    }
+
     /// The bug: relay pushes run concurrently, so a child could reach a peer before its
     /// parent; the peer refused it (`missing_input`) and, with no transaction sync, never
     /// got it until it was mined. Now it is held as an orphan and admitted once the
