@@ -73,14 +73,16 @@ impl Bench {
             self.mine(&miner);
             let count = FAN_OUT.min(n - funded.len());
             let amount = cb.outputs[0].amount / count as u64;
+            let owners: Vec<_> = (0..KEYS).map(|i| Bench::key(i).address()).collect();
             let outs: Vec<_> = (0..count)
-                .map(|i| (Bench::key(i as u64 % KEYS).address(), amount))
+                .map(|i| (owners[i % owners.len()], amount))
                 .collect();
             let fan = miner.spend(&[outpoint(cb.txid(), 0)], &outs);
             self.engine.submit_tx(fan.clone()).expect("fan-out");
-            funded.extend(
-                (0..count).map(|i| (outpoint(fan.txid(), i as u32), amount, i as u64 % KEYS)),
-            );
+            // Hash the (large) fan-out once, not once per output.
+            let fan_id = fan.txid();
+            funded
+                .extend((0..count).map(|i| (outpoint(fan_id, i as u32), amount, i as u64 % KEYS)));
         }
         self.mine(&miner);
         funded
@@ -89,10 +91,12 @@ impl Bench {
     /// A block on the tip spending each funded output to its owner (one input, one
     /// output, fee 1), signed in parallel.
     pub fn full_block(&self, coins: &[(OutPoint, u64, u64)]) -> Block {
+        // Deriving a key costs a scalar multiplication: derive each owner's once.
+        let keys: Vec<_> = (0..KEYS).map(Bench::key).collect();
         let txs: Vec<Transaction> = coins
             .par_iter()
             .map(|(op, amount, owner)| {
-                let k = Bench::key(*owner);
+                let k = &keys[*owner as usize];
                 k.spend(&[*op], &[(k.address(), amount - 1)])
             })
             .collect();
