@@ -31,6 +31,7 @@ pub mod difficulty;
 pub mod engine;
 pub mod error;
 pub mod events;
+mod keycache;
 pub mod mining;
 pub mod notify;
 pub mod query;

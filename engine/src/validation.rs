@@ -11,7 +11,7 @@ use crate::hash::Hash256;
 use crate::params::ChainParams;
 use crate::pow::{BitsError, CompactTarget};
 use crate::tx::{OutPoint, Transaction, MAX_EXTRA_NONCE};
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::Signature;
 use rayon::prelude::*;
 use std::collections::HashSet;
 
@@ -209,8 +209,8 @@ pub fn check_loose_tx(tx: &Transaction) -> Result<(), Reject> {
 pub fn verify_signatures(tx: &Transaction) -> Result<(), Reject> {
     let msg = tx.txid();
     for (i, input) in tx.spends().iter().enumerate() {
-        let key =
-            VerifyingKey::from_bytes(&input.public_key).map_err(|_| Reject::BadPublicKey(i))?;
+        let key = crate::keycache::verifying_key(&input.public_key)
+            .map_err(|_| Reject::BadPublicKey(i))?;
         let sig = Signature::from_bytes(&input.signature);
         key.verify_strict(&msg.0, &sig)
             .map_err(|_| Reject::BadSignature(i))?;
@@ -282,7 +282,7 @@ fn verify_chunk(chunk: &[Transaction]) -> bool {
     for tx in chunk {
         let id = tx.txid();
         for input in tx.spends() {
-            let Ok(key) = VerifyingKey::from_bytes(&input.public_key) else {
+            let Ok(key) = crate::keycache::verifying_key(&input.public_key) else {
                 return false;
             };
             if key.is_weak() {
