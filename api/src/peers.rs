@@ -1676,20 +1676,33 @@ mod tests {
         e.mempool(100).unwrap().iter().any(|m| m.txid == txid)
     }
 
-    /// An orphan's parent may never be relayed at all: it can arrive inside a block.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn orphan_is_admitted_when_its_parent_arrives_in_a_block() {
+    /// Node B for the orphan tests: `funded` blocks paying `k`, two more so their
+    /// coinbases mature, and B's peer service running.
+    async fn orphan_node(
+        k: &TestKey,
+        funded: usize,
+    ) -> (Arc<AtomicU64>, Engine, PeerService, Vec<Block>) {
         let now = clock();
         let b = fast_engine(&now);
-        let k = TestKey::new(5);
-        let b1 = mine(&b, &now, k.address()).await;
+        let mut blocks = Vec::new();
+        for _ in 0..funded {
+            blocks.push(mine(&b, &now, k.address()).await);
+        }
         for _ in 0..2 {
             mine(&b, &now, k.address()).await;
         }
-        let parent = k.spend(&[outpoint(b1.txs[0].txid(), 0)], &[(k.address(), 9)]);
-        let child = k.spend(&[outpoint(parent.txid(), 0)], &[(k.address(), 8)]);
         let sb = PeerService::new(b.clone(), dev_config());
         tokio::spawn(sb.clone().run(std::future::pending()));
+        (now, b, sb, blocks)
+    }
+
+    /// An orphan's parent may never be relayed at all: it can arrive inside a block.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn orphan_is_admitted_when_its_parent_arrives_in_a_block() {
+        let k = TestKey::new(5);
+        let (now, b, sb, funded) = orphan_node(&k, 1).await;
+        let parent = k.spend(&[outpoint(funded[0].txs[0].txid(), 0)], &[(k.address(), 9)]);
+        let child = k.spend(&[outpoint(parent.txid(), 0)], &[(k.address(), 8)]);
         assert_eq!(push_tx(&sb, &child).await.0, StatusCode::ACCEPTED);
         assert_eq!(sb.orphan_count(), 1);
 
@@ -1716,18 +1729,11 @@ mod tests {
     /// parent arrives, as is an orphan of that orphan.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn child_relayed_before_its_parent_is_admitted_once_the_parent_arrives() {
-        let now = clock();
-        let b = fast_engine(&now);
         let k = TestKey::new(4);
-        let b1 = mine(&b, &now, k.address()).await;
-        for _ in 0..2 {
-            mine(&b, &now, k.address()).await;
-        }
-        let parent = k.spend(&[outpoint(b1.txs[0].txid(), 0)], &[(k.address(), 9)]);
+        let (_now, b, sb, funded) = orphan_node(&k, 1).await;
+        let parent = k.spend(&[outpoint(funded[0].txs[0].txid(), 0)], &[(k.address(), 9)]);
         let child = k.spend(&[outpoint(parent.txid(), 0)], &[(k.address(), 8)]);
         let grandchild = k.spend(&[outpoint(child.txid(), 0)], &[(k.address(), 7)]);
-        let sb = PeerService::new(b.clone(), dev_config());
-        tokio::spawn(sb.clone().run(std::future::pending()));
 
         for (tx, held) in [(&grandchild, 1), (&child, 2)] {
             let (status, body) = push_tx(&sb, tx).await;
@@ -1758,24 +1764,16 @@ mod tests {
     /// when retried (here a double spend of a now-spent output) is dropped.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn orphan_waits_for_all_its_parents_and_is_dropped_when_invalid() {
-        let now = clock();
-        let b = fast_engine(&now);
         let k = TestKey::new(5);
-        let b1 = mine(&b, &now, k.address()).await;
-        let b2 = mine(&b, &now, k.address()).await;
-        for _ in 0..2 {
-            mine(&b, &now, k.address()).await;
-        }
-        let p1 = k.spend(&[outpoint(b1.txs[0].txid(), 0)], &[(k.address(), 9)]);
-        let p2 = k.spend(&[outpoint(b2.txs[0].txid(), 0)], &[(k.address(), 9)]);
+        let (_now, b, sb, funded) = orphan_node(&k, 2).await;
+        let p1 = k.spend(&[outpoint(funded[0].txs[0].txid(), 0)], &[(k.address(), 9)]);
+        let p2 = k.spend(&[outpoint(funded[1].txs[0].txid(), 0)], &[(k.address(), 9)]);
         let both = k.spend(
             &[outpoint(p1.txid(), 0), outpoint(p2.txid(), 0)],
             &[(k.address(), 17)],
         );
         // Spends more than p1's output holds: only found out once p1 is known.
         let greedy = k.spend(&[outpoint(p1.txid(), 0)], &[(k.address(), 100)]);
-        let sb = PeerService::new(b.clone(), dev_config());
-        tokio::spawn(sb.clone().run(std::future::pending()));
 
         for tx in [&both, &greedy] {
             assert_eq!(push_tx(&sb, tx).await.0, StatusCode::ACCEPTED);
