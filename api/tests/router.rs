@@ -287,16 +287,7 @@ async fn rate_limit_answers_429_json_per_client() {
     assert_eq!(st, StatusCode::OK, "{v}");
     // The refusals show up in the latency metrics as 4xx on the matched route.
     let (_, _, _) = send(from("127.0.0.1", "/healthz")).await;
-    let resp = router.clone().oneshot(get("/metrics")).await.unwrap();
-    let text = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = metrics_text(&router).await;
     assert!(
         text.contains("route=\"/v1/status\",method=\"GET\",status=\"4xx\""),
         "{text}"
@@ -339,17 +330,15 @@ async fn rate_limit_zero_is_off_and_loopback_can_be_limited() {
     assert_eq!(statuses, vec![200, 200, 429]);
 }
 
-async fn scrape(router: &axum::Router, name: &str) -> u64 {
+/// The node's `/metrics` page.
+async fn metrics_text(router: &axum::Router) -> String {
     let resp = router.clone().oneshot(get("/metrics")).await.unwrap();
-    let text = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+async fn scrape(router: &axum::Router, name: &str) -> u64 {
+    let text = metrics_text(router).await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .unwrap_or_else(|| panic!("no {name} in {text}"))

@@ -190,16 +190,8 @@ impl Node {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut cmd = Command::new(node_bin());
-        cmd.arg("--data-dir")
-            .arg(&self.dir)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .args(&self.args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         if let Some(sp) = self.stratum_port {
             cmd.arg("--stratum").arg(format!("127.0.0.1:{sp}"));
         }
@@ -267,19 +259,25 @@ impl Node {
         self.wait_ready().await;
     }
 
-    /// Starts the process again and waits for it to exit (it is expected to refuse):
-    /// `Some(output)` if it exited, `None` if it came up and serves `/healthz` instead
-    /// (it then runs under `self`).
-    pub fn start_expecting_exit(&mut self, within: Duration) -> Option<Output> {
-        self.kill();
+    /// The node binary on this node's data directory, port and extra flags.
+    fn command(&self) -> Command {
         let mut cmd = Command::new(node_bin());
         cmd.arg("--data-dir")
             .arg(&self.dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .args(&self.args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
+            .env("RUST_LOG", "warn");
+        cmd
+    }
+
+    /// Starts the process again and waits for it to exit (it is expected to refuse):
+    /// `Some(output)` if it exited, `None` if it came up and serves `/healthz` instead
+    /// (it then runs under `self`).
+    pub fn start_expecting_exit(&mut self, within: Duration) -> Option<Output> {
+        self.kill();
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn bitplace-node");
