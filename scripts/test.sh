@@ -10,4 +10,4 @@ node --test api/web/test/
 (cd api/e2e && npm ci --no-audit --no-fund --silent)
 target="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target/e2e"
-node api/e2e/browser.mjs "$target/debug" "$target/e2e/wallet.png"
+node api/e2e/browser.mjs "$target/debug" "$target/e2e"

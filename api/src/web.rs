@@ -12,6 +12,14 @@ use std::path::{Path, PathBuf};
 
 static WEB: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/web");
 
+/// The native miner's WGSL kernel, embedded from the one file miner-gpu compiles too, so
+/// the browser miner runs byte for byte the same kernel.
+pub const SHADER: &str = include_str!("../../shaders/sha256d.wgsl");
+/// Where the page fetches [`SHADER`] from.
+pub const SHADER_PATH: &str = "/shaders/sha256d.wgsl";
+/// WGSL's registered media type (W3C WGSL spec, "text/wgsl").
+const WGSL_TYPE: &str = "text/wgsl; charset=utf-8";
+
 /// Path prefixes that belong to the JSON API (never the page).
 const API_PREFIXES: &[&str] = &[
     "/api",
@@ -50,9 +58,13 @@ fn content_type(path: &str) -> HeaderValue {
 }
 
 fn file(path: &str, bytes: Vec<u8>) -> Response {
+    typed(content_type(path), bytes)
+}
+
+fn typed(content_type: HeaderValue, bytes: Vec<u8>) -> Response {
     (
         [
-            (header::CONTENT_TYPE, content_type(path)),
+            (header::CONTENT_TYPE, content_type),
             (
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
@@ -76,6 +88,13 @@ pub async fn fallback(State(s): State<AppState>, method: Method, uri: Uri) -> Re
             format!("{method} is not allowed on {path}"),
         )
         .into_response();
+    }
+    if path == SHADER_PATH {
+        // Always the embedded kernel, even with --web-root: one source of truth.
+        return typed(
+            HeaderValue::from_static(WGSL_TYPE),
+            SHADER.as_bytes().to_vec(),
+        );
     }
     let rel = path.trim_start_matches('/');
     let rel = if rel.is_empty() { "index.html" } else { rel };

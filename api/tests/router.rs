@@ -420,3 +420,31 @@ async fn orphan_metric_counts_transactions_held_for_their_parent() {
     assert_eq!(scrape(&router, "bitplace_orphan_txs").await, 1);
     assert_eq!(peers.orphan_count(), 1);
 }
+
+#[tokio::test]
+async fn shader_is_served_byte_identical_to_the_miners_kernel() {
+    // Read from disk here (not through the include_str! under test): a stale or edited
+    // embedded copy would differ.
+    let on_disk =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../shaders/sha256d.wgsl")).unwrap();
+    let s = state(false);
+    for method in ["GET", "HEAD"] {
+        let req = Request::builder()
+            .method(method)
+            .uri("/shaders/sha256d.wgsl")
+            .body(Body::empty())
+            .unwrap();
+        let resp = app(s.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{method}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "text/wgsl; charset=utf-8",
+            "{method}"
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        if method == "GET" {
+            assert_eq!(body.as_ref(), on_disk.as_slice(), "served bytes = the file");
+        }
+    }
+    assert_eq!(api::web::SHADER.as_bytes(), on_disk.as_slice());
+}

@@ -53,7 +53,20 @@ export const api = {
   block: (hashOrHeight) => get(`/v1/blocks/${seg(hashOrHeight)}`),
   tx: (txid) => get(`/v1/tx/${seg(txid)}`),
   address: (addr) => get(`/v1/addresses/${seg(addr)}`),
+  /** The newest `limit` block summaries (oldest first). */
+  recentBlocks: (limit) => get(`/v1/blocks?limit=${limit}`),
   mempool: () => get("/v1/mempool"),
+  template: (address) => get(`/v1/mining/template?address=${seg(address)}`),
+  submitWork: (body) => post("/v1/mining/submit", body),
+  /** Stratum workers; null when this node has no Stratum server (404). */
+  workers: async () => {
+    try {
+      return await get("/v1/mining/workers");
+    } catch (e) {
+      if (e.status === 404) return null;
+      throw e;
+    }
+  },
   chainstate: () => get("/api/get_chainstate"),
   submitTx: (hex) => post("/v1/tx", { hex }),
   mineBlock: (address, txAmount) => envelope("/api/mine_block", { address, txAmount }),

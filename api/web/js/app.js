@@ -4,10 +4,11 @@
 
 import { api, subscribe, ApiError } from "./api.js";
 import { h, replace } from "./dom.js";
+import { units } from "./format.js";
 import { AddressError } from "./bech32m.js";
 import { ed25519Supported } from "./ed25519.js";
 import { parseRoute, searchTarget } from "./router.js";
-import { toast, toastError } from "./toast.js";
+import { toast, clearToasts } from "./toast.js";
 import { BrowserWallet } from "./wallet.js";
 import * as explorer from "./views/explorer.js";
 import { address } from "./views/address.js";
@@ -15,14 +16,17 @@ import { chainstate } from "./views/chainstate.js";
 import { walletView, showBalance, refreshHistory } from "./views/wallet.js";
 import { renderStatus, renderConnection } from "./views/status.js";
 import { renderDevPanel } from "./views/dev.js";
+import { mining } from "./views/mining.js";
 
 const VIEWS = {
   home: { render: explorer.home, live: true, title: "Explorer" },
+  blocks: { render: explorer.blocks, live: true, title: "Blocks" },
   block: { render: explorer.block, live: true, title: "Block" },
   tx: { render: explorer.tx, live: true, title: "Transaction" },
   address: { render: address, live: true, title: "Address" },
   mempool: { render: explorer.mempool, live: true, title: "Mempool" },
   chainstate: { render: chainstate, live: true, title: "Chainstate" },
+  mining: { render: mining, live: true, title: "Mining" },
   wallet: { render: walletView, live: false, title: "Wallet" },
   search: { render: search, live: false, title: "Search" },
   notfound: { render: notFound, live: false, title: "Not found" },
@@ -188,7 +192,9 @@ function updateWalletBadge(b) {
     badge.textContent = "";
     return;
   }
-  badge.textContent = b ? `${BigInt(b.confirmed).toLocaleString()} u` : "";
+  // Nothing until there is something to show: no "0 u" for a new or empty wallet.
+  const total = b ? BigInt(b.confirmed) + BigInt(b.immature ?? 0) : 0n;
+  badge.textContent = total > 0n ? `${units(b.confirmed)} u` : "";
 }
 
 // ------------------------------------------------------------------ boot
@@ -211,7 +217,10 @@ function wireSearch() {
 async function boot() {
   ctx.ed25519 = await ed25519Supported();
   wireSearch();
-  window.addEventListener("hashchange", () => renderRoute());
+  window.addEventListener("hashchange", () => {
+    clearToasts(); // a message belongs to the page it was about
+    renderRoute();
+  });
   document.getElementById("main").addEventListener("rerender", () => renderRoute());
   ctx.wallet.addEventListener("change", () => {
     startWalletFeed();
@@ -222,8 +231,8 @@ async function boot() {
   startWalletFeed();
   try {
     await loadStatus();
-  } catch (e) {
-    toastError(e, "Cannot load the node status: ");
+  } catch {
+    /* the view's error card says it (once); the connection banner follows the feed */
   }
   renderRoute();
 }

@@ -58,3 +58,32 @@ export const link = {
   address: (addr, text = short(addr, 10)) =>
     addr ? h("a", { href: `#/address/${addr}`, class: "mono" }, text) : h("span", { class: "muted" }, "—"),
 };
+
+/** "1 transaction", "2 transactions" (English plural, `many` when it isn't just +s). */
+export function plural(n, one, many = `${one}s`) {
+  return `${units(n)} ${Number(n) === 1 ? one : many}`;
+}
+
+/** A duration in seconds, coarsely: "45 s", "12 min", "3.5 h", "2.1 days". */
+export function duration(secs) {
+  if (secs == null || !Number.isFinite(secs) || secs < 0) return "—";
+  if (secs === 0) return "0 s";
+  if (secs < 1) return "< 1 s";
+  if (secs < 90) return `${Math.round(secs)} s`;
+  if (secs < 90 * 60) return `${Math.round(secs / 60)} min`;
+  if (secs < 36 * 3600) return `${(secs / 3600).toFixed(1)} h`;
+  if (secs < 3 * 365 * 86400) return `${(secs / 86400).toFixed(1)} days`;
+  return `${(secs / (365 * 86400)).toExponential(1)} years`;
+}
+
+/** How long ago unix time `secs` was: "just now", "5 s ago", "12 min ago", "3 h ago", "2 days ago". */
+export function ago(secs, now = Date.now() / 1000) {
+  if (secs == null) return "—";
+  const d = Math.round(now - secs);
+  if (d < 2) return "just now"; // also a block stamped a little ahead of this clock
+  if (d < 60) return `${d} s ago`;
+  if (d < 3600) return `${Math.floor(d / 60)} min ago`;
+  if (d < 86400) return `${Math.floor(d / 3600)} h ago`;
+  const days = Math.floor(d / 86400);
+  return `${days} ${days === 1 ? "day" : "days"} ago`;
+}

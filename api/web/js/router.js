@@ -1,4 +1,4 @@
-// Hash routing: #/, #/block/<hash|height>, #/tx/<txid>, #/address/<addr>, #/mempool,
+// Hash routing: #/, #/blocks/<newest height> (a page of the block list), #/block/<hash|height>, #/tx/<txid>, #/address/<addr>, #/mempool, #/mining,
 // #/chainstate, #/wallet, #/search/<64 hex> (txid or block hash). Returns {name, params}.
 
 const ROUTES = {
@@ -6,7 +6,9 @@ const ROUTES = {
   block: "block",
   tx: "tx",
   address: "address",
+  blocks: "blocks",
   mempool: "mempool",
+  mining: "mining",
   chainstate: "chainstate",
   wallet: "wallet",
   search: "search",

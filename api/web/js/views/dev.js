@@ -41,11 +41,14 @@ export function renderDevPanel(dev, defaultAddress) {
     const msg = await api.resetSystem();
     toast(typeof msg === "string" ? msg : "System reset", "success");
   }));
+  // Collapsed on a phone (it would push the page down a screen), open on a wide screen.
+  const wide = globalThis.matchMedia?.("(min-width: 721px)").matches ?? true;
   replace(panel,
-    h("h2", {}, "Dev mode"),
-    h("p", { class: "muted small" }, "This node runs with --dev: these buttons change its chain."),
-    h("div", { class: "dev-row" },
-      field("Reward address", address),
-      field("Max pool transactions", count),
-      mine, reset));
+    h("details", { open: wide },
+      h("summary", { "data-testid": "dev-panel-toggle" }, h("h2", {}, "Dev mode")),
+      h("p", { class: "muted small" }, "This node runs with --dev: these buttons change its chain."),
+      h("div", { class: "dev-row" },
+        h("div", { class: "field grow" }, h("label", { htmlFor: "dev-mine-address" }, "Reward address"), address),
+        field("Max pool transactions", count),
+        mine, reset)));
 }

@@ -2,7 +2,7 @@
 // estimate and mempool size, refreshed when the push feed announces a change.
 
 import { h, replace, testid } from "../dom.js";
-import { link, difficulty, hashrate, short } from "../format.js";
+import { link, difficulty, hashrate, short, plural } from "../format.js";
 import { estimateHashrate } from "../pow.js";
 
 function stat(label, id, value) {
@@ -13,14 +13,22 @@ function stat(label, id, value) {
 /** Fills #status-bar from /v1/status and the latest block summaries. */
 export function renderStatus(status, latest) {
   const bar = document.getElementById("status-bar");
-  const rate = estimateHashrate(latest.map((b) => ({ time: b.time, bits: b.bits })));
+  // The node's own estimate where it gives one; else from the blocks (genesis excluded:
+  // its time is a constant, not when it was mined).
+  const rate = Number.isFinite(status.hashrate_estimate) ? status.hashrate_estimate
+    : estimateHashrate(latest.filter((b) => b.height > 0).map((b) => ({ time: b.time, bits: b.bits })));
   replace(bar,
     stat("Height", "status-height", link.height(status.height)),
     stat("Best block", "status-best-hash", link.block(status.best_hash, short(status.best_hash, 6))),
     stat("Difficulty", "status-difficulty", difficulty(status.difficulty)),
     stat("Hashrate (est.)", "status-hashrate", hashrate(rate)),
-    stat("Mempool", "status-mempool", `${status.mempool_size} tx`),
-    stat("Network", "status-network", `${status.network}${status.dev ? " (dev)" : ""}`));
+    stat("Mempool", "status-mempool", plural(status.mempool_size, "tx", "txs")),
+    stat("Network", "status-network", networkLabel(status)));
+}
+
+/** "dev", "main", or "main (dev mode)": the dev flag is only news on a non-dev network. */
+export function networkLabel(status) {
+  return status.dev && status.network !== "dev" ? `${status.network} (dev mode)` : String(status.network);
 }
 
 /** Shows the connection state of the push feed. */

@@ -8,7 +8,7 @@ import { checkNewPassword, MIN_PASSWORD } from "../wallet.js";
 import { parseUnits, sendPayment } from "../send.js";
 import { encodeQr, qrToSvg } from "../qr.js";
 import { units, delta, link } from "../format.js";
-import { toast, toastError } from "../toast.js";
+import { toast } from "../toast.js";
 import { historyTable } from "./address.js";
 
 const input = (id, attrs = {}) => testid(h("input", { name: id, ...attrs }), id);
@@ -25,8 +25,7 @@ function handleSubmit(form, errorEl, action) {
     try {
       await action();
     } catch (e) {
-      errorEl.textContent = e.message;
-      toastError(e);
+      errorEl.textContent = e.message; // shown once, next to the form (no toast as well)
     } finally {
       buttons.forEach((b) => (b.disabled = false));
     }
