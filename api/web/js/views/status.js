@@ -13,10 +13,11 @@ function stat(label, id, value) {
 /** Fills #status-bar from /v1/status and the latest block summaries. */
 export function renderStatus(status, latest) {
   const bar = document.getElementById("status-bar");
-  // The node's own estimate where it gives one; else from the blocks (genesis excluded:
-  // its time is a constant, not when it was mined).
-  const rate = Number.isFinite(status.hashrate_estimate) ? status.hashrate_estimate
-    : estimateHashrate(latest.filter((b) => b.height > 0).map((b) => ({ time: b.time, bits: b.bits })));
+  // From the latest blocks, genesis excluded: its time is a chain constant, not when it
+  // was mined (the node's hashrate_estimate measures from it while the chain is under 20
+  // blocks, so it reads far too low on a young chain). The node's figure as a fallback.
+  const own = estimateHashrate(latest.filter((b) => b.height > 0).map((b) => ({ time: b.time, bits: b.bits })));
+  const rate = own ?? (Number.isFinite(status.hashrate_estimate) ? status.hashrate_estimate : null);
   replace(bar,
     stat("Height", "status-height", link.height(status.height)),
     stat("Best block", "status-best-hash", link.block(status.best_hash, short(status.best_hash, 6))),
