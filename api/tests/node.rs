@@ -654,7 +654,9 @@ async fn web_root_serves_spa_and_api_stays_json() {
     let (st, _) = node.get("/api/get_blocks").await;
     assert_eq!(st, 200);
     // The miner's kernel is the embedded one even when the page comes from --web-root.
-    let wgsl = reqwest::get(node.url("/shaders/sha256d.wgsl")).await.unwrap();
+    let wgsl = reqwest::get(node.url("/shaders/sha256d.wgsl"))
+        .await
+        .unwrap();
     assert_eq!(wgsl.headers()["content-type"], "text/wgsl; charset=utf-8");
     assert_eq!(wgsl.text().await.unwrap(), api::web::SHADER);
 }

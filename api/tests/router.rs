@@ -425,8 +425,11 @@ async fn orphan_metric_counts_transactions_held_for_their_parent() {
 async fn shader_is_served_byte_identical_to_the_miners_kernel() {
     // Read from disk here (not through the include_str! under test): a stale or edited
     // embedded copy would differ.
-    let on_disk =
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../shaders/sha256d.wgsl")).unwrap();
+    let on_disk = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shaders/sha256d.wgsl"
+    ))
+    .unwrap();
     let s = state(false);
     for method in ["GET", "HEAD"] {
         let req = Request::builder()
