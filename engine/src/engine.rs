@@ -345,6 +345,32 @@ impl Engine {
         self.command(Command::Rebuild)
     }
 
+    /// Checks the log's hash chain and compares every projection with a fresh rebuild.
+    pub fn verify(&self) -> Result<crate::recovery::VerifyReport, EngineError> {
+        crate::recovery::verify(&*self.shared.db()?, None)
+    }
+
+    /// Like [`Engine::verify`], rebuilding in two commits split at log record `checkpoint`
+    /// (what a rebuild resumed after a crash does).
+    pub fn verify_with_checkpoint(
+        &self,
+        checkpoint: u64,
+    ) -> Result<crate::recovery::VerifyReport, EngineError> {
+        crate::recovery::verify(&*self.shared.db()?, Some(checkpoint))
+    }
+
+    /// Dev mode: builds a template with up to `max_txs` mempool transactions, mines it on
+    /// this CPU and submits it.
+    pub fn mine_block(
+        &self,
+        address: crate::address::Address,
+        max_txs: Option<usize>,
+    ) -> Result<BlockAccepted, EngineError> {
+        let template =
+            self.block_template_limited(address, Vec::new(), max_txs.unwrap_or(usize::MAX))?;
+        self.submit_block(template.mine_cpu())
+    }
+
     fn command<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.send(make(reply))?;

@@ -1,0 +1,294 @@
+//! The HTTP side of peering: `/v1/peers`, `/v1/p2p/*` and the seed's `/nodes/*` routes.
+
+use super::*;
+
+/// An HTTP error answer: `{"error": code, "message": text}`.
+#[derive(Debug)]
+pub struct PeerApiError {
+    pub(super) status: StatusCode,
+    pub(super) code: &'static str,
+    pub(super) message: String,
+}
+
+impl PeerApiError {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        PeerApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub(super) fn engine(e: EngineError) -> Self {
+        match e.reject() {
+            Some(r) => Self::new(reject_status(r), r.code(), r.to_string()),
+            None => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "engine_unavailable",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for PeerApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({"error": self.code, "message": self.message}));
+        let mut resp = (self.status, body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+/// Conflicts with current state are 409; anything wrong with the data itself is 400.
+pub(super) fn reject_status(r: &Reject) -> StatusCode {
+    match r {
+        Reject::DoubleSpend(..)
+        | Reject::InputSpent(..)
+        | Reject::MissingInput(..)
+        | Reject::MempoolFull
+        | Reject::FeeTooLow { .. }
+        | Reject::TimeTooNew { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+pub(super) type ApiResult<T> = Result<T, PeerApiError>;
+
+async fn list_peers(State(s): State<PeerService>) -> Json<Vec<PeerView>> {
+    Json(s.peers())
+}
+
+async fn add_peer(
+    State(s): State<PeerService>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<impl IntoResponse> {
+    s.authorize(&headers)?;
+    let req: AddPeerRequest = parse_body(&body)?;
+    let url = normalize_peer_url(&req.url).map_err(|e| PeerApiError::bad_request("bad_url", e))?;
+    let added = s
+        .add_peer(&url, PeerSource::Registered)
+        .map_err(|e| PeerApiError::bad_request("bad_url", e))?;
+    if added {
+        s.persist().await;
+    }
+    // The run loop syncs from a new peer within a tick.
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(serde_json::json!({"url": url, "added": added, "peers": s.peer_urls().len()})),
+    ))
+}
+
+async fn resolve_v1(State(s): State<PeerService>) -> Json<ResolveReport> {
+    Json(s.resolve().await)
+}
+
+async fn register_nodes(
+    State(s): State<PeerService>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<impl IntoResponse> {
+    s.authorize(&headers)?;
+    let req: RegisterNodesRequest = parse_body(&body)?;
+    let Some(nodes) = req.nodes.filter(|n| !n.is_empty()) else {
+        return Err(PeerApiError::bad_request(
+            "missing_nodes",
+            "please supply a valid list of nodes: {\"nodes\": [\"http://host:port\", ...]}",
+        ));
+    };
+    let registered = s.register(&nodes);
+    // Saved even when refused: a list refused part-way (full) added the peers before it.
+    if registered.as_ref().map_or(true, |added| !added.is_empty()) {
+        s.persist().await;
+    }
+    registered?;
+    // The seed lists host:port without the scheme.
+    let total: Vec<String> = s
+        .peers()
+        .into_iter()
+        .map(|p| p.url.trim_start_matches("http://").to_string())
+        .collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "message": "New nodes have been added",
+            "total_nodes": total,
+        })),
+    ))
+}
+
+/// The seed's consensus route: sync from every peer, say whether our chain was
+/// replaced, and list the (most recent part of the) best chain.
+async fn resolve_seed(State(s): State<PeerService>) -> ApiResult<Json<serde_json::Value>> {
+    let report = s.resolve().await;
+    let engine = &s.inner.engine;
+    let from = (report.height + 1).saturating_sub(MAX_CHAIN_LISTED as u64);
+    let chain = engine
+        .blocks(from, MAX_CHAIN_LISTED)
+        .map_err(PeerApiError::engine)?;
+    let message = if report.adopted {
+        "Our chain was replaced"
+    } else {
+        "Our chain is authoritative"
+    };
+    Ok(Json(serde_json::json!({
+        "message": message,
+        "chain": chain,
+        "length": report.height + 1,
+        "peers": report.peers,
+    })))
+}
+
+async fn p2p_locator(State(s): State<PeerService>) -> ApiResult<Json<Vec<Hash256>>> {
+    s.inner
+        .engine
+        .locator()
+        .map(Json)
+        .map_err(PeerApiError::engine)
+}
+
+async fn p2p_hashes(
+    State(s): State<PeerService>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Vec<Hash256>>> {
+    let req: HashesRequest = parse_body(&body)?;
+    if req.locator.len() > 256 {
+        return Err(PeerApiError::bad_request(
+            "locator_too_long",
+            "a locator has at most 256 hashes",
+        ));
+    }
+    let limit = req
+        .limit
+        .unwrap_or(HASHES_PER_ROUND)
+        .clamp(1, HASHES_PER_ROUND);
+    s.inner
+        .engine
+        .hashes_after(&req.locator, limit)
+        .map(Json)
+        .map_err(PeerApiError::engine)
+}
+
+async fn p2p_get_block(
+    State(s): State<PeerService>,
+    Path(hash): Path<String>,
+) -> ApiResult<Json<HexBody>> {
+    let hash: Hash256 = hash
+        .parse()
+        .map_err(|e| PeerApiError::bad_request("bad_hash", format!("{e}")))?;
+    match s.inner.engine.block(&hash).map_err(PeerApiError::engine)? {
+        Some((_, block)) => Ok(Json(HexBody {
+            hex: hex::encode(block.encode()),
+        })),
+        None => Err(PeerApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no block {hash}"),
+        )),
+    }
+}
+
+async fn p2p_push_block(
+    State(s): State<PeerService>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let req: HexPush = parse_body(&body)?;
+    let block: Block = decode_hex(&req.hex, "block")?;
+    let hash = block.hash();
+    if let Some(from) = req.from.as_deref().and_then(|f| normalize_peer_url(f).ok()) {
+        s.remember_origin(hash, &from);
+    }
+    match s.submit_block(block).await {
+        Ok(accepted) => Ok(Json(accepted).into_response()),
+        Err(e) if matches!(e.reject(), Some(Reject::UnknownParent(_))) => {
+            s.sync_after_orphan(req.from);
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({
+                    "outcome": "unknown_parent",
+                    "hash": hash,
+                    "message": "parent unknown; syncing from the sender",
+                })),
+            )
+                .into_response())
+        }
+        Err(e) => Err(PeerApiError::engine(e)),
+    }
+}
+
+/// A peer's transaction. One spending an unknown transaction is held as an orphan and
+/// answered 202 (like a block with an unknown parent); one too large to hold gets the
+/// engine's refusal, as does every other refusal.
+async fn p2p_push_tx(State(s): State<PeerService>, body: axum::body::Bytes) -> ApiResult<Response> {
+    let req: HexPush = parse_body(&body)?;
+    let tx: Transaction = decode_hex(&req.hex, "transaction")?;
+    let txid = tx.txid();
+    if let Some(from) = req.from.as_deref().and_then(|f| normalize_peer_url(f).ok()) {
+        s.remember_origin(txid, &from);
+    }
+    match s.inner.engine.submit_tx_async(tx.clone()).await {
+        Ok(accepted) => Ok(Json(accepted).into_response()),
+        Err(e) if is_orphan_refusal(&e) => match s.hold_orphan(tx) {
+            Ok(_) => Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({
+                    "outcome": "orphan",
+                    "txid": txid,
+                    "message": format!("held as an orphan until its input's transaction arrives: {e}"),
+                })),
+            )
+                .into_response()),
+            Err(refused) => {
+                tracing::debug!(%txid, "orphan not held: {refused}");
+                Err(PeerApiError::engine(e))
+            }
+        },
+        Err(e) => Err(PeerApiError::engine(e)),
+    }
+}
+
+impl PeerService {
+    /// The routes listed in the module docs, state applied (ready to `.merge`).
+    pub fn router(&self) -> Router {
+        // A pushed block may be as large as the chain allows, as hex, plus the envelope.
+        let block_limit = self
+            .inner
+            .engine
+            .params()
+            .max_block_bytes
+            .saturating_mul(2)
+            .saturating_add(4096);
+        Router::new()
+            .route("/v1/peers", get(list_peers).post(add_peer))
+            .route("/v1/peers/resolve", post(resolve_v1))
+            .route("/nodes/register", post(register_nodes))
+            .route("/nodes/resolve", get(resolve_seed))
+            .route("/v1/p2p/locator", get(p2p_locator))
+            .route("/v1/p2p/hashes", post(p2p_hashes))
+            .route("/v1/p2p/blocks/{hash}", get(p2p_get_block))
+            .route(
+                "/v1/p2p/blocks",
+                post(p2p_push_block).layer(DefaultBodyLimit::max(block_limit)),
+            )
+            .route(
+                "/v1/p2p/tx",
+                post(p2p_push_tx).layer(DefaultBodyLimit::max(block_limit)),
+            )
+            .with_state(self.clone())
+    }
+}

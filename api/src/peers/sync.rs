@@ -1,0 +1,290 @@
+//! Chain sync from one peer: locator → hashes → blocks, each block validated by the engine;
+//! how a sync ends decides the peer's health.
+
+use super::*;
+
+/// What one sync from one peer did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SyncReport {
+    pub peer: String,
+    /// Blocks fetched from the peer.
+    pub fetched: usize,
+    /// Blocks that extended or reorganised our best chain.
+    pub connected: usize,
+    /// Blocks stored on a side branch (not more work yet).
+    pub side: usize,
+    /// Whether our best chain changed to the peer's.
+    pub adopted: bool,
+    pub error: Option<String>,
+}
+
+/// The result of syncing from every peer.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResolveReport {
+    pub adopted: bool,
+    pub height: u64,
+    pub best_hash: Hash256,
+    pub peers: Vec<SyncReport>,
+}
+
+/// Why a sync stopped early.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SyncError {
+    /// Connection failure, timeout or an HTTP error status: retry later.
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    /// The peer answered 429 or 503: it is up but asks us to come back later, after
+    /// `retry_after` when it said so.
+    #[error("peer asked us to back off: HTTP {status}{}", backoff::describe(*.retry_after))]
+    Throttled {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    },
+    /// We are still inside a wait the peer asked for: it was not contacted.
+    #[error("peer asked us to back off; retrying in {}s", .0.as_secs())]
+    Waiting(Duration),
+    /// The peer broke the protocol or sent invalid data: it is marked misbehaving.
+    #[error("peer misbehaved: {0}")]
+    Misbehaved(String),
+    /// A block was refused for a reason that says nothing bad about the peer (a block
+    /// time ahead of our clock): stop, try again later.
+    #[error("block refused for now: {0}")]
+    Deferred(String),
+    #[error("local engine error: {0}")]
+    Engine(#[from] EngineError),
+    #[error("peer is already being synced")]
+    Busy,
+}
+
+/// Refused only because a transaction it spends is unknown (not spent, not invalid):
+/// it may become valid when that transaction arrives.
+pub(super) fn is_orphan_refusal(e: &EngineError) -> bool {
+    matches!(e.reject(), Some(Reject::MissingInput(..)))
+}
+
+/// Sorts an engine refusal of a peer's block into "the peer is lying" or "not now".
+pub(super) fn classify_block_error(e: EngineError) -> SyncError {
+    match e.reject() {
+        Some(Reject::TimeTooNew { .. }) => SyncError::Deferred(e.to_string()),
+        // We ask for blocks in chain order, so an unknown parent is the peer's fault too.
+        Some(_) => SyncError::Misbehaved(e.to_string()),
+        None => SyncError::Engine(e),
+    }
+}
+
+impl PeerService {
+    /// Syncs from every usable peer, one after another, and says whether our chain changed.
+    pub async fn resolve(&self) -> ResolveReport {
+        let before = self.inner.engine.status().ok().map(|s| s.best_hash);
+        let mut reports = Vec::new();
+        for url in self.peer_urls() {
+            reports.push(self.sync_from(&url).await);
+        }
+        let (height, best_hash) = match self.inner.engine.status() {
+            Ok(s) => (s.height, s.best_hash),
+            Err(_) => (0, Hash256::ZERO),
+        };
+        ResolveReport {
+            adopted: before.is_some_and(|b| b != best_hash) && reports.iter().any(|r| r.adopted),
+            height,
+            best_hash,
+            peers: reports,
+        }
+    }
+
+    /// Syncs from one peer and records the outcome on it (backoff, ban, last seen).
+    pub async fn sync_from(&self, url: &str) -> SyncReport {
+        let mut report = SyncReport {
+            peer: url.to_string(),
+            ..SyncReport::default()
+        };
+        let result = match self.waiting(url) {
+            // It asked us to stay away for now: a pushed orphan or a manual resolve
+            // must not knock again before it said we may.
+            Some(left) => Err(SyncError::Waiting(left)),
+            None => self.sync_guarded(url, &mut report).await,
+        };
+        if let Err(e) = &result {
+            report.error = Some(e.to_string());
+        }
+        let mut peers = self.lock_peers();
+        if let Some(p) = peers.get_mut(url) {
+            p.record(url, &result, Instant::now());
+            if !matches!(result, Err(SyncError::Busy | SyncError::Waiting(_))) {
+                p.last_sync = Some(report.clone());
+            }
+        }
+        report
+    }
+
+    pub(super) fn waiting(&self, url: &str) -> Option<Duration> {
+        let now = Instant::now();
+        self.lock_peers().get(url).and_then(|p| p.waiting(now))
+    }
+
+    /// One sync per peer at a time. A request that arrives while one runs (say, a pushed
+    /// block with an unknown parent) may concern blocks the running sync asked for too
+    /// early to see, so it is not dropped: the running sync goes one more time.
+    pub(super) async fn sync_guarded(
+        &self,
+        url: &str,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        {
+            let mut busy = self.inner.syncing.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(again) = busy.get_mut(url) {
+                *again = true;
+                return Err(SyncError::Busy);
+            }
+            busy.insert(url.to_string(), false);
+        }
+        let result = loop {
+            let result = self.sync_inner(url, report).await;
+            let mut busy = self.inner.syncing.lock().unwrap_or_else(|e| e.into_inner());
+            let again = busy.get(url).copied().unwrap_or(false);
+            if result.is_err() || !again {
+                busy.remove(url);
+                break result;
+            }
+            busy.insert(url.to_string(), false);
+        };
+        result
+    }
+
+    /// Locator → hashes → blocks, in rounds. After the first round the locator starts
+    /// with the last hash the peer gave us: when the peer's branch does not (yet) have
+    /// more work than ours, those blocks sit on a side branch and our own locator would
+    /// make the peer send the same hashes again.
+    pub(super) async fn sync_inner(
+        &self,
+        url: &str,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        let engine = &self.inner.engine;
+        let mut resume: Option<Hash256> = None;
+        for _ in 0..MAX_ROUNDS {
+            let mut locator = engine.locator()?;
+            if let Some(h) = resume {
+                locator.insert(0, h);
+            }
+            let request = HashesRequest {
+                locator,
+                limit: Some(HASHES_PER_ROUND),
+            };
+            let hashes: Vec<Hash256> = self
+                .post_json(url, "/v1/p2p/hashes", &request, 1 << 20)
+                .await?;
+            if hashes.len() > HASHES_PER_ROUND {
+                return Err(SyncError::Misbehaved(format!(
+                    "sent {} hashes, {HASHES_PER_ROUND} asked",
+                    hashes.len()
+                )));
+            }
+            let mut unknown = Vec::new();
+            for h in &hashes {
+                if engine.block(h)?.is_none() {
+                    unknown.push(*h);
+                }
+            }
+            if unknown.is_empty() {
+                return Ok(());
+            }
+            for chunk in unknown.chunks(FETCH_PARALLEL) {
+                let mut fetches = Vec::with_capacity(chunk.len());
+                for h in chunk {
+                    let s = self.clone();
+                    let (url, h) = (url.to_string(), *h);
+                    fetches.push(tokio::spawn(async move { s.fetch_block(&url, h).await }));
+                }
+                for f in fetches {
+                    let block = f
+                        .await
+                        .map_err(|e| SyncError::Unreachable(format!("fetch task failed: {e}")))??;
+                    report.fetched += 1;
+                    self.remember_origin(block.hash(), url);
+                    match self.submit_block(block).await {
+                        Ok(BlockAccepted::Connected { .. })
+                        | Ok(BlockAccepted::Reorganized { .. }) => {
+                            report.connected += 1;
+                            report.adopted = true;
+                        }
+                        Ok(BlockAccepted::SideChain { .. }) => report.side += 1,
+                        Ok(BlockAccepted::Duplicate { .. }) => {}
+                        Err(e) => return Err(classify_block_error(e)),
+                    }
+                }
+            }
+            if hashes.len() < HASHES_PER_ROUND {
+                return Ok(());
+            }
+            resume = hashes.last().copied();
+        }
+        Ok(())
+    }
+
+    pub(super) async fn fetch_block(&self, url: &str, hash: Hash256) -> Result<Block, SyncError> {
+        let max = self
+            .inner
+            .engine
+            .params()
+            .max_block_bytes
+            .saturating_mul(2)
+            .saturating_add(1024);
+        let body: HexBody = self
+            .get_json(url, &format!("/v1/p2p/blocks/{hash}"), max)
+            .await?;
+        let bytes = hex::decode(&body.hex)
+            .map_err(|e| SyncError::Misbehaved(format!("block {hash}: bad hex: {e}")))?;
+        let block = Block::decode(&bytes)
+            .map_err(|e| SyncError::Misbehaved(format!("block {hash} does not decode: {e}")))?;
+        if block.hash() != hash {
+            return Err(SyncError::Misbehaved(format!(
+                "asked for block {hash}, got {}",
+                block.hash()
+            )));
+        }
+        Ok(block)
+    }
+
+    /// Block validation checks every signature: run it off the async worker threads.
+    pub(super) async fn submit_block(&self, block: Block) -> Result<BlockAccepted, EngineError> {
+        let engine = self.inner.engine.clone();
+        tokio::task::spawn_blocking(move || engine.submit_block(block))
+            .await
+            .map_err(|_| EngineError::Closed)?
+    }
+
+    pub(super) fn remember_origin(&self, hash: Hash256, url: &str) {
+        let mut origins = self.inner.origins.lock().unwrap_or_else(|e| e.into_inner());
+        // Crude bound: the map only saves an echo, so forgetting everything is harmless.
+        if origins.len() >= MAX_ORIGINS {
+            origins.clear();
+        }
+        origins.insert(hash, url.to_string());
+    }
+
+    pub(super) fn origin_of(&self, hash: &Hash256) -> Option<String> {
+        self.inner
+            .origins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(hash)
+            .cloned()
+    }
+
+    /// A peer pushed a block whose parent we lack: sync from it (or, when we cannot
+    /// tell who it is, from everyone) in the background.
+    pub(super) fn sync_after_orphan(&self, from: Option<String>) {
+        let known = self.peer_urls();
+        let targets: Vec<String> = match from.and_then(|f| normalize_peer_url(&f).ok()) {
+            Some(f) if known.contains(&f) => vec![f],
+            _ => known,
+        };
+        for url in targets {
+            let s = self.clone();
+            tokio::spawn(async move {
+                s.sync_from(&url).await;
+            });
+        }
+    }
+}

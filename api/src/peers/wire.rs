@@ -1,0 +1,136 @@
+//! The node-to-node wire types and the bounded JSON client used to talk to peers.
+//!
+//! Wire protocol (JSON over plain HTTP; hashes in display order, blocks and transactions
+//! as hex of their consensus encoding, see `engine::encoding`):
+//! - `POST /v1/p2p/hashes {locator:[hash...], limit}` → `[hash...]`: best-chain hashes
+//!   after the first locator entry on our best chain (after genesis if none).
+//! - `GET /v1/p2p/locator` → `[hash...]`: our own locator (diagnostics).
+//! - `GET /v1/p2p/blocks/{hash}` → `{hex}`.
+//! - `POST /v1/p2p/blocks {hex, from?}`: a peer pushes a block; `from` is its own base
+//!   URL. A block with an unknown parent answers 202 and starts a sync from `from` when
+//!   it is a known peer, otherwise from every known peer.
+//! - `POST /v1/p2p/tx {hex, from?}`: a peer pushes a transaction. One refused only
+//!   because a transaction it spends is unknown (pushes run concurrently, so a child can
+//!   overtake its parent) answers 202 and is held as an orphan ([`super::orphans`]) until that
+//!   transaction arrives, then submitted again.
+
+use super::*;
+
+/// Parses a JSON body ourselves so that malformed JSON, unknown fields and wrong types get
+/// our `{error, message}` shape rather than axum's plain-text rejection.
+pub(super) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| PeerApiError::bad_request("malformed_json", format!("invalid body: {e}")))
+}
+
+pub(super) fn decode_hex<T: Decode>(hex_str: &str, what: &str) -> ApiResult<T> {
+    let bytes = hex::decode(hex_str)
+        .map_err(|e| PeerApiError::bad_request("bad_hex", format!("{what} hex: {e}")))?;
+    T::decode(&bytes)
+        .map_err(|e| PeerApiError::bad_request("malformed", format!("{what} does not decode: {e}")))
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HashesRequest {
+    pub(super) locator: Vec<Hash256>,
+    #[serde(default)]
+    pub(super) limit: Option<usize>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HexPush {
+    pub(super) hex: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) from: Option<String>,
+}
+
+#[derive(Deserialize, Serialize)]
+pub(super) struct HexBody {
+    pub(super) hex: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AddPeerRequest {
+    pub(super) url: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RegisterNodesRequest {
+    pub(super) nodes: Option<Vec<String>>,
+}
+
+/// Reads at most `max` bytes of a peer's answer: a hostile peer must not make us buffer
+/// an unbounded body.
+pub(super) async fn read_json<R: DeserializeOwned>(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<R, SyncError> {
+    let status = resp.status();
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        return Err(SyncError::Throttled {
+            status,
+            retry_after: backoff::retry_after(resp.headers(), std::time::SystemTime::now()),
+        });
+    }
+    if !status.is_success() {
+        return Err(SyncError::Unreachable(format!("HTTP {status}")));
+    }
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(SyncError::Misbehaved(format!(
+            "answer larger than {max} bytes"
+        )));
+    }
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| SyncError::Unreachable(e.to_string()))?
+    {
+        if buf.len() + chunk.len() > max {
+            return Err(SyncError::Misbehaved(format!(
+                "answer larger than {max} bytes"
+            )));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&buf).map_err(|e| SyncError::Misbehaved(format!("bad JSON: {e}")))
+}
+
+impl PeerService {
+    pub(super) async fn get_json<R: DeserializeOwned>(
+        &self,
+        base: &str,
+        path: &str,
+        max: usize,
+    ) -> Result<R, SyncError> {
+        let resp = self
+            .inner
+            .http
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .map_err(|e| SyncError::Unreachable(e.to_string()))?;
+        read_json(resp, max).await
+    }
+
+    pub(super) async fn post_json<B: Serialize, R: DeserializeOwned>(
+        &self,
+        base: &str,
+        path: &str,
+        body: &B,
+        max: usize,
+    ) -> Result<R, SyncError> {
+        let resp = self
+            .inner
+            .http
+            .post(format!("{base}{path}"))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| SyncError::Unreachable(e.to_string()))?;
+        read_json(resp, max).await
+    }
+}

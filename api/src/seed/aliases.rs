@@ -1,0 +1,232 @@
+//! Read-only aliases (always on): Pocket's `get_blocks`, `get_pool`, `get_chainstate`, and
+//! Bitplace's `/chain`, `/transactions/new` (a signed transaction in our format) and
+//! `/wallet/balance`, each a view over the engine's projections in the seed's shape.
+
+use super::*;
+
+pub(super) fn pocket_tx(tx: &Transaction, created: &str, included: Option<&str>) -> String {
+    let inputs: Vec<String> = tx
+        .spends()
+        .iter()
+        .map(|i| {
+            json!({
+                "id": i.prevout.txid,
+                "output": i.prevout.vout,
+                "sig": hex::encode(i.signature),
+                "publicKey": hex::encode(i.public_key),
+                "publicKeyBytes": hex::encode(i.public_key),
+            })
+            .to_string()
+        })
+        .collect();
+    let outputs: Vec<String> = tx
+        .outputs
+        .iter()
+        .map(|o| json!({"val": o.amount, "publicKeyHash": o.address}).to_string())
+        .collect();
+    let mut v = json!({"id": tx.txid(), "inputs": inputs, "outputs": outputs, "created": created});
+    if let Some(t) = included {
+        v["included_in_block"] = json!(t);
+    }
+    v.to_string()
+}
+
+/// Heights the legacy views list: all while short, else genesis plus the newest.
+pub(super) fn legacy_heights(tip: u64) -> Vec<u64> {
+    if tip < MAX_LEGACY_BLOCKS {
+        (0..=tip).collect()
+    } else {
+        std::iter::once(0)
+            .chain(tip + 2 - MAX_LEGACY_BLOCKS..=tip)
+            .collect()
+    }
+}
+
+pub(super) fn main_blocks(e: &Engine) -> Result<Vec<(u64, Block)>, EngineError> {
+    let tip = e.status()?.height;
+    let mut out = Vec::new();
+    for h in legacy_heights(tip) {
+        if let Some(hash) = e.block_hash_at(h)? {
+            if let Some((_, b)) = e.block(&hash)? {
+                out.push((h, b));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn get_blocks(State(s): State<AppState>) -> ApiResult<axum::Json<Vec<Value>>> {
+    let blocks = read(&s.engine, main_blocks).await?;
+    Ok(axum::Json(
+        blocks
+            .iter()
+            .map(|(h, b)| {
+                let time = iso_time(b.header.time as u64);
+                let txs: Vec<String> = b.txs.iter().map(|t| pocket_tx(t, &time, Some(&time))).collect();
+                let prev = if *h == 0 { String::new() } else { b.header.prev_hash.to_string() };
+                let serialized = json!({
+                    "timeStamp": time,
+                    "transactions": txs,
+                    "txsRootNode": b.header.merkle_root,
+                    "prevHash": prev,
+                    "hash": b.hash(),
+                    "nonce": b.header.nonce,
+                });
+                json!({"hash": b.hash(), "txsRootNode": b.header.merkle_root, "serializedBlock": serialized.to_string()})
+            })
+            .collect(),
+    ))
+}
+
+/// Sender (the first input's address), main recipient and amount sent to others.
+pub(super) fn legacy_parties(tx: &Transaction) -> (Option<Address>, Option<Address>, u64) {
+    let from = tx
+        .spends()
+        .first()
+        .map(|i| Address::from_public_key(&i.public_key));
+    let to_others = tx.outputs.iter().filter(|o| Some(o.address) != from);
+    let amount = to_others
+        .clone()
+        .fold(0u64, |a, o| a.saturating_add(o.amount));
+    let to = to_others
+        .map(|o| o.address)
+        .next()
+        .or(tx.outputs.first().map(|o| o.address));
+    let amount = if amount == 0 {
+        tx.output_total().unwrap_or(u64::MAX)
+    } else {
+        amount
+    };
+    (from, to, amount)
+}
+
+pub(super) async fn get_pool(State(s): State<AppState>) -> ApiResult<axum::Json<Vec<Value>>> {
+    let txs = read(&s.engine, |e| {
+        let mut out = Vec::new();
+        for m in e.mempool(crate::v1::MAX_LIMIT)? {
+            if let Some(t) = e.transaction(&m.txid)? {
+                out.push(t.tx);
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    // The mempool keeps no admission time; "now" is what the stand displays as created.
+    let now = iso_time(s.engine.now());
+    Ok(axum::Json(
+        txs.iter()
+            .map(|tx| {
+                let (from, to, amount) = legacy_parties(tx);
+                json!({
+                    "txID": tx.txid(),
+                    "fromAddr": from.map(|a| a.to_string()).unwrap_or_default(),
+                    "toAddr": to.map(|a| a.to_string()).unwrap_or_default(),
+                    "amount": amount,
+                    "serializedTransaction": pocket_tx(tx, &now, None),
+                    "error": false,
+                    "errorText": null,
+                })
+            })
+            .collect(),
+    ))
+}
+
+pub(super) async fn get_chainstate(
+    State(s): State<AppState>,
+) -> ApiResult<axum::Json<Map<String, Value>>> {
+    let utxos = read(&s.engine, |e| e.utxos(None, MAX_CHAINSTATE)).await?;
+    let mut grouped: Map<String, Value> = Map::new();
+    let mut lists: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for u in utxos {
+        lists
+            .entry(u.txid.to_string())
+            .or_default()
+            .push(json!({"outputID": u.vout, "val": u.amount, "publicKeyHash": u.address}));
+    }
+    for (txid, outs) in lists {
+        grouped.insert(
+            txid,
+            json!({"serializedUnspentOutputs": Value::Array(outs).to_string()}),
+        );
+    }
+    Ok(axum::Json(grouped))
+}
+
+pub(super) async fn chain(State(s): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let (length, blocks) =
+        read(&s.engine, |e| Ok((e.status()?.height + 1, main_blocks(e)?))).await?;
+    let chain: Vec<Value> = blocks
+        .iter()
+        .map(|(h, b)| {
+            let txs: Vec<Value> = b
+                .txs
+                .iter()
+                .map(|tx| {
+                    let (from, to, amount) = legacy_parties(tx);
+                    json!({
+                        "txid": tx.txid(),
+                        // "0" is the seed's sender for newly minted units.
+                        "sender": from.map(|a| a.to_string()).unwrap_or_else(|| "0".into()),
+                        "recipient": to.map(|a| a.to_string()).unwrap_or_default(),
+                        "amount": amount,
+                    })
+                })
+                .collect();
+            json!({
+                "index": h + 1,
+                "height": h,
+                "timestamp": b.header.time as f64,
+                "transactions": txs,
+                "previous_hash": if *h == 0 { "0".to_string() } else { b.header.prev_hash.to_string() },
+                "nonce": b.header.nonce,
+                "hash": b.hash(),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({"chain": chain, "length": length})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HexBody {
+    hex: String,
+}
+
+pub(super) async fn transactions_new(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let b: HexBody = serde_json::from_slice(&body).map_err(|e| {
+        AppError::bad_request(
+            "invalid_body",
+            format!("expected {{\"hex\": <signed transaction in Bitplace encoding>}}: {e}"),
+        )
+    })?;
+    let tx = decode_tx(&b.hex)?;
+    let r = submit(&s.engine, tx).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"message": "Transaction will be added to the next block", "txid": r.txid, "duplicate": r.duplicate})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BalanceQuery {
+    address: Option<String>,
+}
+
+pub(super) async fn wallet_balance(
+    State(s): State<AppState>,
+    Query(q): Query<BalanceQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    let a = q
+        .address
+        .ok_or_else(|| AppError::bad_request("missing_address", "?address= is required"))?;
+    let a = parse_address(&a)?;
+    // Confirmed plus pending (so an accepted send shows at once, as the seed's client expects).
+    Ok(axum::Json(
+        json!({"balance": spendable_balance(&s.engine, a).await?}),
+    ))
+}

@@ -1,0 +1,140 @@
+//! Reads of the chain itself: status, blocks by height or hash, locators for peers.
+
+use super::*;
+
+pub(super) fn hashrate(
+    index: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    tip: &BlockMeta,
+) -> Result<f64, EngineError> {
+    let span = tip.height.min(20);
+    if span == 0 {
+        return Ok(0.0);
+    }
+    let base = crate::store::chainstate::ancestor(index, tip, span)?;
+    let secs = tip.time.saturating_sub(base.time).max(1) as f64;
+    let work = tip.chainwork - base.chainwork;
+    let work_f = work
+        .0
+        .iter()
+        .rev()
+        .fold(0.0f64, |acc, l| acc * 18446744073709551616.0 + *l as f64);
+    Ok(work_f / secs)
+}
+
+impl Engine {
+    pub fn status(&self) -> Result<Status, EngineError> {
+        let s = self.snapshot()?;
+        let meta = s.meta()?;
+        let tip = s.tip()?;
+        let index = s.table(BLOCK_INDEX)?;
+        let next_bits = ancestor_bits(&index, &tip, self.params())?;
+        let head = read_head(&s.table(LOG_HEAD)?)?;
+        Ok(Status {
+            network: self.params().network,
+            height: tip.height,
+            best_hash: tip.hash,
+            chainwork: u256_hex(&tip.chainwork),
+            difficulty: difficulty(next_bits),
+            bits: format!("{:08x}", next_bits.0),
+            mempool_size: meta.mempool_count,
+            utxo_count: meta.utxo_count,
+            utxo_set_hash: hex::encode(meta.utxo_hash.to_big_endian()),
+            genesis_hash: self.params().genesis_hash(),
+            log_length: head.next_seq,
+            tip_time: tip.time,
+            median_time_past: median_after(&index, &tip)?,
+            hashrate_estimate: hashrate(&index, &tip)?,
+        })
+    }
+
+    /// The hash of the best-chain block at `height`.
+    pub fn block_hash_at(&self, height: u64) -> Result<Option<Hash256>, EngineError> {
+        Ok(read::main_hash_at(
+            &self.snapshot()?.table(MAIN_CHAIN)?,
+            height,
+        )?)
+    }
+
+    /// A stored block (best chain or side branch) and what the index knows of it.
+    pub fn block(&self, hash: &Hash256) -> Result<Option<(BlockInfo, Block)>, EngineError> {
+        let s = self.snapshot()?;
+        let Some(m) = s.block_meta(hash)? else {
+            return Ok(None);
+        };
+        let tip = s.tip()?;
+        Ok(Some((s.info(&m, tip.height)?, s.block(&m)?)))
+    }
+
+    /// Best-chain blocks from height `from` upward (at most `limit`).
+    pub fn blocks(&self, from: u64, limit: usize) -> Result<Vec<BlockInfo>, EngineError> {
+        let s = self.snapshot()?;
+        let tip = s.tip()?;
+        let main = s.table(MAIN_CHAIN)?;
+        let mut out = Vec::new();
+        for row in main.range(from..)?.take(limit) {
+            let (_, v) = row?;
+            let hash = Hash256(
+                v.value()
+                    .try_into()
+                    .map_err(|_| StoreError::corrupt("main chain row"))?,
+            );
+            let m = s
+                .block_meta(&hash)?
+                .ok_or_else(|| StoreError::corrupt("main block missing"))?;
+            out.push(s.info(&m, tip.height)?);
+        }
+        Ok(out)
+    }
+
+    /// A block locator: the best chain's recent hashes, then exponentially sparser, ending
+    /// at genesis. A peer finds the last one it shares.
+    pub fn locator(&self) -> Result<Vec<Hash256>, EngineError> {
+        let s = self.snapshot()?;
+        let main = s.table(MAIN_CHAIN)?;
+        let mut height = s.tip()?.height;
+        let mut step = 1u64;
+        let mut out = Vec::new();
+        loop {
+            if let Some(h) = read::main_hash_at(&main, height)? {
+                out.push(h);
+            }
+            if height == 0 {
+                break;
+            }
+            if out.len() >= 10 {
+                step *= 2;
+            }
+            height = height.saturating_sub(step);
+        }
+        Ok(out)
+    }
+
+    /// Best-chain hashes after the first locator entry we share (at most `limit`).
+    pub fn hashes_after(
+        &self,
+        locator: &[Hash256],
+        limit: usize,
+    ) -> Result<Vec<Hash256>, EngineError> {
+        let s = self.snapshot()?;
+        let main = s.table(MAIN_CHAIN)?;
+        let mut start = 0;
+        for h in locator {
+            if let Some(m) = s.block_meta(h)? {
+                if s.on_main(&m)? {
+                    start = m.height + 1;
+                    break;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for row in main.range(start..)?.take(limit) {
+            let (_, v) = row?;
+            out.push(Hash256(
+                v.value()
+                    .try_into()
+                    .map_err(|_| StoreError::corrupt("main chain row"))?,
+            ));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,124 @@
+//! Read-side API of the [`Engine`]: everything here reads one consistent redb snapshot
+//! and never waits for the writer. Writes (blocks, transactions, dev mining, rebuilds)
+//! go through the writer thread in [`crate::engine`].
+//!
+//! - [`views`]: the shapes returned (serialised as-is by the HTTP API);
+//! - [`chain`]: status, blocks, locators; [`txs`]: transactions and the mempool;
+//!   [`address`]: balances, history, UTXOs; [`template`]: block templates;
+//!   [`replay`]: the log replayed as notifications for reconnecting subscribers.
+
+mod address;
+mod chain;
+mod replay;
+mod template;
+mod txs;
+mod views;
+
+pub(crate) use template::TemplateCache;
+pub use views::*;
+use views::{input_info, utxo_info};
+
+use crate::address::Address;
+use crate::block::Block;
+use crate::encoding::{Decode, Encode};
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::events::{Event, Record};
+use crate::hash::Hash256;
+use crate::merkle::MerkleProof;
+use crate::mining::BlockTemplate;
+use crate::notify::{push_unique, Notification, NotificationKind};
+use crate::params::Network;
+use crate::pow::{u256_hex, CompactTarget};
+use crate::store::chainstate::{ancestor_bits, median_after};
+use crate::store::codec::*;
+use crate::store::*;
+use crate::tx::{OutPoint, Transaction};
+use primitive_types::U256;
+use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
+use serde::Serialize;
+use std::sync::Arc;
+
+struct Snapshot {
+    txn: ReadTransaction,
+}
+
+impl Snapshot {
+    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        def: redb::TableDefinition<K, V>,
+    ) -> Result<ReadOnlyTable<K, V>, EngineError> {
+        Ok(self.txn.open_table(def)?)
+    }
+
+    fn meta(&self) -> Result<ProjMeta, EngineError> {
+        Ok(read_proj_meta(&self.table(PROJ_META)?)?)
+    }
+
+    fn block_meta(&self, hash: &Hash256) -> Result<Option<BlockMeta>, EngineError> {
+        Ok(read::block_meta(&self.table(BLOCK_INDEX)?, hash)?)
+    }
+
+    fn tip(&self) -> Result<BlockMeta, EngineError> {
+        let meta = self.meta()?;
+        Ok(self
+            .block_meta(&meta.tip)?
+            .ok_or_else(|| StoreError::corrupt("tip missing"))?)
+    }
+
+    fn on_main(&self, m: &BlockMeta) -> Result<bool, EngineError> {
+        Ok(read::main_hash_at(&self.table(MAIN_CHAIN)?, m.height)? == Some(m.hash))
+    }
+
+    fn block(&self, m: &BlockMeta) -> Result<Block, EngineError> {
+        match read_record(&self.table(LOG)?, m.seq)?.event {
+            Event::BlockAccepted(b) => Ok(Arc::unwrap_or_clone(b)),
+            _ => Err(StoreError::corrupt(format!("record {} is not a block", m.seq)).into()),
+        }
+    }
+
+    fn info(&self, m: &BlockMeta, tip_height: u64) -> Result<BlockInfo, EngineError> {
+        let block = self.block(m)?;
+        let main = self.on_main(m)?;
+        Ok(BlockInfo {
+            hash: m.hash,
+            height: m.height,
+            version: block.header.version,
+            prev_hash: m.prev,
+            merkle_root: block.header.merkle_root,
+            time: m.time,
+            bits: format!("{:08x}", m.bits.0),
+            nonce: block.header.nonce,
+            tx_count: m.tx_count,
+            size: m.size,
+            chainwork: u256_hex(&m.chainwork),
+            main_chain: main,
+            confirmations: if main { tip_height - m.height + 1 } else { 0 },
+        })
+    }
+}
+
+/// Bitcoin's difficulty: the difficulty-1 target over this target.
+pub fn difficulty(bits: CompactTarget) -> f64 {
+    let to_f = |v: U256| {
+        v.0.iter().rev().fold(0.0f64, |acc, limb| {
+            acc * 18446744073709551616.0 + *limb as f64
+        })
+    };
+    match (CompactTarget(0x1d00ffff).to_target(), bits.to_target()) {
+        (Ok(one), Ok(t)) => to_f(one.0) / to_f(t.0),
+        _ => 0.0,
+    }
+}
+
+impl Engine {
+    fn snapshot(&self) -> Result<Snapshot, EngineError> {
+        Ok(Snapshot {
+            txn: self.shared.db()?.begin_read()?,
+        })
+    }
+}
+
+fn clamp_i64(v: i128) -> i64 {
+    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}

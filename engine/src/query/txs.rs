@@ -1,0 +1,138 @@
+//! Reads of transactions: confirmed ones through the tx index, unconfirmed ones in the mempool.
+
+use super::*;
+
+impl Engine {
+    /// A transaction from the best chain or the mempool, with its merkle proof.
+    pub fn transaction(&self, txid: &Hash256) -> Result<Option<TxInfo>, EngineError> {
+        let s = self.snapshot()?;
+        if let Some(loc) = read::tx_location(&s.table(TX_INDEX)?, txid)? {
+            return self.confirmed_tx(&s, txid, loc).map(Some);
+        }
+        let Some((tx, fee)) = read::mempool_tx(&s.table(MEMPOOL)?, txid)? else {
+            return Ok(None);
+        };
+        let utxo = s.table(UTXO)?;
+        let mempool = s.table(MEMPOOL)?;
+        let inputs = tx
+            .spends()
+            .iter()
+            .map(|i| {
+                let amount = read::utxo(&utxo, &i.prevout)
+                    .ok()
+                    .flatten()
+                    .map(|e| e.amount)
+                    .or_else(|| {
+                        read::mempool_tx(&mempool, &i.prevout.txid)
+                            .ok()
+                            .flatten()
+                            .and_then(|(p, _)| {
+                                p.outputs.get(i.prevout.vout as usize).map(|o| o.amount)
+                            })
+                    });
+                input_info(i, amount)
+            })
+            .collect();
+        Ok(Some(TxInfo {
+            txid: *txid,
+            coinbase: false,
+            inputs,
+            fee: Some(fee),
+            size: tx.encode().len(),
+            tx,
+            block_hash: None,
+            height: None,
+            position: None,
+            confirmations: 0,
+            in_mempool: true,
+            merkle_proof: None,
+        }))
+    }
+
+    pub(super) fn confirmed_tx(
+        &self,
+        s: &Snapshot,
+        txid: &Hash256,
+        loc: TxLocation,
+    ) -> Result<TxInfo, EngineError> {
+        let m = s
+            .block_meta(&loc.block)?
+            .ok_or_else(|| StoreError::corrupt("tx block missing"))?;
+        let block = s.block(&m)?;
+        let pos = loc.position as usize;
+        let tx = block
+            .txs
+            .get(pos)
+            .cloned()
+            .ok_or_else(|| StoreError::corrupt("tx position"))?;
+        let undo = s
+            .table(UNDO)?
+            .get(loc.block.0.as_slice())?
+            .map(|v| v.value().to_vec())
+            .unwrap_or_default();
+        let skip: usize = block.txs[..pos].iter().map(|t| t.spends().len()).sum();
+        let row = 36 + UtxoEntry::LEN;
+        let amounts: Vec<Option<u64>> = (0..tx.spends().len())
+            .map(|j| {
+                let at = (skip + j) * row + 36;
+                undo.get(at..at + UtxoEntry::LEN)
+                    .and_then(UtxoEntry::decode)
+                    .map(|e| e.amount)
+            })
+            .collect();
+        let inputs: Vec<InputInfo> = tx
+            .spends()
+            .iter()
+            .zip(&amounts)
+            .map(|(i, a)| input_info(i, *a))
+            .collect();
+        let fee = if tx.is_coinbase() {
+            None
+        } else {
+            amounts
+                .iter()
+                .try_fold(0u64, |acc, a| acc.checked_add((*a)?))
+                .and_then(|total| total.checked_sub(tx.output_total()?))
+        };
+        let tip = s.tip()?;
+        Ok(TxInfo {
+            txid: *txid,
+            coinbase: tx.is_coinbase(),
+            inputs,
+            fee,
+            size: tx.encode().len(),
+            block_hash: Some(loc.block),
+            height: Some(loc.height),
+            position: Some(loc.position),
+            confirmations: tip.height - loc.height + 1,
+            in_mempool: false,
+            merkle_proof: MerkleProof::build(&block.txids(), pos),
+            tx,
+        })
+    }
+
+    /// Mempool transactions, highest fee rate first.
+    pub fn mempool(&self, limit: usize) -> Result<Vec<MempoolEntry>, EngineError> {
+        let s = self.snapshot()?;
+        let mut out = Vec::new();
+        for row in s.table(MEMPOOL)?.iter()? {
+            let (k, v) = row?;
+            let (seq, fee, bytes) = decode_mempool_value(v.value())
+                .ok_or_else(|| StoreError::corrupt("mempool row"))?;
+            out.push(MempoolEntry {
+                txid: Hash256(
+                    k.value()
+                        .try_into()
+                        .map_err(|_| StoreError::corrupt("mempool key"))?,
+                ),
+                fee,
+                size: bytes.len(),
+                fee_rate: (fee as u128 * 1000 / bytes.len().max(1) as u128) as u64,
+                seq,
+            });
+        }
+        out.sort_by(|a, b| b.fee_rate.cmp(&a.fee_rate).then(a.seq.cmp(&b.seq)));
+        out.truncate(limit);
+        Ok(out)
+    }
+}
