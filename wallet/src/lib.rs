@@ -7,8 +7,12 @@
 //!   `bech32m("bp", sha256(public key)[0..20])`.
 //! - [`keystore`]: the mnemonic encrypted at rest (argon2id + XChaCha20-Poly1305), mode 0600.
 //! - [`coinselect`]: largest-first coin selection with a size-based fee, change, signing.
-//! - [`client`]: a blocking HTTP client of the node API (docs/API.md), including its
-//!   server-sent events feed.
+//! - `client` (feature `client`): a blocking HTTP client of the node API (docs/API.md),
+//!   including its server-sent events feed, and `ops` over it.
+//!
+//! Features: `client` (the node client), `cli` (the `bitplace-wallet` binary: clap,
+//! passphrase prompts, the keystore's default directory); both on by default. The node
+//! depends on this crate with `default-features = false`.
 //!
 //! Cross-check vector (the web page must derive the same): the mnemonic
 //! `abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about`
@@ -27,7 +31,14 @@ pub mod keystore;
 pub use keystore::{KdfParams, Keystore, KeystoreError, UnlockedWallet};
 pub mod coinselect;
 pub use coinselect::{build_payment, select, SendError, Spendable};
+// The node client and the operations over it are the command line's stack (blocking HTTP):
+// behind the `client` feature, so the node, which links this library for dev custody,
+// does not compile them.
+#[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "client")]
 pub use client::{AddressInfo, BalanceEvent, NodeClient, NodeError};
+#[cfg(feature = "client")]
 pub mod ops;
+#[cfg(feature = "client")]
 pub use ops::{Balance, WalletError};
