@@ -5,7 +5,7 @@
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use engine::{EngineError, Reject};
+use engine::{EngineError, Reject, RejectClass};
 use serde::Serialize;
 use std::borrow::Cow;
 
@@ -67,28 +67,16 @@ impl AppError {
     }
 }
 
-/// The status for a rule the input broke. 400: the input is malformed or can never be
-/// valid; 409: it conflicts with the current state (may change as the chain moves);
-/// 422: well-formed but breaks a ledger rule given the state.
+/// The status for a rule the input broke, decided by its class alone (one mapping for
+/// every route, the peer routes included). 400: malformed or never valid; 422: well-formed
+/// but breaks a ledger rule given the state, or this node's fee policy; 409: conflicts with
+/// the current state (may change as the chain moves); 503: no room right now, retry.
 pub fn reject_status(r: &Reject) -> StatusCode {
-    use Reject::*;
-    match r {
-        DoubleSpend(..)
-        | InputSpent(..)
-        | MissingInput(..)
-        | UnknownParent(_)
-        | TimeTooNew { .. } => StatusCode::CONFLICT,
-        SpendsMoreThanInputs { .. }
-        | ImmatureCoinbase { .. }
-        | KeyMismatch(_)
-        | FeeTooLow { .. }
-        | CoinbaseTooLarge { .. }
-        | BadBits { .. }
-        | BadCoinbaseHeight { .. }
-        | TimeTooOld { .. }
-        | GenesisMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-        MempoolFull => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_REQUEST,
+    match r.class() {
+        RejectClass::Malformed => StatusCode::BAD_REQUEST,
+        RejectClass::Invalid | RejectClass::PolicyRule => StatusCode::UNPROCESSABLE_ENTITY,
+        RejectClass::Conflict => StatusCode::CONFLICT,
+        RejectClass::PolicyCapacity => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -149,8 +137,51 @@ impl From<tokio::task::JoinError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let mut resp = (self.status, axum::Json(self.body())).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 7235: a 401 names the scheme the client should use.
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
     }
 }
 
 pub type ApiResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::Hash256;
+
+    /// Regression: the peer routes had their own mapping, which disagreed with this one
+    /// (fee too low 409 vs 422, mempool full 409 vs 503, unknown parent 400 vs 409). Now
+    /// there is one, decided by the refusal's class.
+    #[test]
+    fn one_status_per_refusal_class_on_every_route() {
+        let cases = [
+            (Reject::FeeTooLow { rate: 1, min: 2 }, 422),
+            (Reject::MempoolFull, 503),
+            (Reject::UnknownParent(Hash256::ZERO), 409),
+            (Reject::HighHash, 400),
+            (Reject::CoinbaseTooLarge { paid: 2, allowed: 1 }, 422),
+            (Reject::MissingInput(0, Hash256::ZERO, 0), 409),
+        ];
+        for (r, status) in cases {
+            assert_eq!(reject_status(&r).as_u16(), status, "{r}");
+            let e = AppError::from(EngineError::Rejected(r.clone()));
+            assert_eq!(e.status.as_u16(), status, "{r}");
+            assert_eq!(e.code, r.code());
+        }
+    }
+
+    #[test]
+    fn policy_refusals_are_not_consensus() {
+        assert!(!Reject::FeeTooLow { rate: 1, min: 2 }.is_consensus());
+        assert!(!Reject::MempoolFull.is_consensus());
+        assert!(Reject::HighHash.is_consensus());
+        assert!(Reject::UnknownParent(Hash256::ZERO).is_consensus());
+    }
+}

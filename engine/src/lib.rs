@@ -43,4 +43,4 @@ pub mod validation;
 
 pub use engine::{BlockAccepted, Engine, EngineConfig, TxAccepted};
 pub use error::EngineError;
-pub use validation::Reject;
+pub use validation::{Reject, RejectClass};

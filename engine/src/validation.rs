@@ -146,6 +146,58 @@ impl Reject {
         }
     }
 
+    /// Which kind of refusal this is. Exhaustive on purpose: a new variant must be
+    /// classified here, and every caller (HTTP statuses, peer scoring, what may be
+    /// remembered as bad) follows from the class.
+    pub fn class(&self) -> RejectClass {
+        use Reject::*;
+        use RejectClass::*;
+        match self {
+            Decode(_)
+            | NoInputs
+            | NoOutputs
+            | ZeroOutput(_)
+            | DuplicateInput(..)
+            | OutputOverflow
+            | InputOverflow
+            | TxTooLarge { .. }
+            | UnexpectedCoinbase
+            | BadSignature(_)
+            | BadPublicKey(_)
+            | NoTransactions
+            | FirstNotCoinbase
+            | MultipleCoinbase
+            | ExtraNonceTooLong(_)
+            | BadMerkleRoot
+            | DuplicateTx(_)
+            | HighHash
+            | InvalidBits(_)
+            | BlockTooLarge { .. }
+            | TooManyTxs { .. } => Malformed,
+            KeyMismatch(_)
+            | ImmatureCoinbase { .. }
+            | SpendsMoreThanInputs { .. }
+            | BadCoinbaseHeight { .. }
+            | CoinbaseTooLarge { .. }
+            | BadBits { .. }
+            | TimeTooOld { .. }
+            | GenesisMismatch => Invalid,
+            MissingInput(..)
+            | InputSpent(..)
+            | DoubleSpend(..)
+            | UnknownParent(_)
+            | TimeTooNew { .. } => Conflict,
+            FeeTooLow { .. } => PolicyRule,
+            MempoolFull => PolicyCapacity,
+        }
+    }
+
+    /// A consensus rule was broken (the data is invalid for every node), as opposed to
+    /// this node's local policy (fees, mempool room), which other nodes may not share.
+    pub fn is_consensus(&self) -> bool {
+        self.class().is_consensus()
+    }
+
     /// Whether the same data may become valid later (so it must not be remembered as bad).
     pub fn is_temporary(&self) -> bool {
         matches!(
@@ -155,6 +207,34 @@ impl Reject {
                 | Reject::MissingInput(..)
                 | Reject::MempoolFull
         )
+    }
+}
+
+/// The classes of [`Reject`]: what kind of wrong the data is. The HTTP API maps each class
+/// to one status (`api/src/error.rs`), the peer service decides from it whether a peer
+/// misbehaved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectClass {
+    /// Consensus, context-free: malformed or breaking a rule no chain state can satisfy
+    /// (shape, amounts, signatures, merkle root, proof of work, size limits).
+    Malformed,
+    /// Consensus, contextual: well-formed but invalid against the chain it builds on
+    /// (keys, maturity, amounts spent, coinbase, bits, time, genesis).
+    Invalid,
+    /// Consensus, state-dependent: conflicts with the current state, which may change as
+    /// the chain moves (an unknown or spent input, a double spend, an unknown parent, a
+    /// time ahead of our clock).
+    Conflict,
+    /// Local policy: a rule of this node's mempool the data does not meet (fee rate).
+    PolicyRule,
+    /// Local policy: no room right now (the mempool is full).
+    PolicyCapacity,
+}
+
+impl RejectClass {
+    /// Consensus classes are the same on every node; policy ones are this node's choice.
+    pub fn is_consensus(self) -> bool {
+        !matches!(self, RejectClass::PolicyRule | RejectClass::PolicyCapacity)
     }
 }
 

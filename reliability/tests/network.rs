@@ -278,13 +278,15 @@ async fn peer_offering_an_invalid_chain_with_more_work_is_refused() {
     let mut bad_merkle = good_first();
     bad_merkle.header.merkle_root = Hash256([7; 32]);
     bad_merkle.header = solve(bad_merkle.header);
+    // The status each gets is the one every route gives that refusal: 400 for data that
+    // can never be valid, 422 for a ledger rule broken given the chain.
     let cases = [
-        ("bad proof of work", bad_pow, "high_hash"),
-        ("bad signature", bad_sig, "bad_signature"),
-        ("inflated coinbase", inflated, "coinbase_too_large"),
-        ("broken merkle root", bad_merkle, "bad_merkle_root"),
+        ("bad proof of work", bad_pow, "high_hash", 400),
+        ("bad signature", bad_sig, "bad_signature", 400),
+        ("inflated coinbase", inflated, "coinbase_too_large", 422),
+        ("broken merkle root", bad_merkle, "bad_merkle_root", 400),
     ];
-    for (what, first, _code) in &cases {
+    for (what, first, _code, _) in &cases {
         let mut chain = vec![first.clone()];
         for i in 0..5u64 {
             let prev = chain.last().unwrap().hash();
@@ -312,16 +314,16 @@ async fn peer_offering_an_invalid_chain_with_more_work_is_refused() {
             .unwrap();
         assert_eq!(me["status"], json!("misbehaving"), "{what}: {me}");
     }
-    // Pushed directly, each gets a 400 with the engine's code and changes nothing.
+    // Pushed directly, each gets its refusal's status and code and changes nothing.
     let mut codes = Vec::new();
-    for (what, first, code) in &cases {
+    for (what, first, code, status) in &cases {
         let (st, r) = node
             .post(
                 "/v1/p2p/blocks",
                 &json!({"hex": hex::encode(first.encode())}),
             )
             .await;
-        assert_eq!(st, 400, "{what}: {r}");
+        assert_eq!(st, *status, "{what}: {r}");
         codes.push(format!("{what}: {}", r["error"]));
         assert_eq!(r["error"], json!(code), "{what}: {r}");
     }

@@ -2,67 +2,6 @@
 
 use super::*;
 
-/// An HTTP error answer: `{"error": code, "message": text}`.
-#[derive(Debug)]
-pub struct PeerApiError {
-    pub(super) status: StatusCode,
-    pub(super) code: &'static str,
-    pub(super) message: String,
-}
-
-impl PeerApiError {
-    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        PeerApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub(super) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    pub(super) fn engine(e: EngineError) -> Self {
-        match e.reject() {
-            Some(r) => Self::new(reject_status(r), r.code(), r.to_string()),
-            None => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "engine_unavailable",
-                e.to_string(),
-            ),
-        }
-    }
-}
-
-impl IntoResponse for PeerApiError {
-    fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({"error": self.code, "message": self.message}));
-        let mut resp = (self.status, body).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-        }
-        resp
-    }
-}
-
-/// Conflicts with current state are 409; anything wrong with the data itself is 400.
-pub(super) fn reject_status(r: &Reject) -> StatusCode {
-    match r {
-        Reject::DoubleSpend(..)
-        | Reject::InputSpent(..)
-        | Reject::MissingInput(..)
-        | Reject::MempoolFull
-        | Reject::FeeTooLow { .. }
-        | Reject::TimeTooNew { .. } => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_REQUEST,
-    }
-}
-
-pub(super) type ApiResult<T> = Result<T, PeerApiError>;
 
 async fn list_peers(State(s): State<PeerService>) -> Json<Vec<PeerView>> {
     Json(s.peers())
@@ -75,10 +14,10 @@ async fn add_peer(
 ) -> ApiResult<impl IntoResponse> {
     s.authorize(&headers)?;
     let req: AddPeerRequest = parse_body(&body)?;
-    let url = normalize_peer_url(&req.url).map_err(|e| PeerApiError::bad_request("bad_url", e))?;
+    let url = normalize_peer_url(&req.url).map_err(|e| AppError::bad_request("bad_url", e))?;
     let added = s
         .add_peer(&url, PeerSource::Registered)
-        .map_err(|e| PeerApiError::bad_request("bad_url", e))?;
+        .map_err(|e| AppError::bad_request("bad_url", e))?;
     if added {
         s.persist().await;
     }
@@ -106,7 +45,7 @@ async fn register_nodes(
     s.authorize(&headers)?;
     let req: RegisterNodesRequest = parse_body(&body)?;
     let Some(nodes) = req.nodes.filter(|n| !n.is_empty()) else {
-        return Err(PeerApiError::bad_request(
+        return Err(AppError::bad_request(
             "missing_nodes",
             "please supply a valid list of nodes: {\"nodes\": [\"http://host:port\", ...]}",
         ));
@@ -140,7 +79,7 @@ async fn resolve_seed(State(s): State<PeerService>) -> ApiResult<Json<serde_json
     let from = (report.height + 1).saturating_sub(MAX_CHAIN_LISTED as u64);
     let chain = engine
         .blocks(from, MAX_CHAIN_LISTED)
-        .map_err(PeerApiError::engine)?;
+        .map_err(AppError::from)?;
     let message = if report.adopted {
         "Our chain was replaced"
     } else {
@@ -159,7 +98,7 @@ async fn p2p_locator(State(s): State<PeerService>) -> ApiResult<Json<Vec<Hash256
         .engine
         .locator()
         .map(Json)
-        .map_err(PeerApiError::engine)
+        .map_err(AppError::from)
 }
 
 async fn p2p_hashes(
@@ -168,7 +107,7 @@ async fn p2p_hashes(
 ) -> ApiResult<Json<Vec<Hash256>>> {
     let req: HashesRequest = parse_body(&body)?;
     if req.locator.len() > 256 {
-        return Err(PeerApiError::bad_request(
+        return Err(AppError::bad_request(
             "locator_too_long",
             "a locator has at most 256 hashes",
         ));
@@ -181,7 +120,7 @@ async fn p2p_hashes(
         .engine
         .hashes_after(&req.locator, limit)
         .map(Json)
-        .map_err(PeerApiError::engine)
+        .map_err(AppError::from)
 }
 
 async fn p2p_get_block(
@@ -190,12 +129,12 @@ async fn p2p_get_block(
 ) -> ApiResult<Json<HexBody>> {
     let hash: Hash256 = hash
         .parse()
-        .map_err(|e| PeerApiError::bad_request("bad_hash", format!("{e}")))?;
-    match s.inner.engine.block(&hash).map_err(PeerApiError::engine)? {
+        .map_err(|e| AppError::bad_request("bad_hash", format!("{e}")))?;
+    match s.inner.engine.block(&hash).map_err(AppError::from)? {
         Some((_, block)) => Ok(Json(HexBody {
             hex: hex::encode(block.encode()),
         })),
-        None => Err(PeerApiError::new(
+        None => Err(AppError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no block {hash}"),
@@ -227,7 +166,7 @@ async fn p2p_push_block(
             )
                 .into_response())
         }
-        Err(e) => Err(PeerApiError::engine(e)),
+        Err(e) => Err(AppError::from(e)),
     }
 }
 
@@ -255,10 +194,10 @@ async fn p2p_push_tx(State(s): State<PeerService>, body: axum::body::Bytes) -> A
                 .into_response()),
             Err(refused) => {
                 tracing::debug!(%txid, "orphan not held: {refused}");
-                Err(PeerApiError::engine(e))
+                Err(AppError::from(e))
             }
         },
-        Err(e) => Err(PeerApiError::engine(e)),
+        Err(e) => Err(AppError::from(e)),
     }
 }
 

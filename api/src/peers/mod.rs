@@ -32,6 +32,7 @@ mod wire;
 
 pub use store::{PeerFile, PeerFileError, SavedPeer, PEERS_FILE};
 
+use crate::error::{ApiResult, AppError};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -40,7 +41,6 @@ use axum::{Json, Router};
 use engine::encoding::{Decode, Encode};
 use engine::notify::NotificationKind;
 use engine::{Block, BlockAccepted, Engine, EngineError, Hash256, Reject, Transaction};
-pub use handlers::PeerApiError;
 use handlers::*;
 use orphans::{Inserted, Orphan, OrphanPool, OrphanRefused};
 use registry::*;

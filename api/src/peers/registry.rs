@@ -334,7 +334,7 @@ impl PeerService {
             return Ok(());
         }
         let Some(expected) = self.inner.config.admin_token.as_deref() else {
-            return Err(PeerApiError::new(
+            return Err(AppError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "registering peers needs an admin token: start the node with --admin-token \
@@ -347,13 +347,13 @@ impl PeerService {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         match given {
-            None => Err(PeerApiError::new(
+            None => Err(AppError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "registering peers needs `Authorization: Bearer <admin token>`",
             )),
             Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
-            Some(_) => Err(PeerApiError::new(
+            Some(_) => Err(AppError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "wrong admin token",
@@ -365,14 +365,14 @@ impl PeerService {
     pub(super) fn register(&self, raw: &[String]) -> ApiResult<Vec<String>> {
         let urls = raw
             .iter()
-            .map(|u| normalize_peer_url(u).map_err(|e| PeerApiError::bad_request("bad_url", e)))
+            .map(|u| normalize_peer_url(u).map_err(|e| AppError::bad_request("bad_url", e)))
             .collect::<ApiResult<Vec<_>>>()?;
         let mut added = Vec::new();
         for url in urls {
             match self.add_peer(&url, PeerSource::Registered) {
                 Ok(true) => added.push(url),
                 Ok(false) => {}
-                Err(e) => return Err(PeerApiError::bad_request("bad_url", e)),
+                Err(e) => return Err(AppError::bad_request("bad_url", e)),
             }
         }
         Ok(added)

@@ -65,7 +65,11 @@ pub(super) fn is_orphan_refusal(e: &EngineError) -> bool {
 /// Sorts an engine refusal of a peer's block into "the peer is lying" or "not now".
 pub(super) fn classify_block_error(e: EngineError) -> SyncError {
     match e.reject() {
-        Some(Reject::TimeTooNew { .. }) => SyncError::Deferred(e.to_string()),
+        // A time ahead of our clock, or a refusal by our local policy: nothing against the
+        // peer, try again later.
+        Some(r) if matches!(r, Reject::TimeTooNew { .. }) || !r.is_consensus() => {
+            SyncError::Deferred(e.to_string())
+        }
         // We ask for blocks in chain order, so an unknown parent is the peer's fault too.
         Some(_) => SyncError::Misbehaved(e.to_string()),
         None => SyncError::Engine(e),

@@ -20,14 +20,14 @@ use super::*;
 /// our `{error, message}` shape rather than axum's plain-text rejection.
 pub(super) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body)
-        .map_err(|e| PeerApiError::bad_request("malformed_json", format!("invalid body: {e}")))
+        .map_err(|e| AppError::bad_request("malformed_json", format!("invalid body: {e}")))
 }
 
 pub(super) fn decode_hex<T: Decode>(hex_str: &str, what: &str) -> ApiResult<T> {
     let bytes = hex::decode(hex_str)
-        .map_err(|e| PeerApiError::bad_request("bad_hex", format!("{what} hex: {e}")))?;
+        .map_err(|e| AppError::bad_request("bad_hex", format!("{what} hex: {e}")))?;
     T::decode(&bytes)
-        .map_err(|e| PeerApiError::bad_request("malformed", format!("{what} does not decode: {e}")))
+        .map_err(|e| AppError::bad_request("malformed", format!("{what} does not decode: {e}")))
 }
 
 #[derive(Deserialize, Serialize)]
