@@ -166,7 +166,13 @@ mod tests {
             (Reject::MempoolFull, 503),
             (Reject::UnknownParent(Hash256::ZERO), 409),
             (Reject::HighHash, 400),
-            (Reject::CoinbaseTooLarge { paid: 2, allowed: 1 }, 422),
+            (
+                Reject::CoinbaseTooLarge {
+                    paid: 2,
+                    allowed: 1,
+                },
+                422,
+            ),
             (Reject::MissingInput(0, Hash256::ZERO, 0), 409),
         ];
         for (r, status) in cases {

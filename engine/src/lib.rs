@@ -1,31 +1,22 @@
 //! The Bitplace ledger engine.
 //!
 //! Knows nothing of HTTP or GPUs. Layers, bottom up:
-//! - consensus data: [`hash`], [`encoding`], [`header`], [`pow`], [`address`], [`tx`],
-//!   [`merkle`], [`block`], [`params`];
+//! - consensus data: the `bitplace-consensus` crate ([`hash`], [`encoding`], [`header`],
+//!   [`pow`], [`address`], [`tx`], [`merkle`], [`block`], [`params`]), re-exported here;
 //! - rules: [`validation`], [`difficulty`];
 //! - storage: [`events`] (the append-only log records), [`store`] (redb tables, the log and
 //!   its projections);
 //! - the [`Engine`] that turns commands into events; [`query`] for reads, [`mining`] and
 //!   [`selection`] for block templates.
 
-pub mod address;
-pub mod block;
-pub mod encoding;
-pub mod hash;
-pub mod header;
-pub mod merkle;
-pub mod params;
-pub mod pow;
-pub mod tx;
+// The consensus types live in their own crate (no storage or threads, so the miner and
+// the wallet use it alone); re-exported under the old paths so `engine::tx::…` still works.
+pub use consensus::{address, block, encoding, hash, header, merkle, params, pow, tx};
 
-pub use address::Address;
-pub use block::Block;
-pub use hash::Hash256;
-pub use header::BlockHeader;
-pub use params::{ChainParams, Network};
-pub use pow::CompactTarget;
-pub use tx::{OutPoint, Transaction, TxIn, TxInputs, TxOut};
+pub use consensus::{
+    Address, Block, BlockHeader, ChainParams, CompactTarget, Hash256, Network, OutPoint,
+    Transaction, TxIn, TxInputs, TxOut,
+};
 
 pub mod difficulty;
 pub mod engine;

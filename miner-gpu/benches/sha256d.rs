@@ -30,7 +30,7 @@ fn sha256d_per_header(c: &mut Criterion) {
             let mut acc = 0u8;
             for nonce in 0..NONCES as u32 {
                 h[76..].copy_from_slice(&nonce.to_le_bytes());
-                acc ^= engine::hash::sha256d(black_box(&h))[31];
+                acc ^= consensus::hash::sha256d(black_box(&h))[31];
             }
             acc
         })

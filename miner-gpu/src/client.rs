@@ -10,8 +10,8 @@
 //! root from coinb1 ‖ extra_nonce2 ‖ coinb2 and the merkle branch, as Stratum does.
 
 use crate::{MinerError, SearchBackend, SearchControl, Solution, Work};
-use engine::hash::Hash256;
-use engine::merkle::MerkleProof;
+use consensus::hash::Hash256;
+use consensus::merkle::MerkleProof;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};

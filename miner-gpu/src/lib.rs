@@ -12,8 +12,8 @@ pub mod cpu;
 pub mod gpu;
 pub mod sha256;
 
-use engine::hash::Hash256;
-use engine::header::HEADER_SIZE;
+use consensus::hash::Hash256;
+use consensus::header::HEADER_SIZE;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use cpu::{CpuBackend, Kernel};
@@ -93,7 +93,7 @@ impl Work {
     /// The header bytes with `nonce` written in.
     pub fn header_with_nonce(&self, nonce: u32) -> [u8; HEADER_SIZE] {
         let mut h = self.header;
-        h[engine::header::NONCE_OFFSET..].copy_from_slice(&nonce.to_le_bytes());
+        h[consensus::header::NONCE_OFFSET..].copy_from_slice(&nonce.to_le_bytes());
         h
     }
 }

@@ -10,7 +10,7 @@
 //! nonce is message word 3, so rounds 0..2 and parts of round 3 and of the message
 //! schedule are identical for every nonce too; they are folded into constants here.
 
-use engine::header::HEADER_SIZE;
+use consensus::header::HEADER_SIZE;
 
 /// SHA-256 round constants (FIPS 180-4 §4.2.2).
 pub const K: [u32; 64] = [
@@ -357,7 +357,7 @@ mod tests {
         for nonce in [0u32, 1, 0xdead_beef, u32::MAX] {
             let mut full = h;
             full[76..].copy_from_slice(&nonce.to_le_bytes());
-            assert_eq!(sha256d_header(&h, nonce), engine::hash::sha256d(&full));
+            assert_eq!(sha256d_header(&h, nonce), consensus::hash::sha256d(&full));
         }
     }
 

@@ -8,8 +8,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use engine::hash::Hash256;
-use engine::merkle::{coinbase_branch, merkle_root};
+use consensus::hash::Hash256;
+use consensus::merkle::{coinbase_branch, merkle_root};
 use miner_gpu::client::{
     self, parse_submit, Job, MinerConfig, SseParser, Submission, SubmitOutcome, Template,
 };

@@ -78,7 +78,7 @@ fn every_lane_position_reports_its_own_winner() {
             for s in &found {
                 let mut h = header;
                 h[76..].copy_from_slice(&s.nonce.to_le_bytes());
-                assert_eq!(s.hash.0, engine::hash::sha256d(&h));
+                assert_eq!(s.hash.0, consensus::hash::sha256d(&h));
             }
         }
     }
@@ -99,7 +99,7 @@ fn all_hashes_match_engine_with_max_target() {
             assert_eq!(s.nonce, start.wrapping_add(i as u32));
             let mut h = header;
             h[76..].copy_from_slice(&s.nonce.to_le_bytes());
-            assert_eq!(s.hash, engine::hash::Hash256::sha256d(&h));
+            assert_eq!(s.hash, consensus::hash::Hash256::sha256d(&h));
         }
     }
 }

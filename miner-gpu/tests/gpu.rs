@@ -74,7 +74,7 @@ fn every_nonce_position_in_a_dispatch_reports() {
     for s in &found {
         let mut h = header;
         h[76..].copy_from_slice(&s.nonce.to_le_bytes());
-        assert_eq!(s.hash.0, engine::hash::sha256d(&h));
+        assert_eq!(s.hash.0, consensus::hash::sha256d(&h));
     }
 }
 

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use testnode::ChildGuard;
 
 /// A valid payout address nobody holds a key for (the test only reads its balance).
-const MINER_ADDR: engine::Address = engine::Address([0x4d; 20]);
+const MINER_ADDR: consensus::Address = consensus::Address([0x4d; 20]);
 /// Where the test's own blocks (mined through the dev route) pay.
-const OTHER_ADDR: engine::Address = engine::Address([0x0e; 20]);
-/// The dev network's block reward (engine::params::ChainParams::dev).
+const OTHER_ADDR: consensus::Address = consensus::Address([0x0e; 20]);
+/// The dev network's block reward (consensus::params::ChainParams::dev).
 const DEV_REWARD: u64 = 10;
 
 /// The `bitplace-node` next to our binary (see the `testnode` crate for why).
@@ -68,7 +68,7 @@ impl Node {
     }
 
     /// confirmed + immature + unconfirmed of an address (all of a miner's rewards).
-    fn earned(&self, addr: &engine::Address) -> u64 {
+    fn earned(&self, addr: &consensus::Address) -> u64 {
         let v = self.get(&format!("/v1/addresses/{addr}"));
         assert_eq!(v["unconfirmed"], 0, "{v}");
         v["confirmed"].as_u64().unwrap() + v["immature"].as_u64().unwrap()

@@ -2,8 +2,8 @@
 //!
 //! Plain `http://` only (the node serves HTTP; TLS is not compiled in).
 
-use engine::encoding::Encode;
-use engine::{Address, Hash256, Transaction};
+use consensus::encoding::Encode;
+use consensus::{Address, Hash256, Transaction};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;

@@ -22,9 +22,9 @@
 
 use crate::keys::Keychain;
 use crate::slip10::DerivationError;
-use engine::encoding::Encode;
-use engine::tx::{TxIn, TxInputs, TxOut, TX_VERSION};
-use engine::{Address, OutPoint, Transaction};
+use consensus::encoding::Encode;
+use consensus::tx::{TxIn, TxInputs, TxOut, TX_VERSION};
+use consensus::{Address, OutPoint, Transaction};
 
 /// An output the wallet can spend, and which of its keys owns it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +139,7 @@ pub fn select(available: &[Spendable], amount: u64, fee_rate: u64) -> Result<Sel
         if chosen.iter().any(|c| c.outpoint == s.outpoint) {
             continue;
         }
-        if chosen.len() as u64 >= engine::tx::MAX_TX_ITEMS {
+        if chosen.len() as u64 >= consensus::tx::MAX_TX_ITEMS {
             break;
         }
         chosen.push(s);
@@ -230,8 +230,8 @@ pub fn build_payment(
 mod tests {
     use super::*;
     use crate::mnemonic::Mnemonic;
+    use consensus::Hash256;
     use ed25519_dalek::{Signature, VerifyingKey};
-    use engine::Hash256;
     use proptest::prelude::*;
 
     fn keychain() -> Keychain {
@@ -356,7 +356,7 @@ mod tests {
             vk.verify_strict(&txid.0, &Signature::from_bytes(&input.signature))
                 .unwrap();
         }
-        let decoded = <Transaction as engine::encoding::Decode>::decode(&tx.encode()).unwrap();
+        let decoded = <Transaction as consensus::encoding::Decode>::decode(&tx.encode()).unwrap();
         assert_eq!(decoded, tx);
     }
 

@@ -4,12 +4,12 @@
 //! Bitplace's coin type, `<account>'` is 0' unless chosen otherwise, `<index>'` numbers the
 //! receive addresses 0', 1', 2', ... There is no separate change chain: change goes back
 //! to one of the receive addresses. The address of a key is
-//! `bech32m("bp", sha256(public key)[0..20])` ([`engine::Address::from_public_key`]).
+//! `bech32m("bp", sha256(public key)[0..20])` ([`consensus::Address::from_public_key`]).
 
 use crate::mnemonic::Mnemonic;
 use crate::slip10::{DerivationError, ExtendedKey, HARDENED};
+use consensus::Address;
 use ed25519_dalek::SigningKey;
-use engine::Address;
 
 /// BIP44 purpose.
 pub const PURPOSE: u32 = 44;

@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
-use engine::Address;
+use consensus::Address;
 use serde_json::json;
 use std::io::{BufRead, Write};
 use std::ops::ControlFlow;

@@ -3,7 +3,7 @@
 use crate::client::{HistoryEntry, NodeClient, NodeError};
 use crate::coinselect::{build_payment, Selection, SendError, Spendable};
 use crate::keys::Keychain;
-use engine::{Address, Hash256, OutPoint};
+use consensus::{Address, Hash256, OutPoint};
 use serde::Serialize;
 use std::collections::BTreeMap;
 

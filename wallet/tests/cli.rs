@@ -5,9 +5,9 @@
 mod common;
 
 use common::{not_found, FakeNode, Reply, Request};
+use consensus::encoding::Decode;
+use consensus::{Address, Hash256, Transaction};
 use ed25519_dalek::{Signature, VerifyingKey};
-use engine::encoding::Decode;
-use engine::{Address, Hash256, Transaction};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -10,8 +10,8 @@
 
 mod common;
 use common::wallet_json;
-use engine::hash::sha256d;
-use engine::Address;
+use consensus::hash::sha256d;
+use consensus::Address;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

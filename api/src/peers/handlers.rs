@@ -2,7 +2,6 @@
 
 use super::*;
 
-
 async fn list_peers(State(s): State<PeerService>) -> Json<Vec<PeerView>> {
     Json(s.peers())
 }
@@ -94,11 +93,7 @@ async fn resolve_seed(State(s): State<PeerService>) -> ApiResult<Json<serde_json
 }
 
 async fn p2p_locator(State(s): State<PeerService>) -> ApiResult<Json<Vec<Hash256>>> {
-    s.inner
-        .engine
-        .locator()
-        .map(Json)
-        .map_err(AppError::from)
+    s.inner.engine.locator().map(Json).map_err(AppError::from)
 }
 
 async fn p2p_hashes(

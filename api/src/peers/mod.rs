@@ -41,7 +41,6 @@ use axum::{Json, Router};
 use engine::encoding::{Decode, Encode};
 use engine::notify::NotificationKind;
 use engine::{Block, BlockAccepted, Engine, EngineError, Hash256, Reject, Transaction};
-use handlers::*;
 use orphans::{Inserted, Orphan, OrphanPool, OrphanRefused};
 use registry::*;
 pub use registry::{normalize_peer_url, PeerSource, PeerView};

@@ -416,7 +416,11 @@ async fn peer_serving_invalid_blocks_is_refused_and_changes_nothing() {
     // Statuses as on every route (`crate::error::reject_status`): 422 for a ledger rule
     // broken given the chain, 400 for data that can never be valid.
     let cases = [
-        (inflated, "coinbase_too_large", StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            inflated,
+            "coinbase_too_large",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         (bad_pow, "high_hash", StatusCode::BAD_REQUEST),
     ];
     for (block, code, expected_status) in cases {

@@ -1,9 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use engine::hash::Hash256;
-use engine::header::BlockHeader;
-use engine::pow::CompactTarget;
+use consensus::hash::Hash256;
+use consensus::header::BlockHeader;
+use consensus::pow::CompactTarget;
 
 /// Small deterministic PRNG (splitmix64) so failures reproduce.
 pub struct Rng(pub u64);
@@ -55,7 +55,7 @@ pub fn target_with_top(top: u32) -> [u8; 32] {
 /// Every nonce in `start..start+count` (wrapping) that meets `target`, by brute force
 /// through the engine's (sha2-crate) SHA-256d.
 pub fn brute_force(header: &[u8; 80], target: &[u8; 32], start: u32, count: u32) -> Vec<u32> {
-    let t = engine::pow::Target(primitive_types_from(target));
+    let t = consensus::pow::Target(primitive_types_from(target));
     (0..count)
         .map(|i| start.wrapping_add(i))
         .filter(|&n| {
