@@ -50,6 +50,8 @@ pub struct Topics {
     pub blocks: bool,
     pub mempool: bool,
     pub work: bool,
+    /// The Stratum workers list (event `workers`, not from the event log: no id).
+    pub workers: bool,
     pub addresses: Vec<Address>,
 }
 
@@ -61,6 +63,7 @@ impl Topics {
                 "blocks" => t.blocks = true,
                 "mempool" => t.mempool = true,
                 "work" => t.work = true,
+                "workers" => t.workers = true,
                 _ => match part.strip_prefix("address:") {
                     Some(a) => {
                         let a = parse_address(a)?;
@@ -72,7 +75,7 @@ impl Topics {
                         return Err(AppError::bad_request(
                             "bad_topic",
                             format!(
-                                "unknown topic `{part}` (blocks, mempool, work, address:<addr>)"
+                                "unknown topic `{part}` (blocks, mempool, work, workers, address:<addr>)"
                             ),
                         ))
                     }
@@ -85,7 +88,7 @@ impl Topics {
                 format!("at most {MAX_ADDRESSES} addresses per stream"),
             ));
         }
-        if !t.blocks && !t.mempool && !t.work && t.addresses.is_empty() {
+        if !t.blocks && !t.mempool && !t.work && !t.workers && t.addresses.is_empty() {
             return Err(AppError::bad_request("bad_topic", "no topics given"));
         }
         Ok(t)
@@ -95,14 +98,14 @@ impl Topics {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
-    /// Comma-separated: `blocks`, `mempool`, `work`, `address:<addr>`.
+    /// Comma-separated: `blocks`, `mempool`, `work`, `workers`, `address:<addr>`.
     topics: Option<String>,
     /// Same as the `Last-Event-ID` header (for clients that cannot set headers).
     last_event_id: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/v1/events", params(EventsQuery),
-    responses((status = 200, description = "text/event-stream of block_connected, block_disconnected, mempool_added, mempool_removed, balance, work, reset"),
+    responses((status = 200, description = "text/event-stream of block_connected, block_disconnected, mempool_added, mempool_removed, balance, work, reset, workers"),
               (status = 400, body = crate::error::ErrorBody)))]
 pub async fn events(
     State(s): State<AppState>,
@@ -114,7 +117,14 @@ pub async fn events(
     let last = last_event_id(&headers)?.or(q.last_event_id);
     // Subscribe before reading anything, so nothing committed from here on is missed.
     let rx = s.engine.subscribe();
+    let workers = topics.workers.then(|| {
+        let mut w = s.stratum.frames();
+        // The current list goes out first, then each change.
+        w.mark_changed();
+        w
+    });
     let feed = Feed {
+        workers,
         engine: s.engine.clone(),
         cache: s.frames.clone(),
         rx,
@@ -184,6 +194,8 @@ struct Feed {
     /// so sending a frame costs no timer update.
     idle: Pin<Box<Sleep>>,
     shutdown: watch::Receiver<bool>,
+    /// The Stratum workers list when the `workers` topic is on.
+    workers: Option<watch::Receiver<Bytes>>,
     _guard: ClientGuard,
 }
 
@@ -196,6 +208,8 @@ enum Live {
     KeepAlive,
     /// The idle timer fired early (frames went out meanwhile): wait again.
     NotYet,
+    /// A ready frame not from the event log (the `workers` list).
+    Frame(Bytes),
     Closed,
 }
 
@@ -228,6 +242,7 @@ impl Feed {
                     }
                     Live::KeepAlive => return Some(KEEP_ALIVE),
                     Live::NotYet => continue,
+                    Live::Frame(f) => return Some(f),
                     Live::Closed => return None,
                 }
             };
@@ -268,6 +283,7 @@ impl Feed {
             r = self.rx.recv() => r,
             _ = shutdown.changed() => return Live::Closed,
             () = &mut self.idle => return self.idle_fired(),
+            Some(f) = next_workers(&mut self.workers) => return Live::Frame(f),
         };
         match got {
             Ok(n) => Live::Note(n),
@@ -344,4 +360,17 @@ impl Feed {
         self.last_mempool_work = Some(now);
         true
     }
+}
+
+/// The next `workers` frame; never resolves without the topic (or once its sender is
+/// gone, which only happens at shutdown).
+async fn next_workers(rx: &mut Option<watch::Receiver<Bytes>>) -> Option<Bytes> {
+    let Some(r) = rx else {
+        return std::future::pending().await;
+    };
+    if r.changed().await.is_err() {
+        *rx = None;
+        return std::future::pending().await;
+    }
+    Some(r.borrow_and_update().clone())
 }

@@ -47,6 +47,7 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         .route("/v1/mempool", get(v1::mempool))
         .route("/v1/mining/template", get(v1::template))
         .route("/v1/mining/submit", post(v1::submit_work))
+        .route("/v1/mining/workers", get(v1::workers))
         .route("/v1/events", get(events::events))
         .route("/v1/openapi.json", get(openapi::openapi_json))
         .route("/healthz", get(v1::healthz))

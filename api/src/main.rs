@@ -99,6 +99,25 @@ struct RunArgs {
     /// Serve Stratum V1 on this address.
     #[arg(long)]
     stratum: Option<SocketAddr>,
+    /// Share difficulty a Stratum connection starts at (fractions work, e.g. 0.001);
+    /// vardiff then moves it toward --stratum-share-seconds, never above the network's.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
+    stratum_difficulty: f64,
+    /// Seconds between shares that vardiff aims for, per connection.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_f64)]
+    stratum_share_seconds: f64,
+    /// Most open Stratum connections (0 = no cap); more are refused with a Stratum error.
+    #[arg(long, default_value_t = 10_000)]
+    stratum_max_connections: usize,
+    /// Most open Stratum connections per client IP (IPv6 by /64; 0 = no cap).
+    #[arg(long, default_value_t = 1_000)]
+    stratum_max_per_ip: usize,
+    /// Seconds a Stratum connection may send nothing before it is closed.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    stratum_idle_timeout: u64,
+    /// Seconds a Stratum connection has to authorize.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    stratum_auth_timeout: u64,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
     /// Serve this directory at / instead of the built-in page (history fallback to index.html).
@@ -111,6 +130,13 @@ struct RunArgs {
     /// Apply --rate-limit to loopback clients too.
     #[arg(long)]
     rate_limit_loopback: bool,
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number")),
+    }
 }
 
 fn parse_bits(s: &str) -> Result<CompactTarget, String> {
@@ -309,8 +335,17 @@ async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<(
             .with_context(|| format!("cannot listen for Stratum on {addr}"))?;
         tracing::info!(%addr, "stratum listening");
         let engine = engine.clone();
+        let config = api::stratum::StratumConfig {
+            start_difficulty: a.stratum_difficulty,
+            share_seconds: a.stratum_share_seconds,
+            max_connections: a.stratum_max_connections,
+            max_per_ip: a.stratum_max_per_ip,
+            idle_timeout: Duration::from_secs(a.stratum_idle_timeout),
+            auth_timeout: Duration::from_secs(a.stratum_auth_timeout),
+        };
+        let accounting = state.stratum.clone();
         tokio::spawn(async move {
-            if let Err(e) = api::stratum::serve(engine, l).await {
+            if let Err(e) = api::stratum::serve_with(engine, l, config, accounting).await {
                 tracing::error!(error = %e, "stratum server stopped");
             }
         });

@@ -162,6 +162,78 @@ impl Metrics {
     }
 }
 
+/// Workers shown by name in `bitplace_stratum_worker_hashrate`; the rest are summed
+/// under `worker="_other"`, so a pool of thousands of rigs cannot blow up the series.
+pub const MAX_WORKER_SERIES: usize = 20;
+
+/// Appends the `bitplace_stratum_*` series.
+pub fn render_stratum(out: &mut String, t: &crate::stratum::accounting::Totals) {
+    fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(out, "# HELP bitplace_stratum_{name} {help}");
+        let _ = writeln!(out, "# TYPE bitplace_stratum_{name} {kind}");
+    }
+    head(out, "connections", "gauge", "Open Stratum connections.");
+    let _ = writeln!(out, "bitplace_stratum_connections {}", t.connections);
+    head(
+        out,
+        "shares_total",
+        "counter",
+        "Stratum shares since start by result (accepted includes those that were blocks).",
+    );
+    let _ = writeln!(
+        out,
+        "bitplace_stratum_shares_total{{result=\"accepted\"}} {}",
+        t.accepted
+    );
+    let _ = writeln!(
+        out,
+        "bitplace_stratum_shares_total{{result=\"stale\"}} {}",
+        t.stale
+    );
+    for (reason, n) in &t.rejected {
+        let _ = writeln!(
+            out,
+            "bitplace_stratum_shares_total{{result=\"{reason}\"}} {n}"
+        );
+    }
+    head(
+        out,
+        "blocks_total",
+        "counter",
+        "Blocks found through Stratum since start.",
+    );
+    let _ = writeln!(out, "bitplace_stratum_blocks_total {}", t.blocks);
+    head(
+        out,
+        "hashrate",
+        "gauge",
+        "Estimated hash rate of all connected workers, H/s.",
+    );
+    let _ = writeln!(out, "bitplace_stratum_hashrate {}", t.hashrate);
+    head(
+        out,
+        "worker_hashrate",
+        "gauge",
+        "Estimated hash rate per worker, H/s (the fastest by name, the rest as _other).",
+    );
+    let mut workers = t.workers.clone();
+    workers.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (name, h) in workers.iter().take(MAX_WORKER_SERIES) {
+        let _ = writeln!(
+            out,
+            "bitplace_stratum_worker_hashrate{{worker=\"{}\"}} {h}",
+            escape(name)
+        );
+    }
+    if workers.len() > MAX_WORKER_SERIES {
+        let rest: f64 = workers[MAX_WORKER_SERIES..].iter().map(|w| w.1).sum();
+        let _ = writeln!(
+            out,
+            "bitplace_stratum_worker_hashrate{{worker=\"_other\"}} {rest}"
+        );
+    }
+}
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")

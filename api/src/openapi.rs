@@ -18,11 +18,12 @@ use utoipa::OpenApi;
         crate::v1::post_tx,
         crate::v1::template,
         crate::v1::submit_work,
+        crate::v1::workers,
         crate::v1::healthz,
         crate::v1::metrics,
         crate::events::events,
     ),
-    components(schemas(crate::error::ErrorBody))
+    components(schemas(crate::error::ErrorBody, crate::stratum::WorkerView))
 )]
 pub struct ApiDoc;
 

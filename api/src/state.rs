@@ -68,6 +68,9 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// Recent notifications' SSE frames, shared by every event stream.
     pub frames: Arc<FrameCache>,
+    /// The Stratum server's per-worker accounting (empty when `--stratum` is off): read by
+    /// `/v1/mining/workers`, the metrics and the `workers` push topic.
+    pub stratum: Arc<crate::stratum::Accounting>,
 }
 
 impl AppState {
@@ -101,6 +104,7 @@ impl AppState {
             mine_lock: Arc::new(tokio::sync::Mutex::new(())),
             shutdown,
             frames: Arc::new(FrameCache::default()),
+            stratum: Arc::new(crate::stratum::Accounting::default()),
         }
     }
 

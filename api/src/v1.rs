@@ -370,10 +370,19 @@ pub async fn healthz(State(s): State<AppState>) -> ApiResult<impl IntoResponse> 
     ))
 }
 
+/// The Stratum server's workers (empty when `--stratum` is off); the same list is pushed
+/// as the `workers` event of topic `workers`.
+#[utoipa::path(get, path = "/v1/mining/workers",
+    responses((status = 200, body = [crate::stratum::WorkerView])))]
+pub async fn workers(State(s): State<AppState>) -> axum::Json<Vec<crate::stratum::WorkerView>> {
+    axum::Json(s.stratum.snapshot())
+}
+
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     let st = read(&s.engine, |e| e.status()).await?;
-    let body = s.metrics.render(st.height, st.mempool_size);
+    let mut body = s.metrics.render(st.height, st.mempool_size);
+    crate::metrics::render_stratum(&mut body, &s.stratum.totals());
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -61,7 +61,7 @@ struct Node {
     _spawned: Option<Spawned>,
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -224,7 +224,7 @@ impl Node {
 }
 
 /// Finds a nonce for a `/v1/mining/template` answer; returns the `/v1/mining/submit` body.
-fn solve_template(t: &Value) -> Result<Value> {
+pub(crate) fn solve_template(t: &Value) -> Result<Value> {
     let unhex = |v: &Value| -> Result<Vec<u8>> {
         Ok(hex::decode(
             v.as_str().ok_or_else(|| anyhow!("not hex: {v}"))?,
@@ -270,19 +270,19 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
         .build()?)
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e5).round() / 100.0
 }
 
 /// The `p`-quantile of sorted samples.
-fn pct<T: Copy>(sorted: &[T], p: f64) -> T {
+pub(crate) fn pct<T: Copy>(sorted: &[T], p: f64) -> T {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 

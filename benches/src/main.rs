@@ -3,6 +3,7 @@
 //! run).
 
 mod http;
+mod stratum;
 
 use anyhow::{Context, Result};
 use benchkit::Bench;
@@ -57,6 +58,9 @@ enum Cmd {
     HttpSubmit(http::SubmitArgs),
     /// Block commit → SSE delivery latency at many concurrent subscribers.
     SseLatency(http::SseArgs),
+    /// Many Stratum connections submitting at vardiff rate, then new tips: shares/s,
+    /// submit → reply latency, node CPU and RSS, tip → clean job latency.
+    StratumLoad(stratum::StratumArgs),
 }
 
 fn main() -> Result<()> {
@@ -70,6 +74,7 @@ fn main() -> Result<()> {
         } => submit(threads, seconds, per_thread),
         Cmd::HttpSubmit(a) => http::http_submit(a),
         Cmd::SseLatency(a) => http::sse_latency(a),
+        Cmd::StratumLoad(a) => stratum::stratum_load(a),
     }
 }
 

@@ -96,6 +96,22 @@ impl BlockTemplate {
         coinbase_branch(&self.txids()[1..])
     }
 
+    /// The same template paying `address` instead: only the coinbase output and the
+    /// merkle root change (the coinbase is the branch's leaf, so the rest of the tree is
+    /// shared). Cheaper than a new template when many miners work on one tip.
+    pub fn paying(&self, address: Address) -> BlockTemplate {
+        let mut t = self.clone();
+        if let Some(out) = t.txs[0].outputs.first_mut() {
+            out.address = address;
+        }
+        t.header.merkle_root = MerkleProof {
+            index: 0,
+            branch: self.merkle_branch(),
+        }
+        .root_for(&t.txs[0].txid());
+        t
+    }
+
     /// The block with the given extra nonce (same length as the template's), time and nonce.
     pub fn solve_with(&self, extra_nonce: &[u8], time: u32, nonce: u32) -> Option<Block> {
         if extra_nonce.len() != self.extra_nonce_len() {
@@ -168,5 +184,23 @@ mod tests {
         let block = t.solve_with(&en, 5, 6).unwrap();
         assert_eq!(Hash256::sha256d(&body), block.txs[0].txid());
         assert_eq!(block.compute_merkle_root().0, block.header.merkle_root);
+    }
+
+    #[test]
+    fn paying_another_address_equals_a_template_built_for_it() {
+        let genesis = ChainParams::dev().genesis();
+        let spec = |a: u8| CoinbaseSpec {
+            address: Address([a; 20]),
+            extra_nonce: vec![0; 8],
+            reward: 10,
+        };
+        let others: Vec<(Transaction, u64)> = (0..5)
+            .map(|i| (Transaction::coinbase(100 + i, vec![], vec![]), 1))
+            .collect();
+        let a = BlockTemplate::new(genesis.header, 1, spec(1), &others, 0);
+        let b = BlockTemplate::new(genesis.header, 1, spec(2), &others, 0);
+        let moved = a.paying(Address([2; 20]));
+        assert_eq!(moved.header, b.header);
+        assert_eq!(moved.txs, b.txs);
     }
 }

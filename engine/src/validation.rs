@@ -382,6 +382,10 @@ fn verify_chunk(chunk: &[Transaction]) -> bool {
 
 /// Context-free block rules: structure, limits, merkle root (no mutation), proof of work.
 /// Signatures are checked separately ([`verify_signatures_batch`]).
+///
+/// The header's `version` is deliberately not a rule: any value is valid, so Stratum
+/// miners may roll its bits 13–28 as extra nonce space (BIP 310 / BIP 320) and the
+/// block is still accepted (engine/tests/version_rolling.rs).
 pub fn check_block(block: &Block, params: &ChainParams) -> Result<(), Reject> {
     let count = block.txs.len();
     if count == 0 {
