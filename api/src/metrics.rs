@@ -239,3 +239,36 @@ fn escape(s: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stratum::accounting::Totals;
+
+    #[test]
+    fn worker_series_are_bounded_and_the_rest_summed() {
+        let t = Totals {
+            connections: 30,
+            accepted: 7,
+            rejected: vec![("duplicate", 2)],
+            workers: (0..30)
+                .map(|i| (format!("bp1w.rig{i}"), i as f64))
+                .collect(),
+            hashrate: (0..30).sum::<i32>() as f64,
+            ..Totals::default()
+        };
+        let mut out = String::new();
+        render_stratum(&mut out, &t);
+        let series = out
+            .lines()
+            .filter(|l| l.starts_with("bitplace_stratum_worker_hashrate{"))
+            .count();
+        assert_eq!(series, MAX_WORKER_SERIES + 1, "{out}");
+        // The fastest are named; rigs 0..=9 (sum 45) are summed as _other.
+        assert!(out.contains("bitplace_stratum_worker_hashrate{worker=\"bp1w.rig29\"} 29"));
+        assert!(out.contains("bitplace_stratum_worker_hashrate{worker=\"_other\"} 45"));
+        assert!(out.contains("bitplace_stratum_shares_total{result=\"accepted\"} 7"));
+        assert!(out.contains("bitplace_stratum_shares_total{result=\"duplicate\"} 2"));
+        assert!(out.contains("bitplace_stratum_connections 30"));
+    }
+}

@@ -289,16 +289,17 @@ async fn workers_event(base: &str, want: impl Fn(&Value) -> bool) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cpu_miner_far_below_the_network_difficulty_gets_shares_and_is_accounted() {
     let dir = tempfile::tempdir().unwrap();
-    // Difficulty 256: days per block for this miner. Shares aimed at one a second.
+    // Difficulty 256: days per block for this miner. Shares aimed at two a second, so
+    // the node's estimate rests on ~30 shares (Poisson noise ~20%).
     let args = [
         "--network",
         "dev",
         "--difficulty",
         "1c00ffff",
         "--stratum-difficulty",
-        "0.001",
+        "0.0005",
         "--stratum-share-seconds",
-        "1",
+        "0.5",
     ];
     let (_node, base, stratum) = start_node(dir.path(), &args).await;
     let worker = format!("{}.cpu0", TestKey::new(70).address());
@@ -314,10 +315,10 @@ async fn a_cpu_miner_far_below_the_network_difficulty_gets_shares_and_is_account
             .await
         })
     };
-    let (tally, own_rate) = mine(&stratum, &worker, 12.0).await;
+    let (tally, own_rate) = mine(&stratum, &worker, 15.0).await;
     assert!(
-        tally.accepted >= 5,
-        "several shares in 12 s at share time 1 s: {tally:?} at {own_rate:.0} H/s"
+        tally.accepted >= 8,
+        "several shares in 15 s at share time 0.5 s: {tally:?} at {own_rate:.0} H/s"
     );
     assert!(
         tally.difficulties.len() >= 2,
@@ -347,7 +348,7 @@ async fn a_cpu_miner_far_below_the_network_difficulty_gets_shares_and_is_account
     let rate = w["hashrate"].as_f64().unwrap();
     assert!(
         rate > own_rate / 2.0 && rate < own_rate * 2.0,
-        "node says {rate:.0} H/s, the miner {own_rate:.0} H/s"
+        "node says {rate:.0} H/s, the miner {own_rate:.0} H/s: {tally:?}"
     );
     let pushed = tokio::time::timeout(Duration::from_secs(10), watch)
         .await
@@ -355,12 +356,21 @@ async fn a_cpu_miner_far_below_the_network_difficulty_gets_shares_and_is_account
         .unwrap();
     assert_eq!(pushed[0]["worker"], json!(worker));
 
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The miner hung up: once the server noticed, no open connection and no per-worker
+    // series for it (only connected workers get one).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let m = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if m.contains("bitplace_stratum_connections 0") || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let line = |name: &str| {
         metrics
             .lines()
@@ -373,10 +383,7 @@ async fn a_cpu_miner_far_below_the_network_difficulty_gets_shares_and_is_account
         line("bitplace_stratum_shares_total{result=\"accepted\"}"),
         tally.accepted as f64
     );
-    assert!(
-        line(&format!(
-            "bitplace_stratum_worker_hashrate{{worker=\"{worker}\"}}"
-        )) >= 0.0
-    );
-    assert!(line("bitplace_stratum_connections") <= 1.0);
+    assert_eq!(line("bitplace_stratum_blocks_total"), 0.0);
+    assert_eq!(line("bitplace_stratum_connections"), 0.0);
+    assert!(!metrics.contains(&worker), "{metrics}");
 }
