@@ -18,7 +18,7 @@ use crate::store::chainstate::InputContext;
 use crate::store::codec::{decode_mempool_value, fee_rate_micro};
 use crate::store::{read, StoreError, Tables};
 use crate::tx::{OutPoint, Transaction};
-use crate::validation::{self, Reject, VerifiedTx};
+use crate::validation::{self, CheckedBlock, Reject, VerifiedTx};
 use rayon::prelude::*;
 use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use serde::Serialize;
@@ -112,7 +112,7 @@ type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
 enum Command {
     Tx(VerifiedTx, Reply<TxAccepted>),
-    Block(Arc<Block>, Reply<BlockAccepted>),
+    Block(CheckedBlock, Reply<BlockAccepted>),
     Reset(Reply<()>),
     Rebuild(Reply<Hash256>),
 }
@@ -329,9 +329,9 @@ impl Engine {
         block: Block,
     ) -> Result<oneshot::Receiver<Result<BlockAccepted, EngineError>>, EngineError> {
         // Signatures are verified by the writer, overlapped with its validation work.
-        validation::check_block(&block, self.params())?;
+        let checked = validation::check_block(block, self.params())?;
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Block(Arc::new(block), reply))?;
+        self.send(Command::Block(checked, reply))?;
         Ok(rx)
     }
 
@@ -612,11 +612,11 @@ impl Writer {
     /// Accepts a block while its signatures are batch-verified on the other cores: the
     /// verification (the most expensive part) overlaps validation and folding, and the
     /// transaction commits only if both succeed.
-    fn accept_block_verified(&self, block: &Arc<Block>) -> Result<BlockAccepted, EngineError> {
+    fn accept_block_verified(&self, block: &CheckedBlock) -> Result<BlockAccepted, EngineError> {
         let (tx, rx) = mpsc::channel();
         let for_pool = block.clone();
         rayon::spawn(move || {
-            let _ = tx.send(validation::verify_signatures_batch(&for_pool.txs[1..]));
+            let _ = tx.send(validation::verify_signatures_batch(for_pool.spends()));
         });
         let gate = || match rx.recv() {
             Ok(Ok(())) => Ok(()),
@@ -629,7 +629,7 @@ impl Writer {
     fn accept_block(
         &self,
         t: &mut Tables<'_>,
-        block: &Arc<Block>,
+        block: &CheckedBlock,
     ) -> Result<BlockAccepted, EngineError> {
         let hash = block.hash();
         if let Some(meta) = read::block_meta(&t.block_index, &hash)? {
@@ -638,13 +638,18 @@ impl Writer {
                 height: meta.height,
             });
         }
-        let prev = block.header.prev_hash;
+        let prev = block.block().header.prev_hash;
         let parent = read::block_meta(&t.block_index, &prev)?.ok_or(Reject::UnknownParent(prev))?;
         let height = parent.height + 1;
         let now = (self.shared.config.clock)();
-        t.check_header_context(block, &parent, self.params(), now)?;
-        crate::store::chainstate::check_coinbase(&block.txs[0], height, u64::MAX, self.params())?;
-        t.append(Event::BlockAccepted(block.clone()))?;
+        t.check_header_context(block.block(), &parent, self.params(), now)?;
+        crate::store::chainstate::check_coinbase(
+            block.coinbase(),
+            height,
+            u64::MAX,
+            self.params(),
+        )?;
+        t.append(Event::BlockAccepted(block.shared().clone()))?;
         let tip = read::block_meta(&t.block_index, &t.meta.tip)?
             .ok_or_else(|| StoreError::corrupt("tip missing"))?;
         let new = read::block_meta(&t.block_index, &hash)?

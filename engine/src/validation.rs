@@ -14,6 +14,7 @@ use crate::tx::{OutPoint, Transaction, MAX_EXTRA_NONCE};
 use ed25519_dalek::Signature;
 use rayon::prelude::*;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Why a transaction or block was refused. Nothing was written when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -380,13 +381,52 @@ fn verify_chunk(chunk: &[Transaction]) -> bool {
     ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok()
 }
 
+/// A block that passed the context-free rules of [`check_block`]: it has transactions, the
+/// first is its only coinbase, every transaction has a valid shape, the merkle root commits
+/// to them and the header meets its own target. Only a `CheckedBlock` can be queued for the
+/// writer (as only a [`VerifiedTx`] can for transactions), so the writer's use of
+/// [`CheckedBlock::coinbase`] rests on a check that provably ran. Signatures are verified
+/// separately, batched, while the writer works ([`verify_signatures_batch`]).
+#[derive(Clone, Debug)]
+pub struct CheckedBlock(Arc<Block>);
+
+impl CheckedBlock {
+    pub fn block(&self) -> &Block {
+        &self.0
+    }
+
+    /// The shared block, as the log's `BlockAccepted` event holds it.
+    pub fn shared(&self) -> &Arc<Block> {
+        &self.0
+    }
+
+    pub fn hash(&self) -> Hash256 {
+        self.0.hash()
+    }
+
+    /// The coinbase: present, by the check.
+    pub fn coinbase(&self) -> &Transaction {
+        &self.0.txs[0]
+    }
+
+    /// The transactions after the coinbase, whose signatures a block must carry.
+    pub fn spends(&self) -> &[Transaction] {
+        &self.0.txs[1..]
+    }
+}
+
 /// Context-free block rules: structure, limits, merkle root (no mutation), proof of work.
 /// Signatures are checked separately ([`verify_signatures_batch`]).
 ///
 /// The header's `version` is deliberately not a rule: any value is valid, so Stratum
 /// miners may roll its bits 13–28 as extra nonce space (BIP 310 / BIP 320) and the
 /// block is still accepted (engine/tests/version_rolling.rs).
-pub fn check_block(block: &Block, params: &ChainParams) -> Result<(), Reject> {
+pub fn check_block(block: Block, params: &ChainParams) -> Result<CheckedBlock, Reject> {
+    check_block_rules(&block, params)?;
+    Ok(CheckedBlock(Arc::new(block)))
+}
+
+fn check_block_rules(block: &Block, params: &ChainParams) -> Result<(), Reject> {
     let count = block.txs.len();
     if count == 0 {
         return Err(Reject::NoTransactions);
