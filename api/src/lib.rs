@@ -27,7 +27,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::time::Instant;
 
-/// The node's router with every route, limit and middleware.
+/// The node's own routes (/v1, the seeds' aliases, the page) with every limit and
+/// middleware; the peer routes come through [`app_with`] / [`node_app`].
 pub fn app(state: AppState) -> Router {
     app_with(state, Router::new())
 }

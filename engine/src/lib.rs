@@ -29,6 +29,8 @@ pub mod query;
 pub mod recovery;
 pub mod selection;
 pub mod store;
+// Keys and transactions for tests; not in the production library (feature `testkit`).
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod validation;
 
