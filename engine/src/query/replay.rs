@@ -20,12 +20,7 @@ pub(super) fn note_for(
         let b = s.block(&m)?;
         let mut a = Vec::new();
         for tx in &b.txs {
-            tx.spends()
-                .iter()
-                .for_each(|i| push_unique(&mut a, Address::from_public_key(&i.public_key)));
-            tx.outputs
-                .iter()
-                .for_each(|o| push_unique(&mut a, o.address));
+            push_addresses(tx, &mut a);
         }
         Ok((a, b.txids()))
     };
@@ -63,12 +58,7 @@ pub(super) fn note_for(
         }
         Event::TxAdmitted(tx) => {
             let mut a = Vec::new();
-            tx.spends()
-                .iter()
-                .for_each(|i| push_unique(&mut a, Address::from_public_key(&i.public_key)));
-            tx.outputs
-                .iter()
-                .for_each(|o| push_unique(&mut a, o.address));
+            push_addresses(&tx, &mut a);
             let fee = read::mempool_tx(&s.table(MEMPOOL)?, &tx.txid())?
                 .map(|(_, f)| f)
                 .unwrap_or(0);
@@ -111,5 +101,15 @@ impl Engine {
             out.push(note_for(&s, &index, record)?);
         }
         Ok(out)
+    }
+}
+
+/// Adds every address `tx` spends from or pays to, once each, to `out`.
+fn push_addresses(tx: &Transaction, out: &mut Vec<Address>) {
+    for i in tx.spends() {
+        push_unique(out, Address::from_public_key(&i.public_key));
+    }
+    for o in &tx.outputs {
+        push_unique(out, o.address);
     }
 }
