@@ -106,7 +106,8 @@ pub struct EventsQuery {
 
 #[utoipa::path(get, path = "/v1/events", params(EventsQuery),
     responses((status = 200, description = "text/event-stream of block_connected, block_disconnected, mempool_added, mempool_removed, balance, work, reset, workers"),
-              (status = 400, body = crate::error::ErrorBody)))]
+              (status = 400, body = crate::error::ErrorBody),
+              (status = 503, description = "too_many_subscribers: every event-stream place is taken", body = crate::error::ErrorBody)))]
 pub async fn events(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -115,6 +116,7 @@ pub async fn events(
     let Query(q) = query?;
     let topics = Topics::parse(q.topics.as_deref().unwrap_or("blocks,mempool"))?;
     let last = last_event_id(&headers)?.or(q.last_event_id);
+    let guard = ClientGuard::reserve(&s)?;
     // Subscribe before reading anything, so nothing committed from here on is missed.
     let rx = s.engine.subscribe();
     let workers = topics.workers.then(|| {
@@ -137,9 +139,8 @@ pub async fn events(
         last_frame_at: tokio::time::Instant::now(),
         idle: Box::pin(tokio::time::sleep(KEEP_ALIVE_EVERY)),
         shutdown: s.shutdown.clone(),
-        _guard: ClientGuard(s.clone()),
+        _guard: guard,
     };
-    s.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         feed.next().await.map(|b| (Ok::<_, Infallible>(b), feed))
     });
@@ -168,7 +169,29 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
         })
 }
 
+/// One open stream's place under [`crate::NodeConfig::max_sse_clients`]; counted in the
+/// `bitplace_sse_clients` gauge and freed on drop.
 struct ClientGuard(AppState);
+
+impl ClientGuard {
+    /// Takes a place, or answers 503 when every place is taken.
+    fn reserve(s: &AppState) -> ApiResult<ClientGuard> {
+        let max = s.config.max_sse_clients as u64;
+        s.metrics
+            .sse_clients
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| {
+                AppError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_subscribers",
+                    format!("the node serves at most {max} event streams at once; retry later"),
+                )
+            })?;
+        Ok(ClientGuard(s.clone()))
+    }
+}
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {

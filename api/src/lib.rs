@@ -4,10 +4,12 @@
 //! [`app`] builds the whole router; the `bitplace-node` binary (src/main.rs) opens the
 //! engine, builds an [`AppState`] and serves it.
 
+pub mod crosssite;
 pub mod custody;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
@@ -60,6 +62,7 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         .merge(extra)
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(crosssite::guard))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             ratelimit::limit,

@@ -130,6 +130,27 @@ struct RunArgs {
     /// Apply --rate-limit to loopback clients too.
     #[arg(long)]
     rate_limit_loopback: bool,
+    /// Start a new chain in a data directory whose ledger is gone but whose other files
+    /// (peers.json, dev wallets) remain; without it such a directory is refused.
+    #[arg(long)]
+    reinit: bool,
+    /// Most HTTP connections open at once (lowered to stay below the open-file limit).
+    #[arg(long, default_value_t = api::listen::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Most HTTP connections open at once from one client IP (IPv6: per /64), loopback
+    /// included. 0 = no per-client cap.
+    #[arg(long, default_value_t = api::listen::DEFAULT_MAX_PER_IP)]
+    max_connections_per_ip: usize,
+    /// Seconds a client has to send a whole request head (also how long an idle kept-alive
+    /// connection stays open); a socket that sends nothing is closed after it.
+    #[arg(long, default_value_t = api::listen::DEFAULT_HEADER_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds a connection may stay with nothing read or written before it is closed.
+    #[arg(long, default_value_t = api::listen::DEFAULT_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+    /// Most open event streams (GET /v1/events) at once; past it: 503 too_many_subscribers.
+    #[arg(long, default_value_t = api::state::DEFAULT_MAX_SSE_CLIENTS)]
+    max_sse_clients: usize,
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {
@@ -217,12 +238,33 @@ fn params(a: &RunArgs) -> Result<ChainParams> {
     Ok(p)
 }
 
-fn open_engine(data_dir: &Path, params: ChainParams) -> Result<Engine> {
+/// Files that only a node which ran here leaves behind.
+const LEFT_BEHIND: &[&str] = &[api::peers::PEERS_FILE, api::custody::FILE_NAME];
+
+fn open_engine(data_dir: &Path, params: ChainParams, reinit: bool) -> Result<Engine> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let path = data_dir.join(LEDGER_FILE);
+    check_ledger_not_lost(data_dir, &path, reinit)?;
     Engine::open(&path, EngineConfig::new(params))
         .with_context(|| format!("cannot open the ledger {}", path.display()))
+}
+
+/// A missing ledger next to a node's other files means it was deleted or lost (a wrong
+/// mount, a half-restored backup): starting a new chain there silently would serve
+/// height 0 to the wallets and peers that knew this node. Refused unless `--reinit`.
+fn check_ledger_not_lost(data_dir: &Path, ledger: &Path, reinit: bool) -> Result<()> {
+    if reinit || ledger.exists() {
+        return Ok(());
+    }
+    if let Some(found) = LEFT_BEHIND.iter().find(|f| data_dir.join(f).exists()) {
+        bail!(
+            "{} has no {LEDGER_FILE} but has {found}: the ledger was deleted or is not \
+             where it was; restore it, or pass --reinit to start a new chain here",
+            data_dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Opens an existing data directory for offline work, detecting its network.
@@ -280,7 +322,7 @@ fn run(a: RunArgs) -> Result<()> {
             bail!("--web-root {}: no index.html there", root.display());
         }
     }
-    let engine = open_engine(&a.data_dir, params)?;
+    let engine = open_engine(&a.data_dir, params, a.reinit)?;
     let custody = if dev {
         Some(Custody::open(&a.data_dir)?)
     } else {
@@ -295,6 +337,8 @@ fn run(a: RunArgs) -> Result<()> {
 
 async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<()> {
     let dev = a.dev;
+    // Before anything opens sockets: the connection cap is sized from this limit.
+    let fd_limit = api::listen::raise_fd_limit();
     if dev && !a.listen.ip().is_loopback() {
         tracing::warn!(listen = %a.listen, "dev mode holds keys and mines on request: bind it to loopback only");
     }
@@ -305,6 +349,7 @@ async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<(
         admin_token: a.admin_token.clone(),
         rate_limit: a.rate_limit,
         rate_limit_loopback: a.rate_limit_loopback,
+        max_sse_clients: a.max_sse_clients,
         ..NodeConfig::default()
     };
     let state = AppState::with_shutdown(engine.clone(), config, custody, stop_rx.clone());
@@ -358,16 +403,35 @@ async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<(
         dev,
         "bitplace-node ready"
     );
-    // The peer address feeds the per-client rate limit.
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    });
+    let limits = api::listen::ConnLimits {
+        max_connections: api::listen::connection_cap(a.max_connections, fd_limit),
+        max_per_ip: a.max_connections_per_ip,
+        header_timeout: Duration::from_secs(a.header_timeout),
+        idle_timeout: Duration::from_secs(a.idle_timeout),
+    };
+    if limits.max_connections < a.max_connections {
+        tracing::warn!(
+            requested = a.max_connections,
+            allowed = limits.max_connections,
+            fd_limit,
+            "--max-connections lowered to stay below the open-file limit"
+        );
+    }
+    let server = api::listen::serve(
+        listener,
+        app,
+        state.limiter.clone(),
+        limits,
+        state.metrics.connections.clone(),
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        },
+    );
     let mut stop = stop_rx;
     tokio::select! {
-        r = server => r.context("server failed")?,
+        () = server => {},
         // In-flight requests get a grace period after the signal, then we exit anyway.
         _ = async {
             let _ = stop.wait_for(|v| *v).await;

@@ -1,10 +1,11 @@
 //! Prometheus metrics, hand-formatted (a handful of series does not need a registry
 //! crate). Every series is prefixed `bitplace_`.
 
+use crate::listen::ConnStats;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Reads a live count when `/metrics` is rendered.
@@ -33,6 +34,8 @@ pub struct Metrics {
     /// Where `bitplace_orphan_txs` is read from: the peer service's orphan pool.
     orphan_source: OnceLock<CountSource>,
     pub sse_clients: AtomicU64,
+    /// Inbound connection counts, kept by the listener ([`crate::listen`]).
+    pub connections: Arc<ConnStats>,
     /// (route, method, status class) → latency histogram. Routes are the matched route
     /// patterns, so the label set stays bounded whatever paths clients send.
     requests: Mutex<BTreeMap<(String, String, String), Histogram>>,
@@ -106,6 +109,24 @@ impl Metrics {
             "sse_clients",
             "Open push-event streams.",
             self.sse_clients.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "http_connections",
+            "Open HTTP connections.",
+            self.connections.open.load(Ordering::Relaxed) as u64,
+        );
+        counter(
+            &mut out,
+            "http_connections_refused_total",
+            "HTTP connections refused (connection caps, rate limit) since start.",
+            self.connections.refused.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "http_connections_timed_out_total",
+            "HTTP connections closed by the header-read or idle timeout since start.",
+            self.connections.timed_out.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

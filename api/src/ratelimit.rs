@@ -48,7 +48,7 @@ impl RateLimiter {
     }
 
     /// The client key: the address, or for IPv6 its /64 (IPv4-mapped addresses as IPv4).
-    fn key(ip: IpAddr) -> IpAddr {
+    pub fn key(ip: IpAddr) -> IpAddr {
         match ip {
             IpAddr::V4(_) => ip,
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -32,7 +32,13 @@ pub struct NodeConfig {
     pub rate_limit: u32,
     /// Limit loopback clients too (by default they are exempt).
     pub rate_limit_loopback: bool,
+    /// Most open event streams at once; past it `GET /v1/events` answers 503.
+    pub max_sse_clients: usize,
 }
+
+/// Default cap on open event streams: every open tab of the web page and every miner
+/// holds one; each costs a connection and a broadcast receiver.
+pub const DEFAULT_MAX_SSE_CLIENTS: usize = 1024;
 
 /// Default requests per second per client: far above what a wallet, a web page or a
 /// miner sends, low enough that one remote client cannot monopolise the node.
@@ -48,6 +54,7 @@ impl Default for NodeConfig {
             admin_token: None,
             rate_limit: DEFAULT_RATE_LIMIT,
             rate_limit_loopback: false,
+            max_sse_clients: DEFAULT_MAX_SSE_CLIENTS,
         }
     }
 }

@@ -91,8 +91,28 @@ pub async fn blocks(
     Ok(axum::Json(list.iter().map(BlockSummary::from).collect()))
 }
 
-/// Looks a block up by height (all digits) or hash (64 hex).
-pub async fn find_block(engine: &Engine, id: &str) -> ApiResult<BlockView> {
+/// Default transactions per block page.
+pub const BLOCK_PAGE_TXS: usize = 100;
+/// A block page also ends once its transactions reach this many encoded bytes (the page's
+/// JSON is a few times that): a block of a few huge transactions is paged as well as one
+/// of many small ones, so no request builds a block's whole view in memory.
+pub const BLOCK_PAGE_BYTES: usize = 256 * 1024;
+
+/// Which of a block's transactions to list.
+#[derive(Deserialize, IntoParams, Clone, Copy, Default)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct BlockPage {
+    /// Index of the first transaction listed (default 0).
+    offset: Option<u64>,
+    /// At most this many transactions (default 100, max 1000); the page also ends at
+    /// 256 KiB of transactions. `next_offset` says where the next page starts.
+    limit: Option<usize>,
+}
+
+/// Looks a block up by height (all digits) or hash (64 hex); lists the transactions of
+/// `page` only.
+pub async fn find_block(engine: &Engine, id: &str, page: BlockPage) -> ApiResult<BlockView> {
     let id = id.to_string();
     read(engine, move |e| {
         let hash = if id.len() < 64 && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
@@ -127,27 +147,45 @@ pub async fn find_block(engine: &Engine, id: &str) -> ApiResult<BlockView> {
                 format!("no block {hash}"),
             )));
         };
-        let mut txs = Vec::with_capacity(block.txs.len());
-        for tx in &block.txs {
+        let offset = usize::try_from(page.offset.unwrap_or(0)).unwrap_or(usize::MAX);
+        let limit = page.limit.unwrap_or(BLOCK_PAGE_TXS).clamp(1, MAX_LIMIT);
+        let mut txs = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = offset;
+        for tx in block.txs.iter().skip(offset) {
+            if txs.len() >= limit || (!txs.is_empty() && bytes + tx.size() > BLOCK_PAGE_BYTES) {
+                break;
+            }
+            bytes += tx.size();
             let view = if info.main_chain {
                 e.transaction(&tx.txid())?.map(TxView::from)
             } else {
                 None
             };
             txs.push(view.unwrap_or_else(|| TxView::bare(tx, Some((info.hash, info.height)))));
+            next += 1;
         }
-        Ok(Ok(BlockView::new(&info, &block, txs)))
+        let next_offset = (next < block.txs.len()).then_some(next as u64);
+        let tx_offset = offset.min(block.txs.len()) as u64;
+        Ok(Ok(BlockView::new(
+            &info,
+            &block,
+            txs,
+            tx_offset,
+            next_offset,
+        )))
     })
     .await?
 }
 
-#[utoipa::path(get, path = "/v1/blocks/{id}", params(("id" = String, Path, description = "height or block hash")),
+#[utoipa::path(get, path = "/v1/blocks/{id}", params(("id" = String, Path, description = "height or block hash"), BlockPage),
     responses((status = 200, body = BlockView), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody)))]
 pub async fn block(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    Query(page): Query<BlockPage>,
 ) -> ApiResult<axum::Json<BlockView>> {
-    Ok(axum::Json(find_block(&s.engine, &id).await?))
+    Ok(axum::Json(find_block(&s.engine, &id, page).await?))
 }
 
 #[utoipa::path(get, path = "/v1/tx/{txid}", params(("txid" = String, Path)),

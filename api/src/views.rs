@@ -102,11 +102,23 @@ pub struct BlockView {
     pub size: u32,
     pub tx_count: u32,
     pub chainwork: String,
+    /// One page of the transactions: `tx_count` is the block's total, `tx_offset` the
+    /// index of `txs[0]`.
     pub txs: Vec<TxView>,
+    pub tx_offset: u64,
+    /// Where the next page starts (`?offset=`); absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<u64>,
 }
 
 impl BlockView {
-    pub fn new(info: &BlockInfo, block: &Block, txs: Vec<TxView>) -> BlockView {
+    pub fn new(
+        info: &BlockInfo,
+        block: &Block,
+        txs: Vec<TxView>,
+        tx_offset: u64,
+        next_offset: Option<u64>,
+    ) -> BlockView {
         BlockView {
             hash: info.hash.to_string(),
             height: info.height,
@@ -124,6 +136,8 @@ impl BlockView {
             tx_count: info.tx_count,
             chainwork: info.chainwork.clone(),
             txs,
+            tx_offset,
+            next_offset,
         }
     }
 }

@@ -57,17 +57,33 @@ fn content_type(path: &str) -> HeaderValue {
     HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("application/octet-stream"))
 }
 
-fn file(path: &str, bytes: Vec<u8>) -> Response {
-    typed(content_type(path), bytes)
+/// The built-in page's Content-Security-Policy: what its `<meta>` says, plus what only a
+/// header can say (`frame-ancestors`: no other site may frame the page and trick clicks).
+const PAGE_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// For a `--web-root` front end, whose scripts and styles the node does not know: only
+/// the parts that cannot break a page (no framing, no plugins, no `<base>` rewrite).
+const WEB_ROOT_CSP: &str = "frame-ancestors 'none'; object-src 'none'; base-uri 'self'";
+
+fn file(path: &str, bytes: Vec<u8>, csp: &'static str) -> Response {
+    typed(content_type(path), bytes, csp)
 }
 
-fn typed(content_type: HeaderValue, bytes: Vec<u8>) -> Response {
+fn typed(content_type: HeaderValue, bytes: Vec<u8>, csp: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
             (
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(csp),
+            ),
+            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
             ),
         ],
         bytes,
@@ -94,6 +110,7 @@ pub async fn fallback(State(s): State<AppState>, method: Method, uri: Uri) -> Re
         return typed(
             HeaderValue::from_static(WGSL_TYPE),
             SHADER.as_bytes().to_vec(),
+            PAGE_CSP,
         );
     }
     let rel = path.trim_start_matches('/');
@@ -101,20 +118,21 @@ pub async fn fallback(State(s): State<AppState>, method: Method, uri: Uri) -> Re
     match &s.config.web_root {
         Some(root) => serve_dir(root, rel).await,
         None => match WEB.get_file(rel) {
-            Some(f) => file(rel, f.contents().to_vec()),
+            Some(f) => file(rel, f.contents().to_vec(), PAGE_CSP),
             None => not_found(path),
         },
     }
 }
 
-/// A safe relative path under `root`: no `..`, no absolute parts, no backslashes.
+/// A safe relative path under `root`: no `..`, no dotfiles or dot-directories (`.git`,
+/// `.env`), no absolute parts, no backslashes.
 fn resolve(root: &Path, rel: &str) -> Option<PathBuf> {
     let mut out = root.to_path_buf();
     for seg in rel.split('/') {
         if seg.is_empty() || seg == "." {
             continue;
         }
-        if seg == ".." || seg.contains('\\') || seg.contains('\0') {
+        if seg.starts_with('.') || seg.contains('\\') || seg.contains('\0') {
             return None;
         }
         out.push(seg);
@@ -122,15 +140,30 @@ fn resolve(root: &Path, rel: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+/// `path` with every symlink followed, if it still lies inside `root` (a link to
+/// `/etc/passwd` or `../secrets` placed in the web root is not served).
+async fn inside_root(root: &Path, path: &Path) -> Option<PathBuf> {
+    let root = tokio::fs::canonicalize(root).await.ok()?;
+    let real = tokio::fs::canonicalize(path).await.ok()?;
+    real.starts_with(&root).then_some(real)
+}
+
 async fn serve_dir(root: &Path, rel: &str) -> Response {
-    if let Some(p) = resolve(root, rel) {
-        if let Ok(bytes) = tokio::fs::read(&p).await {
-            return file(rel, bytes);
+    // A refused path answers 404 rather than the app shell, so it is plain it was refused.
+    let Some(p) = resolve(root, rel) else {
+        return not_found(rel);
+    };
+    if tokio::fs::symlink_metadata(&p).await.is_ok() {
+        let Some(real) = inside_root(root, &p).await else {
+            return not_found(rel);
+        };
+        if let Ok(bytes) = tokio::fs::read(&real).await {
+            return file(rel, bytes, WEB_ROOT_CSP);
         }
     }
     // History fallback: client-side routes load the app shell.
     match tokio::fs::read(root.join("index.html")).await {
-        Ok(bytes) => file("index.html", bytes),
+        Ok(bytes) => file("index.html", bytes, WEB_ROOT_CSP),
         Err(_) => not_found(rel),
     }
 }

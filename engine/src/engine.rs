@@ -30,6 +30,13 @@ use tokio::sync::{broadcast, oneshot};
 
 /// Most commands folded into one write transaction.
 const MAX_BATCH: usize = 8192;
+/// How far behind the tip a side branch may be, in blocks of the tip's work, for a block
+/// on it to be stored. A block body is kept only when its chain could still become the
+/// best: anyone can make a valid block off an early, easy block, and each one stored
+/// would stay in the log forever. 144 covers every honest fork seen (partitions heal at
+/// a few blocks) with a wide margin, while a fork that deep must match the tip's
+/// difficulty block for block.
+pub const SIDE_CHAIN_REACH_BLOCKS: u64 = 144;
 
 /// Seconds since the Unix epoch; injectable so tests control "now".
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -125,9 +132,18 @@ pub(crate) struct Shared {
     pub config: EngineConfig,
     pub notifier: broadcast::Sender<Arc<Notification>>,
     pub template_cache: Mutex<Option<crate::query::TemplateCache>>,
+    /// Blocks refused for good, so a repeated push is refused without validating again.
+    pub invalid_blocks: Mutex<crate::invalid::InvalidBlocks>,
 }
 
 impl Shared {
+    fn remember_invalid(&self, hash: Hash256, r: &Reject) {
+        self.invalid_blocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash, r);
+    }
+
     /// The open database, or `Unavailable` while it is being reopened.
     pub(crate) fn db(&self) -> Result<Arc<Database>, EngineError> {
         let slot = self.db.read().unwrap_or_else(|e| e.into_inner());
@@ -239,6 +255,7 @@ impl Engine {
             config,
             notifier,
             template_cache: Mutex::new(None),
+            invalid_blocks: Mutex::new(Default::default()),
         });
         let (commands, rx) = mpsc::sync_channel(MAX_BATCH * 4);
         let writer = Writer {
@@ -324,10 +341,27 @@ impl Engine {
             .map_err(|_| EngineError::Closed)?
     }
 
+    /// Why `hash` was refused for good before, if it is remembered (bounded, see
+    /// [`crate::invalid`]).
+    pub fn known_invalid(&self, hash: &Hash256) -> Option<Reject> {
+        self.shared
+            .invalid_blocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(hash)
+            .cloned()
+    }
+
     fn queue_block(
         &self,
         block: Block,
     ) -> Result<oneshot::Receiver<Result<BlockAccepted, EngineError>>, EngineError> {
+        if let Some(r) = self.known_invalid(&block.hash()) {
+            return Err(r.into());
+        }
+        // Not remembered when this fails: these checks are cheap, and a body that does not
+        // match its header (bad merkle root, duplicated transactions, added ones) says
+        // nothing about the block the header names.
         // Signatures are verified by the writer, overlapped with its validation work.
         let checked = validation::check_block(block, self.params())?;
         let (reply, rx) = oneshot::channel();
@@ -471,7 +505,11 @@ impl Writer {
         match cmd {
             Command::Tx(tx, reply) => self.commit_txs(vec![(tx, reply)]),
             Command::Block(block, reply) => {
-                let _ = reply.send(self.accept_block_verified(&block));
+                let r = self.accept_block_verified(&block);
+                if let Err(EngineError::Rejected(reject)) = &r {
+                    self.shared.remember_invalid(block.hash(), reject);
+                }
+                let _ = reply.send(r);
             }
             Command::Reset(reply) => {
                 let _ = reply.send(self.transact(|t| self.reset(t)));
@@ -649,9 +687,10 @@ impl Writer {
             u64::MAX,
             self.params(),
         )?;
-        t.append(Event::BlockAccepted(block.shared().clone()))?;
         let tip = read::block_meta(&t.block_index, &t.meta.tip)?
             .ok_or_else(|| StoreError::corrupt("tip missing"))?;
+        check_within_reach(block.block(), &parent, &tip)?;
+        t.append(Event::BlockAccepted(block.shared().clone()))?;
         let new = read::block_meta(&t.block_index, &hash)?
             .ok_or_else(|| StoreError::corrupt("block just stored"))?;
         if new.chainwork <= tip.chainwork {
@@ -798,6 +837,35 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Refuses `block` when its branch's work is more than [`SIDE_CHAIN_REACH_BLOCKS`]
+/// tip-blocks of work below the tip's: it could not become the best chain before the
+/// honest chain moves on, so its body is not worth a place in the log.
+fn check_within_reach(
+    block: &Block,
+    parent: &crate::store::codec::BlockMeta,
+    tip: &crate::store::codec::BlockMeta,
+) -> Result<(), Reject> {
+    let work = block.header.bits.work().map_err(Reject::InvalidBits)?;
+    let branch = parent.chainwork.saturating_add(work);
+    if branch >= tip.chainwork {
+        return Ok(());
+    }
+    let per_block = tip
+        .bits
+        .work()
+        .map_err(Reject::InvalidBits)?
+        .max(1u64.into());
+    let reach = per_block.saturating_mul(SIDE_CHAIN_REACH_BLOCKS.into());
+    if branch.saturating_add(reach) >= tip.chainwork {
+        return Ok(());
+    }
+    let behind = (tip.chainwork - branch) / per_block;
+    Err(Reject::ForkTooFarBehind {
+        behind: behind.try_into().unwrap_or(u64::MAX),
+        reach: SIDE_CHAIN_REACH_BLOCKS,
+    })
 }
 
 /// The checks a transaction passes before it is queued for the writer: context-free

@@ -22,6 +22,7 @@ pub mod difficulty;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod invalid;
 mod keycache;
 pub mod mining;
 pub mod notify;

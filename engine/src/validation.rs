@@ -101,6 +101,8 @@ pub enum Reject {
     TooManyTxs { count: usize, max: usize },
     #[error("the genesis block cannot be replaced")]
     GenesisMismatch,
+    #[error("block's branch is {behind} blocks of work behind the tip, past the {reach} a side chain may be: it cannot become the best chain")]
+    ForkTooFarBehind { behind: u64, reach: u64 },
 }
 
 impl Reject {
@@ -144,6 +146,7 @@ impl Reject {
             BlockTooLarge { .. } => "block_too_large",
             TooManyTxs { .. } => "too_many_txs",
             GenesisMismatch => "genesis_mismatch",
+            ForkTooFarBehind { .. } => "fork_too_far_behind",
         }
     }
 
@@ -427,6 +430,10 @@ pub fn check_block(block: Block, params: &ChainParams) -> Result<CheckedBlock, R
 }
 
 fn check_block_rules(block: &Block, params: &ChainParams) -> Result<(), Reject> {
+    // First, before any other work: a block claiming an easier target than the network
+    // ever allows (0x207fffff on main, met by every other hash) is refused, so a pushed
+    // orphan cannot pass its proof-of-work check for free.
+    check_bits_within_limit(block, params)?;
     let count = block.txs.len();
     if count == 0 {
         return Err(Reject::NoTransactions);
@@ -458,6 +465,20 @@ fn check_block_rules(block: &Block, params: &ChainParams) -> Result<(), Reject> 
         check_tx_shape(tx)?;
     }
     check_merkle(block)
+}
+
+/// The header's target is no easier than the network's easiest (`pow_limit`).
+fn check_bits_within_limit(block: &Block, params: &ChainParams) -> Result<(), Reject> {
+    let got = block.header.bits;
+    let target = got.to_target().map_err(Reject::InvalidBits)?;
+    let limit = params.pow_limit.to_target().map_err(Reject::InvalidBits)?;
+    if target > limit {
+        return Err(Reject::BadBits {
+            expected: params.pow_limit,
+            got,
+        });
+    }
+    Ok(())
 }
 
 fn check_merkle(block: &Block) -> Result<(), Reject> {

@@ -353,3 +353,110 @@ fn rejection_codes_are_distinct() {
     let set: std::collections::HashSet<_> = all.iter().collect();
     assert_eq!(set.len(), all.len());
 }
+
+/// Issue 17 item 1: anyone can make a valid block off an early, easy block; one whose
+/// branch could never catch up with the tip is refused before its body is stored.
+#[test]
+fn a_side_block_far_behind_the_tip_is_not_stored() {
+    let f = Fixture::new();
+    let miner = key(1).address();
+    let n = engine::engine::SIDE_CHAIN_REACH_BLOCKS + 6;
+    for _ in 0..n {
+        f.mine(miner);
+    }
+    let e = &f.engine;
+    let genesis = e.block_hash_at(0).unwrap().unwrap();
+    let (g, _) = e.block(&genesis).unwrap().unwrap();
+    let before = f.state();
+    // A sibling of block 1: its branch is ~n blocks behind.
+    let junk = fork_block(genesis, 1, g.time + 1, vec![]);
+    let err = e.submit_block(junk.clone()).unwrap_err();
+    assert_eq!(code(&err), "fork_too_far_behind", "{err}");
+    assert_eq!(f.state(), before, "nothing stored");
+    assert!(e.block(&junk.hash()).unwrap().is_none());
+    // A fork a few blocks deep is within reach: stored as a side chain, as before.
+    let tip = e.status().unwrap();
+    let parent = e.block_hash_at(tip.height - 3).unwrap().unwrap();
+    let (p, _) = e.block(&parent).unwrap().unwrap();
+    let side = fork_block(parent, p.height + 1, tip.tip_time + 1, vec![]);
+    assert!(matches!(
+        e.submit_block(side).unwrap(),
+        engine::BlockAccepted::SideChain { .. }
+    ));
+}
+
+/// Issue 17 item 6: a header claiming an easier target than the network's easiest is
+/// refused before anything else, so an orphan cannot pass its own proof-of-work check.
+#[test]
+fn bits_easier_than_the_network_limit_are_refused_first() {
+    let mut p = engine::params::ChainParams::dev();
+    p.initial_bits = CompactTarget(0x1f00ffff);
+    p.pow_limit = CompactTarget(0x1f00ffff);
+    let f = Fixture::with_params(p);
+    let before = f.state();
+    // Unknown parent and the easiest encodable target: without the cap this would pass
+    // the proof-of-work check and get to "unknown parent".
+    let mut orphan = fork_block(Hash256([7; 32]), 5, START_TIME as u32, vec![]);
+    assert_eq!(orphan.header.bits, CompactTarget(0x207fffff));
+    let err = f.engine.submit_block(orphan.clone()).unwrap_err();
+    assert_eq!(code(&err), "bad_bits", "{err}");
+    assert_eq!(f.state(), before);
+    // At the limit it goes on to the proof-of-work check.
+    orphan.header.bits = CompactTarget(0x1f00ffff);
+    let err = f.engine.submit_block(orphan).unwrap_err();
+    assert!(
+        matches!(code(&err), "high_hash" | "unknown_parent"),
+        "{err}"
+    );
+}
+
+/// Issue 17 item 6: the same invalid block claiming more work, pushed again, is refused
+/// from memory with the reason it had, not by replaying the reorganisation.
+#[test]
+fn an_invalid_block_pushed_again_is_refused_from_memory() {
+    let w = world();
+    let e = &w.f.engine;
+    let tip = e.status().unwrap();
+    let fork_parent = e.block_hash_at(tip.height - 1).unwrap().unwrap();
+    let (p, _) = e.block(&fork_parent).unwrap().unwrap();
+    let c1 = fork_block(fork_parent, p.height + 1, p.time + 1, vec![]);
+    // Spends an output that does not exist: only found while connecting the branch.
+    let bad = w
+        .alice
+        .spend(&[outpoint(Hash256([3; 32]), 0)], &[(key(8).address(), 1)]);
+    let c2 = fork_block(c1.hash(), p.height + 2, p.time + 2, vec![bad]);
+    e.submit_block(c1).unwrap();
+    let before = w.f.state();
+    assert!(e.known_invalid(&c2.hash()).is_none());
+    let first = e.submit_block(c2.clone()).unwrap_err();
+    assert_eq!(code(&first), "missing_input", "{first}");
+    assert_eq!(
+        e.known_invalid(&c2.hash()).map(|r| r.code()),
+        Some("missing_input")
+    );
+    let again = e.submit_block(c2).unwrap_err();
+    assert_eq!(code(&again), "missing_input");
+    assert_eq!(w.f.state(), before);
+}
+
+/// Signatures are outside the block hash: a copy of an honest block with one signature
+/// garbled is refused, and the honest block is still accepted afterwards.
+#[test]
+fn a_block_refused_for_a_garbled_signature_is_not_remembered_as_invalid() {
+    let w = world();
+    let e = &w.f.engine;
+    let pay = w.alice.spend(&[w.mature], &[(key(8).address(), 10)]);
+    let honest = block_with(&w, vec![pay]);
+    let mut garbled = honest.clone();
+    if let TxInputs::Transfer(ins) = &mut garbled.txs[1].inputs {
+        ins[0].signature[0] ^= 1;
+    }
+    assert_eq!(garbled.hash(), honest.hash());
+    let err = e.submit_block(garbled).unwrap_err();
+    assert_eq!(code(&err), "bad_signature", "{err}");
+    assert!(e.known_invalid(&honest.hash()).is_none());
+    assert!(matches!(
+        e.submit_block(honest).unwrap(),
+        engine::BlockAccepted::Connected { .. }
+    ));
+}
