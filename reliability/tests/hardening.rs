@@ -91,8 +91,8 @@ async fn cross_site_requests_cannot_move_dev_funds_or_reset_the_chain() {
     for (path, headers, body) in &attempts {
         let (status, text) = post_with(node.port, path, headers, body);
         assert!(
-            status == 403 && text.contains("cross_site")
-                || status == 415 && text.contains("unsupported_media_type"),
+            (status == 403 && text.contains("cross_site"))
+                || (status == 415 && text.contains("unsupported_media_type")),
             "{path} {headers:?}: {status} {text}"
         );
     }
@@ -198,7 +198,8 @@ async fn a_data_dir_whose_ledger_was_deleted_is_refused_unless_reinit() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::start(dir.path(), &FAST).await;
     node.post("/api/new_wallet", &serde_json::json!({})).await;
-    node.mine(&TestKeyAddr::new(1).0, 0).await;
+    let miner = engine::testkit::TestKey::new(1).address().to_string();
+    node.mine(&miner, 0).await;
     node.kill();
     assert!(dir.path().join("dev-wallets.json").exists());
     std::fs::remove_file(dir.path().join("ledger.redb")).unwrap();
@@ -216,12 +217,4 @@ async fn a_data_dir_whose_ledger_was_deleted_is_refused_unless_reinit() {
     node.args.push("--reinit".into());
     node.restart().await;
     assert_eq!(node.status().await["height"], 0);
-}
-
-/// An address string for mining to.
-struct TestKeyAddr(String);
-impl TestKeyAddr {
-    fn new(seed: u64) -> TestKeyAddr {
-        TestKeyAddr(engine::testkit::TestKey::new(seed).address().to_string())
-    }
 }
