@@ -8,7 +8,9 @@
 //! - a **per-client cap** ([`ConnLimits::max_per_ip`], IPv6 by /64, loopback included: a
 //!   local process is as able to open a thousand sockets as a remote one);
 //! - the **rate limit counts connections** as well as requests: every accepted connection
-//!   takes a token from its client's bucket ([`RateLimiter::check`]);
+//!   takes a token from its client's bucket ([`RateLimiter::check`]), which pays for the
+//!   connection's first request ([`Prepaid`]), so a client opening a connection per
+//!   request pays once per request and one opening connections without requests pays too;
 //! - a **header-read timeout**: a request head (the first one, and each next one on a
 //!   kept-alive connection) must arrive whole within [`ConnLimits::header_timeout`], so a
 //!   socket that sends nothing, or a slowloris trickling a header, is closed;
@@ -33,7 +35,7 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -56,6 +58,11 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest buffered request head (hyper's default is ~400 KB per connection, which times
 /// the connection cap is more memory than a node should give to headers).
 const MAX_BUF: usize = 64 * 1024;
+
+/// Marks a connection's first request, whose rate-limit token the connection already took
+/// when it was accepted ([`crate::ratelimit::limit`] lets it through without another).
+#[derive(Clone, Copy, Debug)]
+pub struct Prepaid;
 
 /// Bounds on inbound connections (see the module docs).
 #[derive(Clone, Debug)]
@@ -231,8 +238,12 @@ pub async fn serve(
             activity: activity.clone(),
         });
         let app = app.clone();
+        let first = AtomicBool::new(true);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            if first.swap(false, Ordering::Relaxed) {
+                req.extensions_mut().insert(Prepaid);
+            }
             app.clone().oneshot(req.map(Body::new))
         });
         let conn = graceful.watch(http.serve_connection(io, service));

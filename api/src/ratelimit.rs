@@ -91,11 +91,14 @@ impl RateLimiter {
     }
 }
 
-/// The middleware: refuses a request over its client's budget with 429.
+/// The middleware: refuses a request over its client's budget with 429. A connection's
+/// first request was paid for when the listener accepted the connection.
 pub async fn limit(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let prepaid = req.extensions().get::<crate::listen::Prepaid>().is_some();
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
+        .filter(|_| !prepaid)
         .map(|c| c.0.ip());
     if let Some(ip) = peer {
         if let Err(retry) = s.limiter.check(ip, Instant::now()) {

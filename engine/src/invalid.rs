@@ -12,7 +12,7 @@
 //!   remembering that hash would make the node refuse the honest block for good.
 
 use crate::hash::Hash256;
-use crate::validation::Reject;
+use crate::validation::{Reject, RejectClass};
 use std::collections::{HashMap, VecDeque};
 
 /// Hashes remembered.
@@ -24,15 +24,17 @@ pub struct InvalidBlocks {
     order: VecDeque<Hash256>,
 }
 
-/// Whether refusing a block for `r` is final for that block.
+/// Whether refusing a block for `r` is final for that block: a consensus rule broken by
+/// data the hash commits to. Conflicts count too: a block names its parent, so the state
+/// it spends from is fixed, and a spend that state lacks or already made stays wrong.
 pub fn is_final(r: &Reject) -> bool {
-    !matches!(
-        r,
-        Reject::TimeTooNew { .. }
-            | Reject::UnknownParent(_)
-            | Reject::ForkTooFarBehind { .. }
-            | Reject::BadSignature(_)
-    )
+    match r.class() {
+        RejectClass::Malformed | RejectClass::Invalid | RejectClass::Conflict => !matches!(
+            r,
+            Reject::TimeTooNew { .. } | Reject::UnknownParent(_) | Reject::BadSignature(_)
+        ),
+        RejectClass::PolicyRule | RejectClass::PolicyCapacity => false,
+    }
 }
 
 impl InvalidBlocks {
@@ -75,6 +77,13 @@ mod tests {
         m.insert(Hash256([2; 32]), &Reject::UnknownParent(Hash256::ZERO));
         m.insert(Hash256([3; 32]), &Reject::TimeTooNew { time: 1, max: 0 });
         m.insert(Hash256([4; 32]), &Reject::BadSignature(0));
+        m.insert(
+            Hash256([5; 32]),
+            &Reject::ForkTooFarBehind {
+                behind: 200,
+                reach: 144,
+            },
+        );
         assert_eq!(m.get(&Hash256([1; 32])), Some(&Reject::HighHash));
         assert_eq!(m.len(), 1);
         for i in 0..(MAX_INVALID_BLOCKS + 10) as u32 {

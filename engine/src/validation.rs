@@ -191,7 +191,8 @@ impl Reject {
             | DoubleSpend(..)
             | UnknownParent(_)
             | TimeTooNew { .. } => Conflict,
-            FeeTooLow { .. } => PolicyRule,
+            // Not invalid: this node keeps no body whose chain cannot become the best.
+            FeeTooLow { .. } | ForkTooFarBehind { .. } => PolicyRule,
             MempoolFull => PolicyCapacity,
         }
     }
