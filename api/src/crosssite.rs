@@ -17,6 +17,12 @@
 //! multipart bodies without a CORS preflight, and the node answers no preflight. An empty
 //! body without a content type passes (the seeds' `new_wallet` and `reset_system`, and
 //! the web page, post nothing).
+//!
+//! Two seed routes change state on `GET` (their shapes are kept, design/SEED_API.md):
+//! `GET /mine` mines a block and `GET /wallet/new` creates a custody wallet. A link or an
+//! `<img>` on another site would trigger them with no body and no `Origin`, so for these
+//! the same-origin check applies to `GET` as well ([`STATE_CHANGING_GETS`]); a browser's
+//! address bar (`Sec-Fetch-Site: none`), the node's own page, and non-browser clients pass.
 
 use crate::error::AppError;
 use axum::extract::Request;
@@ -24,21 +30,34 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+/// Routes whose `GET` changes state (the seeds' shapes): refused cross-site like a POST.
+pub const STATE_CHANGING_GETS: &[&str] = &["/mine", "/wallet/new"];
+
 /// The middleware (layered over the whole router).
 pub async fn guard(req: Request, next: Next) -> Response {
-    if let Err(e) = check(req.method(), req.headers()) {
+    if let Err(e) = check(req.method(), req.uri().path(), req.headers()) {
         return e.into_response();
     }
     next.run(req).await
 }
 
 /// Why a request is refused, if it is.
-pub fn check(method: &Method, headers: &HeaderMap) -> Result<(), AppError> {
+pub fn check(method: &Method, path: &str, headers: &HeaderMap) -> Result<(), AppError> {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        if *method != Method::OPTIONS && is_state_changing_get(path) {
+            return same_origin(headers);
+        }
         return Ok(());
     }
     same_origin(headers)?;
     json_body(headers)
+}
+
+/// `path` is one of [`STATE_CHANGING_GETS`] (a trailing slash included: the router may
+/// not match it, but refusing costs nothing).
+fn is_state_changing_get(path: &str) -> bool {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    STATE_CHANGING_GETS.contains(&path)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -153,23 +172,38 @@ mod tests {
             ("content-type", "text/plain"),
             ("content-length", "40"),
         ]);
-        assert_eq!(code(check(&post, &headers)).as_deref(), Some("cross_site"));
+        assert_eq!(
+            code(check(&post, "/api/send", &headers)).as_deref(),
+            Some("cross_site")
+        );
         let headers = h(&[
             ("host", "127.0.0.1:8080"),
             ("sec-fetch-site", "cross-site"),
             ("content-type", "application/json"),
         ]);
-        assert_eq!(code(check(&post, &headers)).as_deref(), Some("cross_site"));
+        assert_eq!(
+            code(check(&post, "/api/send", &headers)).as_deref(),
+            Some("cross_site")
+        );
         // same-site (another port of the same host) is another origin too.
         let headers = h(&[("sec-fetch-site", "same-site")]);
-        assert_eq!(code(check(&post, &headers)).as_deref(), Some("cross_site"));
+        assert_eq!(
+            code(check(&post, "/api/send", &headers)).as_deref(),
+            Some("cross_site")
+        );
         let headers = h(&[("host", "127.0.0.1:8080"), ("origin", "null")]);
-        assert_eq!(code(check(&post, &headers)).as_deref(), Some("cross_site"));
+        assert_eq!(
+            code(check(&post, "/api/send", &headers)).as_deref(),
+            Some("cross_site")
+        );
         let headers = h(&[
             ("host", "127.0.0.1:8080"),
             ("origin", "http://127.0.0.1:9999"),
         ]);
-        assert_eq!(code(check(&post, &headers)).as_deref(), Some("cross_site"));
+        assert_eq!(
+            code(check(&post, "/api/send", &headers)).as_deref(),
+            Some("cross_site")
+        );
     }
 
     #[test]
@@ -193,7 +227,11 @@ mod tests {
             h(&[("sec-fetch-site", "same-origin"), ("content-length", "0")]),
             h(&[]),
         ] {
-            assert_eq!(code(check(&post, &headers)), None, "{headers:?}");
+            assert_eq!(
+                code(check(&post, "/api/send", &headers)),
+                None,
+                "{headers:?}"
+            );
         }
     }
 
@@ -208,7 +246,7 @@ mod tests {
             h(&[("transfer-encoding", "chunked")]),
         ] {
             assert_eq!(
-                code(check(&post, &headers)).as_deref(),
+                code(check(&post, "/api/send", &headers)).as_deref(),
                 Some("unsupported_media_type"),
                 "{headers:?}"
             );
@@ -222,10 +260,51 @@ mod tests {
             ("sec-fetch-site", "cross-site"),
         ]);
         for m in [Method::GET, Method::HEAD, Method::OPTIONS] {
-            assert_eq!(code(check(&m, &headers)), None);
+            assert_eq!(code(check(&m, "/api/send", &headers)), None);
+        }
+        for m in [Method::GET, Method::HEAD] {
+            assert_eq!(code(check(&m, "/wallet/balance", &headers)), None);
         }
         for m in [Method::PUT, Method::DELETE, Method::PATCH] {
-            assert_eq!(code(check(&m, &headers)).as_deref(), Some("cross_site"));
+            assert_eq!(
+                code(check(&m, "/api/send", &headers)).as_deref(),
+                Some("cross_site")
+            );
+        }
+    }
+
+    #[test]
+    fn state_changing_gets_are_refused_cross_site_only() {
+        for path in ["/mine", "/wallet/new", "/wallet/new/"] {
+            for headers in [
+                h(&[("sec-fetch-site", "cross-site")]),
+                h(&[("sec-fetch-site", "same-site")]),
+                h(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "https://evil.example"),
+                ]),
+            ] {
+                assert_eq!(
+                    code(check(&Method::GET, path, &headers)).as_deref(),
+                    Some("cross_site"),
+                    "{path} {headers:?}"
+                );
+            }
+            for headers in [
+                h(&[]),
+                h(&[("sec-fetch-site", "none")]),
+                h(&[("sec-fetch-site", "same-origin")]),
+                h(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://127.0.0.1:8080"),
+                ]),
+            ] {
+                assert_eq!(
+                    code(check(&Method::GET, path, &headers)),
+                    None,
+                    "{path} {headers:?}"
+                );
+            }
         }
     }
 }

@@ -123,6 +123,55 @@ async fn cross_site_requests_cannot_move_dev_funds_or_reset_the_chain() {
     assert_eq!(status, 200, "{text}");
 }
 
+/// A raw GET with extra header lines.
+fn get_with(port: u16, path: &str, headers: &[&str]) -> (u16, String) {
+    let mut r = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for h in headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    r.push_str("\r\n");
+    let (status, body) = raw_http(port, r.as_bytes(), T).expect("an HTTP answer");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Issue 17 item 5: the seeds' `GET /mine` and `GET /wallet/new` change state, so a link
+/// or an `<img>` on another site must not trigger them; typed in the address bar (or
+/// from curl) they still work.
+#[tokio::test]
+async fn cross_site_gets_cannot_mine_or_create_wallets() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &FAST).await;
+    let wallets = |v: &serde_json::Value| v["data"].as_array().map_or(0, Vec::len);
+    let (_, w) = node.get("/api/get_wallets").await;
+    let wallets_before = wallets(&w);
+    let before = node.fingerprint().await;
+    for path in ["/mine", "/wallet/new"] {
+        for headers in [
+            vec!["Sec-Fetch-Site: cross-site"],
+            vec!["Sec-Fetch-Site: same-site"],
+            vec!["Origin: https://evil.example"],
+        ] {
+            let (status, text) = get_with(node.port, path, &headers);
+            assert_eq!(status, 403, "{path} {headers:?}: {text}");
+            assert!(text.contains("cross_site"), "{text}");
+        }
+    }
+    assert_eq!(node.fingerprint().await, before, "a cross-site GET mined");
+    let (_, w) = node.get("/api/get_wallets").await;
+    assert_eq!(
+        wallets(&w),
+        wallets_before,
+        "a cross-site GET made a wallet"
+    );
+    // The address bar and non-browser clients.
+    let (status, text) = get_with(node.port, "/mine", &["Sec-Fetch-Site: none"]);
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = get_with(node.port, "/wallet/new", &[]);
+    assert_eq!(status, 201, "{text}");
+    assert_ne!(node.fingerprint().await, before);
+}
+
 #[tokio::test]
 async fn the_page_forbids_framing_and_referrers() {
     let dir = tempfile::tempdir().unwrap();
