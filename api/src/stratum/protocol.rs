@@ -59,7 +59,9 @@ pub fn parse_u32_hex(v: Option<&Value>, what: &str) -> Result<u32, String> {
     let s = v
         .and_then(Value::as_str)
         .ok_or_else(|| format!("{what} must be a hex string"))?;
-    if s.len() != 8 {
+    // Checked digit by digit: `u32::from_str_radix` also takes a leading `+`, so
+    // `+0000001` would pass as 8 characters and the same nonce have two spellings.
+    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!("{what} must be 8 hex digits"));
     }
     u32::from_str_radix(s, 16).map_err(|_| format!("{what} must be 8 hex digits"))
@@ -128,6 +130,24 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, Value> {
 mod tests {
     use super::*;
     use engine::pow::CompactTarget;
+
+    #[test]
+    fn a_signed_nonce_is_refused() {
+        let v = |s: &str| Value::String(s.into());
+        assert_eq!(parse_u32_hex(Some(&v("0000002a")), "nonce"), Ok(42));
+        assert_eq!(parse_u32_hex(Some(&v("FFFFFFFF")), "nonce"), Ok(u32::MAX));
+        for bad in [
+            "+0000001",
+            "-0000001",
+            " 0000001",
+            "0x000001",
+            "0000001",
+            "000000001",
+        ] {
+            assert!(parse_u32_hex(Some(&v(bad)), "nonce").is_err(), "{bad}");
+        }
+        assert!(parse_u32_hex(Some(&Value::from(42)), "nonce").is_err());
+    }
 
     #[test]
     fn prevhash_swaps_each_word_and_difficulty_matches_bitcoin() {
