@@ -115,12 +115,24 @@ pub struct PeerView {
     pub last_sync: Option<SyncReport>,
 }
 
-/// Compares without an early exit, so response timing does not leak the token's prefix.
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `given` is the admin token: their SHA-256d digests compared in constant time,
+/// so neither the time taken nor an early exit on a length mismatch tells a caller how
+/// much of a guess was right, or how long the token is.
+pub(super) fn token_matches(given: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let given = Hash256::sha256d(given.as_bytes());
+    let expected = Hash256::sha256d(expected.as_bytes());
+    given.0.ct_eq(&expected.0).into()
+}
+
+/// The credentials of an `Authorization: Bearer <token>` header. The scheme is matched
+/// case-insensitively (RFC 7235 section 2.1: `bearer` and `BEARER` are `Bearer`).
+pub(super) fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Canonical form of a peer address: `http://host[:port]`, no path. A scheme-less
@@ -344,15 +356,14 @@ impl PeerService {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(bearer_token);
         match given {
             None => Err(AppError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "registering peers needs `Authorization: Bearer <admin token>`",
             )),
-            Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
+            Some(t) if token_matches(t, expected) => Ok(()),
             Some(_) => Err(AppError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",

@@ -481,6 +481,30 @@ async fn registering_peers_needs_the_admin_token_outside_dev() {
         json!(["127.0.0.1:5001", "127.0.0.1:9"])
     );
 
+    // The scheme in any case (RFC 7235); a wrong token of another length is just wrong.
+    for auth in ["bearer s3cret", "BEARER s3cret", "Bearer   s3cret "] {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/v1/peers")
+            .header("content-type", "application/json")
+            .header("authorization", auth)
+            .body(Body::from(
+                json!({"url": "http://127.0.0.1:10"}).to_string(),
+            ))
+            .unwrap();
+        let resp = guarded.clone().oneshot(req).await.unwrap();
+        assert!(resp.status().is_success(), "{auth}: {}", resp.status());
+    }
+    let (status, _) = call(
+        &guarded,
+        "POST",
+        "/v1/peers",
+        add(),
+        Some("s3cret-and-more"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
     // No token configured and not dev: registration is simply off.
     let closed = PeerService::new(e.clone(), PeerConfig::default()).router();
     let (status, body) = call(&closed, "POST", "/v1/peers", add(), Some("x")).await;
@@ -742,4 +766,18 @@ async fn a_corrupt_peer_file_is_set_aside_and_ignored() {
     let bad = std::fs::read_to_string(dir.path().join("peers.json.bad")).unwrap();
     assert!(bad.ends_with("[tru"), "the unreadable list is kept: {bad}");
     assert_eq!(file.load().unwrap().len(), 1, "a fresh list replaced it");
+}
+
+#[test]
+fn bearer_scheme_is_case_insensitive_and_tokens_compare_by_digest() {
+    assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+    assert_eq!(bearer_token("bearer abc"), Some("abc"));
+    assert_eq!(bearer_token("BeArEr   abc  "), Some("abc"));
+    for bad in ["Basic abc", "Bearerabc", "abc", "Bearer ", "Bearer"] {
+        assert_eq!(bearer_token(bad), None, "{bad}");
+    }
+    assert!(token_matches("s3cret", "s3cret"));
+    for wrong in ["", "s3cre", "s3cret!", "S3CRET", "x"] {
+        assert!(!token_matches(wrong, "s3cret"), "{wrong}");
+    }
 }
