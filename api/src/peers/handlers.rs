@@ -17,9 +17,9 @@ async fn add_peer(
     let added = s
         .add_peer(&url, PeerSource::Registered)
         .map_err(|e| AppError::bad_request("bad_url", e))?;
-    if added {
-        s.persist().await;
-    }
+    // Saved even when already known: an earlier registration of it may have failed to
+    // save, and answering 200 now must mean it is on disk.
+    s.persist().await?;
     // The run loop syncs from a new peer within a tick.
     let status = if added {
         StatusCode::CREATED
@@ -50,10 +50,9 @@ async fn register_nodes(
         ));
     };
     let registered = s.register(&nodes);
-    // Saved even when refused: a list refused part-way (full) added the peers before it.
-    if registered.as_ref().map_or(true, |added| !added.is_empty()) {
-        s.persist().await;
-    }
+    // Saved even when refused (a list refused part-way, full, added the peers before it)
+    // or already known (an earlier save may have failed).
+    s.persist().await?;
     registered?;
     // The seed lists host:port without the scheme.
     let total: Vec<String> = s

@@ -172,9 +172,10 @@ impl PeerService {
         for p in &saved {
             service.add_saved(p);
         }
-        // Startup, nothing else runs yet: write the merged list now if it is new.
+        // Startup, nothing else runs yet: write the merged list now if it is new. A
+        // failure is logged (by the save) and not fatal: the next registration retries.
         if service.saved_peers() != saved {
-            service.save_blocking();
+            let _ = service.save_blocking();
         }
         service
     }

@@ -230,11 +230,11 @@ impl PeerService {
             .collect()
     }
 
-    /// Writes the current list to the peer file, if there is one. A failure is logged,
-    /// never fatal: the peers stay known until the process ends.
-    pub(super) fn save_blocking(&self) {
+    /// Writes the current list to the peer file, if there is one. A failure is logged
+    /// and returned; the peers stay known in memory either way.
+    pub(super) fn save_blocking(&self) -> Result<(), PeerFileError> {
         let Some(file) = &self.inner.config.peers_file else {
-            return;
+            return Ok(());
         };
         let _one_writer = self
             .inner
@@ -243,18 +243,28 @@ impl PeerService {
             .unwrap_or_else(|e| e.into_inner());
         // Listed under the writer lock: a write that comes later never holds an older list.
         let peers = self.saved_peers();
-        if let Err(e) = file.save(&peers) {
+        file.save(&peers).inspect_err(|e| {
             tracing::warn!(error = %e, "peer list not saved; peers are kept in memory");
-        }
+        })
     }
 
     /// [`Self::save_blocking`] off the async workers (it fsyncs); done before a
-    /// registration is answered, so an acknowledged peer survives a crash.
-    pub(super) async fn persist(&self) {
+    /// registration is answered, so an acknowledged peer survives a crash. A list that
+    /// could not be saved is an error for the caller (503 `storage_error`): the peer is
+    /// known until the process ends, but a registration must not be acknowledged as
+    /// lasting when it would be lost on restart.
+    pub(super) async fn persist(&self) -> ApiResult<()> {
         let s = self.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || s.save_blocking()).await {
-            tracing::warn!(error = %e, "peer list save did not run");
-        }
+        let saved = tokio::task::spawn_blocking(move || s.save_blocking())
+            .await
+            .map_err(|e| AppError::unavailable(format!("peer list save did not run: {e}")))?;
+        saved.map_err(|e| {
+            AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_error",
+                format!("the peer is known until restart but could not be saved: {e}"),
+            )
+        })
     }
 
     /// Adds a peer (already normalised) learned now; false if it was known. Refused if

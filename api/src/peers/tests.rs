@@ -781,3 +781,29 @@ fn bearer_scheme_is_case_insensitive_and_tokens_compare_by_digest() {
         assert!(!token_matches(wrong, "s3cret"), "{wrong}");
     }
 }
+
+/// Issue 17 item 7: a registration whose peer list could not be written is not
+/// acknowledged as lasting; once the disk takes writes again, registering again saves it.
+#[tokio::test]
+async fn a_registration_that_could_not_be_saved_is_an_error_not_201() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = PeerFile::in_dir(dir.path());
+    let s = PeerService::new(fast_engine(&clock()), with_file(&[], dir.path()));
+    // A non-empty directory where the list goes: the rename over it fails.
+    std::fs::create_dir(file.path()).unwrap();
+    std::fs::write(file.path().join("x"), "").unwrap();
+    let body = || Some(json!({"url": "http://127.0.0.1:9"}).to_string());
+    let (status, v) = call(&s.router(), "POST", "/v1/peers", body(), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"], json!("storage_error"), "{v}");
+    let nodes = Some(json!({"nodes": ["127.0.0.1:5001"]}).to_string());
+    let (status, v) = call(&s.router(), "POST", "/nodes/register", nodes, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+
+    std::fs::remove_dir_all(file.path()).unwrap();
+    let (status, v) = call(&s.router(), "POST", "/v1/peers", body(), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["added"], json!(false), "{v}");
+    let saved: Vec<String> = file.load().unwrap().into_iter().map(|p| p.url).collect();
+    assert_eq!(saved, ["http://127.0.0.1:5001", "http://127.0.0.1:9"]);
+}
