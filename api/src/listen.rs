@@ -10,7 +10,11 @@
 //! - the **rate limit counts connections** as well as requests: every accepted connection
 //!   takes a token from its client's bucket ([`RateLimiter::check`]), which pays for the
 //!   connection's first request ([`Prepaid`]), so a client opening a connection per
-//!   request pays once per request and one opening connections without requests pays too;
+//!   request pays once per request and one opening connections without requests pays too.
+//!   A connection that finds the bucket empty is still accepted (within the caps) but
+//!   unpaid: its first request meets the limit itself and gets a proper HTTP `429` with
+//!   `Retry-After` (answering before the request is read would leave an HTTP client with
+//!   an unsolicited response it cannot read);
 //! - a **header-read timeout**: a request head (the first one, and each next one on a
 //!   kept-alive connection) must arrive whole within [`ConnLimits::header_timeout`], so a
 //!   socket that sends nothing, or a slowloris trickling a header, is closed;
@@ -18,7 +22,7 @@
 //!   [`ConnLimits::idle_timeout`] is closed (an event stream writes a keep-alive every 15 s,
 //!   so only a stream whose client stopped reading goes quiet that long).
 //!
-//! A refused connection gets a short JSON `503` (or `429`, with `Retry-After`) written
+//! A connection refused by a cap gets a short JSON `503` with `Retry-After` written
 //! without waiting, then is closed. HTTP/1.1 only: the node's clients (wallet, miner,
 //! peers, browsers over plain http) never speak h2c, and the version sniffing of an
 //! HTTP/2-capable server would wait for the first bytes without any timeout.
@@ -123,7 +127,7 @@ pub fn connection_cap(requested: usize, fd_limit: Option<u64>) -> usize {
 pub struct ConnStats {
     /// Connections open now.
     pub open: AtomicUsize,
-    /// Connections refused since start (cap, per-client cap or rate limit).
+    /// Connections refused since start (global or per-client cap).
     pub refused: AtomicU64,
     /// Connections closed by the header or idle timeout since start.
     pub timed_out: AtomicU64,
@@ -134,7 +138,6 @@ pub struct ConnStats {
 enum Refusal {
     Full,
     PerIp,
-    RateLimited(u64),
 }
 
 /// Open connections, in total and per client key.
@@ -222,7 +225,7 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let slot = match admit(&tracker, &limiter, peer.ip()) {
+        let (slot, paid) = match admit(&tracker, &limiter, peer.ip()) {
             Ok(s) => s,
             Err(why) => {
                 tracker.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -238,7 +241,7 @@ pub async fn serve(
             activity: activity.clone(),
         });
         let app = app.clone();
-        let first = AtomicBool::new(true);
+        let first = AtomicBool::new(paid);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             if first.swap(false, Ordering::Relaxed) {
@@ -269,11 +272,15 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
-fn admit(tracker: &Arc<Tracker>, limiter: &RateLimiter, ip: IpAddr) -> Result<Slot, Refusal> {
-    limiter
-        .check(ip, Instant::now())
-        .map_err(Refusal::RateLimited)?;
-    tracker.admit(ip)
+/// A place for a connection from `ip` (or why not), and whether its rate-limit token was
+/// taken (then its first request is paid for).
+fn admit(
+    tracker: &Arc<Tracker>,
+    limiter: &RateLimiter,
+    ip: IpAddr,
+) -> Result<(Slot, bool), Refusal> {
+    let slot = tracker.admit(ip)?;
+    Ok((slot, limiter.check(ip, Instant::now()).is_ok()))
 }
 
 /// Writes a one-shot JSON answer if the socket takes it at once, then closes.
@@ -290,12 +297,6 @@ fn refuse(stream: TcpStream, why: &Refusal) {
             "too_many_connections",
             "too many connections from your address; close some and retry".to_string(),
             1,
-        ),
-        Refusal::RateLimited(s) => (
-            "429 Too Many Requests",
-            "rate_limited",
-            format!("too many connections and requests from your address; retry in {s} s"),
-            *s,
         ),
     };
     let body = serde_json::json!({"error": code, "message": message}).to_string();
@@ -473,11 +474,12 @@ mod tests {
         let t = tracker(100, 0);
         let limiter = RateLimiter::new(2, false);
         let ip: IpAddr = "198.51.100.4".parse().unwrap();
-        let _a = admit(&t, &limiter, ip).unwrap();
-        let _b = admit(&t, &limiter, ip).unwrap();
-        assert!(matches!(
-            admit(&t, &limiter, ip).err(),
-            Some(Refusal::RateLimited(_))
-        ));
+        let (_a, paid_a) = admit(&t, &limiter, ip).unwrap();
+        let (_b, paid_b) = admit(&t, &limiter, ip).unwrap();
+        assert!(paid_a && paid_b);
+        // The bucket is empty: accepted, unpaid (its first request will get the 429).
+        let (_c, paid_c) = admit(&t, &limiter, ip).unwrap();
+        assert!(!paid_c);
+        assert!(limiter.check(ip, Instant::now()).is_err());
     }
 }

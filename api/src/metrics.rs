@@ -119,7 +119,7 @@ impl Metrics {
         counter(
             &mut out,
             "http_connections_refused_total",
-            "HTTP connections refused (connection caps, rate limit) since start.",
+            "HTTP connections refused (global or per-client connection cap) since start.",
             self.connections.refused.load(Ordering::Relaxed),
         );
         counter(
