@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests need (idempotent): a software Vulkan driver so
-# wgpu finds an adapter without a GPU, and Chromium for the browser test.
+# wgpu finds an adapter without a GPU, Khronos' SPIR-V and GLSL validators for the
+# shader translation test, and Chromium for the browser test.
 set -euo pipefail
 need=()
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || need+=(mesa-vulkan-drivers libvulkan1)
+command -v spirv-val >/dev/null 2>&1 || need+=(spirv-tools)
+command -v glslangValidator >/dev/null 2>&1 || need+=(glslang-tools)
 command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The GPU kernel is generated: the checked-in file must be exactly what the generator writes.
+python3 shaders/gen_sha256d.py | cmp - shaders/sha256d.wgsl ||
+  { echo "shaders/sha256d.wgsl is stale: run python3 shaders/gen_sha256d.py > shaders/sha256d.wgsl" >&2; exit 1; }
 cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"
 node --test api/web/test/

@@ -19,13 +19,19 @@
 // - No u64 (WGSL has none); u32 addition wraps, as SHA-256 wants, and nonce = start +
 //   offset wraps past 2^32 the same way.
 
+// Both set per pipeline by the host (miner_gpu::gpu::DispatchConfig), which measures a
+// few combinations at start and keeps the fastest.
 override NONCES_PER_INVOCATION: u32 = 32u;
+override WORKGROUP_SIZE: u32 = 64u;
 
-// params[0..28]: the host's precomputation (miner_gpu::sha256::Prepared::to_words);
-// params[28] = first nonce, params[29] = nonces in this dispatch, params[30] = capacity
-// of results.nonces. A storage buffer, not a uniform: array<u32> in a uniform buffer
-// would need a 16-byte stride.
-@group(0) @binding(0) var<storage, read> params: array<u32, 32>;
+// The host's precomputation (miner_gpu::sha256::Prepared), only what the kernel reads,
+// in the order of miner_gpu::gpu::kernel_params: [0..8] midstate, [8..16] state before
+// round 4 minus W3, [16] K16+W16, [17] K17+W17, [18] W16, [19] W17, [20] c18, [21] c19,
+// [22] c31, [23] c32, [24] the target's top word; then [25] first nonce, [26] nonces in
+// this dispatch, [27] capacity of results.nonces. (c30 is a constant, a literal below.)
+// A storage buffer, not a uniform: array<u32> in a uniform buffer would need a 16-byte
+// stride.
+@group(0) @binding(0) var<storage, read> params: array<u32, 28>;
 
 struct Results {
     count: atomic<u32>,
@@ -47,20 +53,22 @@ fn bswap(x: u32) -> u32 {
     return (x << 24u) | ((x << 8u) & 0x00ff0000u) | ((x >> 8u) & 0x0000ff00u) | (x >> 24u);
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+// Dispatches larger than 65,535 workgroups in x (the portable limit) continue in y: the
+// invocation's place is y * (the x extent in invocations) + x.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let P_MID0 = params[0]; let P_MID1 = params[1]; let P_MID2 = params[2]; let P_MID3 = params[3];
     let P_MID4 = params[4]; let P_MID5 = params[5]; let P_MID6 = params[6]; let P_MID7 = params[7];
     let P_A4 = params[8]; let P_B4 = params[9]; let P_C4 = params[10]; let P_D4 = params[11];
     let P_E4 = params[12]; let P_F4 = params[13]; let P_G4 = params[14]; let P_H4 = params[15];
     let P_KW16 = params[16]; let P_KW17 = params[17]; let P_W16 = params[18]; let P_W17 = params[19];
-    let P_C18 = params[20]; let P_C19 = params[21];
-    let P_C31 = params[23]; let P_C32 = params[24];
-    let target_top = params[25];
-    let start = params[28];
-    let count = params[29];
-    let capacity = params[30];
-    let first = gid.x * NONCES_PER_INVOCATION;
+    let P_C18 = params[20]; let P_C19 = params[21]; let P_C31 = params[22]; let P_C32 = params[23];
+    let target_top = params[24];
+    let start = params[25];
+    let count = params[26];
+    let capacity = params[27];
+    let invocation = gid.y * (groups.x * WORKGROUP_SIZE) + gid.x;
+    let first = invocation * NONCES_PER_INVOCATION;
     for (var i = 0u; i < NONCES_PER_INVOCATION; i = i + 1u) {
         let offset = first + i;
         if (offset >= count) {

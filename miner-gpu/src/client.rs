@@ -1,22 +1,29 @@
-//! The work client: takes jobs from a node's mining API (docs/API.md), searches them on a
-//! [`SearchBackend`], submits solutions.
+//! The HTTP work client: takes jobs from a node's mining API (docs/API.md), searches them
+//! on every device ([`DeviceSet`]), submits solutions.
 //!
 //! Push, never polling: the client subscribes to `/v1/events?topics=work` *before* it
 //! fetches a template (so no announcement can fall between the two) and fetches a new
 //! template only when a `work` event arrives (or after one of its own blocks was
-//! accepted). A new job cancels the running search at once ([`SearchControl::cancel`]).
-//! When the 32-bit nonce space of a job is exhausted the client rolls extra_nonce2 (and
-//! moves `time` up to now, never past the template's time + 2 h) and rebuilds the merkle
-//! root from coinb1 ‖ extra_nonce2 ‖ coinb2 and the merkle branch, as Stratum does.
+//! accepted). A new job cancels the running search at once. When the 32-bit nonce space
+//! of a header is exhausted the device rolls extra_nonce2 (and moves `time` up to now,
+//! never past the template's time + 2 h) and rebuilds the merkle root from
+//! coinb1 ‖ extra_nonce2 ‖ coinb2 and the merkle branch, as Stratum does ([`crate::job`]).
 
-use crate::{MinerError, SearchBackend, SearchControl, Solution, Work};
+use crate::devices::{DeviceEvent, DeviceSet};
+pub use crate::job::Job;
+use crate::report::RateMeter;
+pub use crate::report::{Report, Stats};
+use crate::{MinerError, SearchBackend, Work};
 use consensus::hash::Hash256;
-use consensus::merkle::MerkleProof;
+use consensus::header::BlockHeader;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// How far past the template's time the client may roll `time` (the node's future limit).
+pub const MAX_TIME_ROLL_SECS: u32 = 7200;
 
 /// Errors of the work client.
 #[derive(Debug, thiserror::Error)]
@@ -28,10 +35,49 @@ pub enum ClientError {
     Http(#[from] reqwest::Error),
     #[error("node answered {status}: {body}")]
     Status { status: u16, body: String },
+    #[error(transparent)]
+    Url(#[from] crate::endpoint::UrlError),
     #[error("event stream closed by the node")]
     StreamClosed,
     #[error(transparent)]
     Miner(#[from] MinerError),
+}
+
+impl ClientError {
+    /// Whether retrying cannot help, so the miner should stop with this error: the node
+    /// refused the request itself (any 4xx but 408 and 429, e.g. a payout address it does
+    /// not accept, or a 404 from a server that is not a Bitplace node), the URL is
+    /// unusable, or the node sent a template the miner cannot read.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ClientError::Status { status, .. } => {
+                (400..500).contains(status) && *status != 408 && *status != 429
+            }
+            ClientError::Http(e) => e.is_builder(),
+            ClientError::Url(_) | ClientError::BadTemplate(_) => true,
+            ClientError::StreamClosed | ClientError::Miner(_) => false,
+        }
+    }
+}
+
+/// Reads a refusal's body: the node's `{"error": code, "message": text}` as
+/// `code: text`, anything else as its first 200 characters.
+fn refusal_body(body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        let code = v.get("error").and_then(|c| c.as_str());
+        let message = v.get("message").and_then(|m| m.as_str());
+        match (code, message) {
+            (Some(c), Some(m)) => return format!("{c}: {m}"),
+            (Some(c), None) => return c.to_string(),
+            _ => {}
+        }
+    }
+    let body = body.trim();
+    match body.char_indices().nth(200) {
+        Some((i, _)) => format!("{}...", &body[..i]),
+        None if body.is_empty() => "(empty body)".to_string(),
+        None => body.to_string(),
+    }
 }
 
 /// `GET /v1/mining/template` (docs/API.md).
@@ -75,92 +121,53 @@ pub enum SubmitOutcome {
     Rejected(String),
 }
 
-/// A template decoded into what the search needs.
-#[derive(Clone, Debug)]
-pub struct Job {
-    pub template: Template,
-    header: [u8; 80],
-    target: [u8; 32],
-    coinb1: Vec<u8>,
-    coinb2: Vec<u8>,
-    branch: Vec<Hash256>,
+/// Decodes a template into a [`Job`]: the header fields come from its `header`, the
+/// target from `target` (a share over HTTP is a block, so both targets are the same).
+/// The node's extra_nonce1 is already at the end of coinb1.
+pub fn job_from_template(t: &Template) -> Result<Job, ClientError> {
+    let work = Work::from_hex(&t.header, &t.target)
+        .map_err(|e| ClientError::BadTemplate(e.to_string()))?;
+    if t.extra_nonce_size == 0 || t.extra_nonce_size > 8 {
+        return Err(ClientError::BadTemplate(format!(
+            "extra_nonce_size {} (expected 1..=8)",
+            t.extra_nonce_size
+        )));
+    }
+    let branch = t
+        .merkle_branch
+        .iter()
+        .map(|h| {
+            let b = unhex("merkle_branch", h)?;
+            let arr: [u8; 32] = b.try_into().map_err(|_| {
+                ClientError::BadTemplate("merkle_branch entry is not 32 bytes".into())
+            })?;
+            Ok(Hash256(arr))
+        })
+        .collect::<Result<Vec<_>, ClientError>>()?;
+    let h = BlockHeader::from_bytes(&work.header);
+    Ok(Job {
+        id: t.job_id.clone(),
+        height: Some(t.height),
+        version: h.version,
+        prev_hash: h.prev_hash.0,
+        bits: h.bits.0,
+        time: h.time,
+        // The node refuses a time more than 2 h past its clock; the template's time is
+        // the node's now (or its minimum, if later).
+        max_time: Some(h.time.saturating_add(MAX_TIME_ROLL_SECS)),
+        coinb1: unhex("coinb1", &t.coinb1)?,
+        extranonce1: Vec::new(),
+        extranonce2_size: t.extra_nonce_size,
+        coinb2: unhex("coinb2", &t.coinb2)?,
+        branch,
+        version_mask: 0,
+        share_target: work.target,
+        block_target: work.target,
+    })
 }
 
 fn unhex(field: &str, s: &str) -> Result<Vec<u8>, ClientError> {
     hex::decode(s).map_err(|_| ClientError::BadTemplate(format!("{field} is not hex")))
-}
-
-impl Job {
-    pub fn from_template(template: Template) -> Result<Job, ClientError> {
-        let work = Work::from_hex(&template.header, &template.target)
-            .map_err(|e| ClientError::BadTemplate(e.to_string()))?;
-        if template.extra_nonce_size == 0 || template.extra_nonce_size > 8 {
-            return Err(ClientError::BadTemplate(format!(
-                "extra_nonce_size {} (expected 1..=8)",
-                template.extra_nonce_size
-            )));
-        }
-        let branch = template
-            .merkle_branch
-            .iter()
-            .map(|h| {
-                let b = unhex("merkle_branch", h)?;
-                let arr: [u8; 32] = b.try_into().map_err(|_| {
-                    ClientError::BadTemplate("merkle_branch entry is not 32 bytes".into())
-                })?;
-                Ok(Hash256(arr))
-            })
-            .collect::<Result<Vec<_>, ClientError>>()?;
-        Ok(Job {
-            header: work.header,
-            target: work.target,
-            coinb1: unhex("coinb1", &template.coinb1)?,
-            coinb2: unhex("coinb2", &template.coinb2)?,
-            branch,
-            template,
-        })
-    }
-
-    /// extra_nonce2 number `n` as the `extra_nonce_size` bytes that go into the coinbase
-    /// (little-endian, truncated).
-    pub fn extra_nonce(&self, n: u64) -> Vec<u8> {
-        n.to_le_bytes()[..self.template.extra_nonce_size].to_vec()
-    }
-
-    /// The merkle root for an extra_nonce2: the coinbase txid (SHA-256d of
-    /// coinb1 ‖ extra_nonce2 ‖ coinb2) folded up the branch (the coinbase is leaf 0).
-    pub fn merkle_root(&self, extra_nonce: &[u8]) -> Hash256 {
-        let mut coinbase =
-            Vec::with_capacity(self.coinb1.len() + extra_nonce.len() + self.coinb2.len());
-        coinbase.extend_from_slice(&self.coinb1);
-        coinbase.extend_from_slice(extra_nonce);
-        coinbase.extend_from_slice(&self.coinb2);
-        let txid = Hash256::sha256d(&coinbase);
-        MerkleProof {
-            index: 0,
-            branch: self.branch.clone(),
-        }
-        .root_for(&txid)
-    }
-
-    /// The header to search for extra_nonce2 number `n` and `time`.
-    pub fn work(&self, n: u64, time: u32) -> Work {
-        let mut header = self.header;
-        header[36..68].copy_from_slice(&self.merkle_root(&self.extra_nonce(n)).0);
-        header[68..72].copy_from_slice(&time.to_le_bytes());
-        Work::new(header, self.target)
-    }
-
-    /// The time to use after the nonce space was exhausted: now, but never before the
-    /// template's time nor past it + 2 h (the node's future limit).
-    pub fn rolled_time(&self, previous: u32) -> u32 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()) as u32;
-        let lo = self.template.time;
-        let hi = self.template.time.saturating_add(7200);
-        now.max(previous).clamp(lo, hi)
-    }
 }
 
 /// One server-sent event.
@@ -231,142 +238,6 @@ impl SseParser {
     }
 }
 
-/// Mining-mode settings.
-#[derive(Clone, Debug)]
-pub struct MinerConfig {
-    /// Node base URL, e.g. `http://127.0.0.1:8080`.
-    pub node: String,
-    /// Payout address (`bp1...`).
-    pub address: String,
-    /// Stop after this many accepted blocks.
-    pub blocks: Option<u64>,
-    /// Interval between status reports.
-    pub status_every: Duration,
-}
-
-/// Counters reported in status lines and returned at the end.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Stats {
-    pub accepted: u64,
-    pub rejected: u64,
-    pub stale: u64,
-    /// Height of the job being mined.
-    pub height: u64,
-    pub hashes: u64,
-}
-
-/// What the client tells its caller, for the status line or `--json` logs.
-#[derive(Clone, Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Report {
-    Status {
-        backend: String,
-        hashes_per_second: f64,
-        #[serde(flatten)]
-        stats: Stats,
-    },
-    Job {
-        job_id: String,
-        height: u64,
-        reason: String,
-    },
-    Submitted {
-        job_id: String,
-        nonce: u32,
-        hash: String,
-        outcome: String,
-    },
-    Disconnected {
-        error: String,
-        retry_in_ms: u64,
-    },
-}
-
-/// A solution found by the search thread, with the job and coinbase it belongs to.
-struct Found {
-    job: Arc<Job>,
-    extra_nonce: u64,
-    time: u32,
-    solution: Solution,
-}
-
-/// What the async side and the search thread share.
-struct Shared {
-    slot: Mutex<(u64, Option<Arc<Job>>)>,
-    cv: Condvar,
-    ctl: SearchControl,
-    stop: AtomicBool,
-}
-
-impl Shared {
-    /// Replaces the job (or clears it) and cancels the running search at once.
-    fn set_job(&self, job: Option<Arc<Job>>) {
-        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        slot.0 += 1;
-        slot.1 = job;
-        self.ctl.cancel();
-        self.cv.notify_all();
-    }
-
-    fn shutdown(&self) {
-        self.stop.store(true, Ordering::Release);
-        self.set_job(None);
-    }
-}
-
-fn search_thread(
-    shared: Arc<Shared>,
-    mut backend: Box<dyn SearchBackend>,
-    found: tokio::sync::mpsc::UnboundedSender<Found>,
-    errors: tokio::sync::mpsc::UnboundedSender<MinerError>,
-) {
-    let mut seen = 0u64;
-    loop {
-        let job = {
-            let mut slot = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if shared.stop.load(Ordering::Acquire) {
-                    return;
-                }
-                if slot.0 != seen {
-                    seen = slot.0;
-                    if let Some(job) = slot.1.clone() {
-                        // Reset under the lock: a newer job's cancel comes after this.
-                        shared.ctl.reset_cancel();
-                        break job;
-                    }
-                }
-                slot = shared.cv.wait(slot).unwrap_or_else(|e| e.into_inner());
-            }
-        };
-        let mut extra_nonce = 0u64;
-        let mut time = job.template.time;
-        while !shared.ctl.is_cancelled() {
-            let work = job.work(extra_nonce, time);
-            let on_found = |solution: Solution| {
-                let _ = found.send(Found {
-                    job: job.clone(),
-                    extra_nonce,
-                    time,
-                    solution,
-                });
-                // A solved job is finished: every further winner would be a second block
-                // on the same parent, stale once the first is accepted (hashing on meant
-                // dozens of stale submissions per block). Wait for the next job, which the
-                // client fetches after the node has answered this submission.
-                shared.ctl.cancel();
-            };
-            if let Err(e) = backend.search_with(&work, 0, 1 << 32, &shared.ctl, &on_found) {
-                let _ = errors.send(e);
-                return;
-            }
-            // Nonce space exhausted (unless cancelled): next extra_nonce2, fresher time.
-            extra_nonce += 1;
-            time = job.rolled_time(time);
-        }
-    }
-}
-
 /// The node's HTTP API as the miner uses it.
 #[derive(Clone, Debug)]
 pub struct NodeClient {
@@ -375,14 +246,13 @@ pub struct NodeClient {
 }
 
 impl NodeClient {
+    /// `base` is checked and normalised first ([`crate::endpoint::node_url`]).
     pub fn new(base: &str) -> Result<NodeClient, ClientError> {
+        let base = crate::endpoint::node_url(base)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()?;
-        Ok(NodeClient {
-            http,
-            base: base.trim_end_matches('/').to_string(),
-        })
+        Ok(NodeClient { http, base })
     }
 
     pub async fn template(&self, address: &str) -> Result<Template, ClientError> {
@@ -398,7 +268,7 @@ impl NodeClient {
             .await?;
         let status = resp.status();
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
+            let body = refusal_body(&resp.text().await.unwrap_or_default());
             return Err(ClientError::Status {
                 status: status.as_u16(),
                 body,
@@ -430,7 +300,7 @@ impl NodeClient {
             .await?;
         let status = resp.status();
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
+            let body = refusal_body(&resp.text().await.unwrap_or_default());
             return Err(ClientError::Status {
                 status: status.as_u16(),
                 body,
@@ -474,113 +344,122 @@ pub fn parse_submit(status: u16, body: &serde_json::Value) -> SubmitOutcome {
     }
 }
 
-/// Mines against a node until `cfg.blocks` blocks are accepted (forever without it).
-/// Reconnects with exponential backoff (250 ms .. 10 s) whenever the node goes away.
+/// Mining-mode settings.
+#[derive(Clone, Debug)]
+pub struct MinerConfig {
+    /// Node base URL, e.g. `http://127.0.0.1:8080` (no scheme: `http://`).
+    pub node: String,
+    /// Payout address (`bp1...`).
+    pub address: String,
+    /// Stop after this many accepted blocks.
+    pub blocks: Option<u64>,
+    /// Interval between status reports.
+    pub status_every: Duration,
+}
+
+/// Mines against a node on every device in `backends` until `cfg.blocks` blocks are
+/// accepted (forever without it). Reconnects with exponential backoff (250 ms .. 10 s)
+/// whenever the node goes away; returns at once with an error that retrying cannot fix
+/// ([`ClientError::is_permanent`]).
 pub async fn mine(
     cfg: MinerConfig,
-    backend: Box<dyn SearchBackend>,
+    backends: Vec<Box<dyn SearchBackend>>,
     report: impl Fn(Report),
 ) -> Result<Stats, ClientError> {
     let node = NodeClient::new(&cfg.node)?;
-    let backend_name = backend.describe();
-    let shared = Arc::new(Shared {
-        slot: Mutex::new((0, None)),
-        cv: Condvar::new(),
-        ctl: SearchControl::new(),
-        stop: AtomicBool::new(false),
-    });
-    let (found_tx, mut found_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (err_tx, mut err_rx) = tokio::sync::mpsc::unbounded_channel();
-    let thread = {
-        let shared = shared.clone();
-        std::thread::Builder::new()
-            .name("search".into())
-            .spawn(move || search_thread(shared, backend, found_tx, err_tx))
-            .map_err(|e| MinerError::Gpu(format!("spawn search thread: {e}")))?
-    };
-    let result = mine_loop(
-        &cfg,
-        &node,
-        &shared,
-        &backend_name,
-        &mut found_rx,
-        &mut err_rx,
-        &report,
-    )
-    .await;
-    shared.shutdown();
-    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    let (mut devices, mut events) = DeviceSet::start(backends)?;
+    let result = mine_loop(&cfg, &node, &mut devices, &mut events, &report).await;
+    // Joining waits for each device's dispatch in flight: off the async thread.
+    let _ = tokio::task::spawn_blocking(move || drop(devices)).await;
     result
+}
+
+/// The job being mined and the tip it builds on.
+#[derive(Default)]
+struct Current {
+    job_id: Option<String>,
+    /// (height, prev_hash) of the current job: a `work` event for exactly that tip
+    /// needs no new template (the node answers every template request with a new job
+    /// id, so refetching would abandon a live job for an identical one).
+    tip: Option<(u64, String)>,
+}
+
+impl Current {
+    /// Starts mining a template unless it is the job already being mined.
+    fn set(
+        &mut self,
+        t: Template,
+        reason: &str,
+        stats: &mut Stats,
+        devices: &DeviceSet,
+        report: &impl Fn(Report),
+    ) -> Result<(), ClientError> {
+        if self.job_id.as_deref() == Some(t.job_id.as_str()) {
+            return Ok(());
+        }
+        let job = job_from_template(&t)?;
+        stats.height = t.height;
+        self.job_id = Some(t.job_id.clone());
+        self.tip = Some((t.height, t.prev_hash.clone()));
+        report(Report::Job {
+            job_id: t.job_id,
+            height: Some(t.height),
+            reason: reason.to_string(),
+        });
+        devices.set_job(Some(Arc::new(job)));
+        Ok(())
+    }
+
+    fn clear(&mut self, devices: &DeviceSet) {
+        devices.set_job(None);
+        *self = Current::default();
+    }
+
+    /// Whether a `work` event names the tip the current job builds on.
+    fn is_on_tip(&self, event: &serde_json::Value) -> bool {
+        let height = event.get("height").and_then(|h| h.as_u64());
+        let prev = event.get("prev_hash").and_then(|p| p.as_str());
+        match (height.zip(prev), &self.tip) {
+            (Some((h, p)), Some((ch, cp))) => *ch == h && cp.eq_ignore_ascii_case(p),
+            _ => false,
+        }
+    }
 }
 
 async fn mine_loop(
     cfg: &MinerConfig,
     node: &NodeClient,
-    shared: &Shared,
-    backend_name: &str,
-    found_rx: &mut tokio::sync::mpsc::UnboundedReceiver<Found>,
-    err_rx: &mut tokio::sync::mpsc::UnboundedReceiver<MinerError>,
+    devices: &mut DeviceSet,
+    events: &mut UnboundedReceiver<DeviceEvent>,
     report: &impl Fn(Report),
 ) -> Result<Stats, ClientError> {
     let mut stats = Stats::default();
     let mut backoff = Duration::from_millis(250);
-    let mut current_job: Option<String> = None;
-    // (height, prev_hash) the current job builds on: a `work` event for exactly that tip
-    // needs no new template (the node answers every template request with a new job id, so
-    // refetching would abandon a live job for an identical one).
-    let mut current_tip: Option<(u64, String)> = None;
+    let mut current = Current::default();
     // Height of our last accepted block: a solution at or below it is stale for certain.
     let mut accepted_height: Option<u64> = None;
-    let mut last_hashes = 0u64;
-    let mut last_tick = Instant::now();
+    let mut meter = RateMeter::new(devices);
     let mut tick = tokio::time::interval(cfg.status_every);
     loop {
         // Subscribe first, then fetch: a `work` event cannot slip between the two.
         let connected = async {
-            let events = node.work_events().await?;
+            let stream = node.work_events().await?;
             let template = node.template(&cfg.address).await?;
-            Ok::<_, ClientError>((events, template))
+            Ok::<_, ClientError>((stream, template))
         }
         .await;
-        let (events, template) = match connected {
+        let (stream, template) = match connected {
             Ok(x) => x,
+            Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
-                shared.set_job(None);
-                (current_job, current_tip) = (None, None);
+                current.clear(devices);
                 backoff = wait_after_disconnect(report, e.to_string(), backoff).await;
                 continue;
             }
         };
         backoff = Duration::from_millis(250);
-        let set_template = |t: Template,
-                            reason: &str,
-                            stats: &mut Stats,
-                            current: &mut Option<String>,
-                            tip: &mut Option<(u64, String)>|
-         -> Result<(), ClientError> {
-            if current.as_deref() == Some(t.job_id.as_str()) {
-                return Ok(());
-            }
-            let job = Job::from_template(t)?;
-            stats.height = job.template.height;
-            *current = Some(job.template.job_id.clone());
-            *tip = Some((job.template.height, job.template.prev_hash.clone()));
-            report(Report::Job {
-                job_id: job.template.job_id.clone(),
-                height: job.template.height,
-                reason: reason.to_string(),
-            });
-            shared.set_job(Some(Arc::new(job)));
-            Ok(())
-        };
-        set_template(
-            template,
-            "connect",
-            &mut stats,
-            &mut current_job,
-            &mut current_tip,
-        )?;
-        let mut stream = events.bytes_stream();
+        current.set(template, "connect", &mut stats, devices, report)?;
+        let mut stream = stream.bytes_stream();
         let mut parser = SseParser::default();
         let disconnect: ClientError = loop {
             tokio::select! {
@@ -597,34 +476,45 @@ async fn mine_loop(
                                 .unwrap_or_default();
                             let reason = data.get("reason").and_then(|r| r.as_str())
                                 .unwrap_or("work").to_string();
-                            let on_tip = data.get("height").and_then(|h| h.as_u64())
-                                .zip(data.get("prev_hash").and_then(|p| p.as_str()))
-                                .is_some_and(|(h, p)| current_tip.as_ref()
-                                    .is_some_and(|(ch, cp)| *ch == h && cp.eq_ignore_ascii_case(p)));
                             // Already mining on that very tip (e.g. the event for our own
                             // block, whose template we fetched right after it was accepted).
-                            if !(reason == "tip" && on_tip) {
+                            if !(reason == "tip" && current.is_on_tip(&data)) {
                                 refetch = Some(reason);
                             }
                         }
                     }
                     if let Some(reason) = refetch {
                         match node.template(&cfg.address).await {
-                            Ok(t) => set_template(t, &reason, &mut stats, &mut current_job, &mut current_tip)?,
+                            Ok(t) => current.set(t, &reason, &mut stats, devices, report)?,
                             Err(e) => break e,
                         }
                     }
                 }
-                Some(f) = found_rx.recv() => {
-                    if accepted_height.is_some_and(|h| f.job.template.height <= h) {
-                        // Another thread's winner for a job we already solved, or a
+                Some(ev) = events.recv() => {
+                    let f = match ev {
+                        DeviceEvent::Found(f) => f,
+                        DeviceEvent::Failed { device, error } => {
+                            report(Report::DeviceFailed {
+                                device,
+                                adapter: devices.info()[device].adapter.clone(),
+                                error: error.to_string(),
+                            });
+                            if devices.mark_failed(device) == 0 {
+                                return Err(error.into());
+                            }
+                            continue;
+                        }
+                    };
+                    let height = f.job.height.unwrap_or(0);
+                    if accepted_height.is_some_and(|h| height <= h) {
+                        // Another device's winner for a job we already solved, or a
                         // superseded job at the same height: the node would call it stale.
                         continue;
                     }
                     let sub = Submission {
-                        job_id: f.job.template.job_id.clone(),
-                        extra_nonce: hex::encode(f.job.extra_nonce(f.extra_nonce)),
-                        time: f.time,
+                        job_id: f.job.id.clone(),
+                        extra_nonce: hex::encode(f.job.extranonce2_bytes(f.roll.extranonce2)),
+                        time: f.roll.time,
                         nonce: f.solution.nonce,
                     };
                     let outcome = match node.submit(&sub).await {
@@ -632,7 +522,11 @@ async fn mine_loop(
                         Err(e) => break e,
                     };
                     let label = match &outcome {
-                        SubmitOutcome::Accepted { .. } => { stats.accepted += 1; "accepted".to_string() }
+                        SubmitOutcome::Accepted { .. } => {
+                            stats.accepted += 1;
+                            stats.blocks += 1;
+                            "accepted".to_string()
+                        }
                         SubmitOutcome::Stale => { stats.stale += 1; "stale".to_string() }
                         SubmitOutcome::Rejected(code) => { stats.rejected += 1; format!("rejected: {code}") }
                     };
@@ -641,57 +535,46 @@ async fn mine_loop(
                         nonce: sub.nonce,
                         hash: f.solution.hash.to_string(),
                         outcome: label,
+                        block: true,
                     });
                     if let SubmitOutcome::Accepted { .. } = outcome {
-                        accepted_height = Some(f.job.template.height);
-                        if cfg.blocks.is_some_and(|n| stats.accepted >= n) {
-                            stats.hashes = shared.ctl.hashes();
+                        accepted_height = Some(height);
+                        if cfg.blocks.is_some_and(|n| stats.blocks >= n) {
+                            stats.hashes = devices.hashes().iter().sum();
                             return Ok(stats);
                         }
                     }
-                    // The search stopped when it found this solution: if it was for the
+                    // The search paused when it found this solution: if it was for the
                     // current job, fetch the next one now. After our own block that is the
                     // block on top of it (the node's `work` event for the same tip that
                     // follows is then skipped); after a stale or rejected one, a fresh job.
-                    if current_job.as_deref() == Some(sub.job_id.as_str()) {
+                    if current.job_id.as_deref() == Some(sub.job_id.as_str()) {
                         let reason = match outcome {
                             SubmitOutcome::Accepted { .. } => "own_block",
                             SubmitOutcome::Stale => "stale",
                             SubmitOutcome::Rejected(_) => "rejected",
                         };
-                        shared.set_job(None);
-                        current_job = None;
-                        current_tip = None;
+                        current.clear(devices);
                         match node.template(&cfg.address).await {
-                            Ok(t) => set_template(t, reason, &mut stats, &mut current_job, &mut current_tip)?,
+                            Ok(t) => current.set(t, reason, &mut stats, devices, report)?,
                             Err(e) => break e,
                         }
                     }
                 }
-                Some(e) = err_rx.recv() => return Err(e.into()),
-                _ = tick.tick() => {
-                    let hashes = shared.ctl.hashes();
-                    let dt = last_tick.elapsed().as_secs_f64().max(1e-9);
-                    stats.hashes = hashes;
-                    report(Report::Status {
-                        backend: backend_name.to_string(),
-                        hashes_per_second: (hashes - last_hashes) as f64 / dt,
-                        stats: stats.clone(),
-                    });
-                    last_hashes = hashes;
-                    last_tick = Instant::now();
-                }
+                _ = tick.tick() => report(meter.status(devices, &stats)),
             }
         };
-        shared.set_job(None);
-        (current_job, current_tip) = (None, None);
+        if disconnect.is_permanent() {
+            return Err(disconnect);
+        }
+        current.clear(devices);
         backoff = wait_after_disconnect(report, disconnect.to_string(), backoff).await;
     }
 }
 
 /// Reports the lost connection, waits `backoff`, and returns the next wait (doubled,
 /// at most 10 s).
-async fn wait_after_disconnect(
+pub(crate) async fn wait_after_disconnect(
     report: &impl Fn(Report),
     error: String,
     backoff: Duration,

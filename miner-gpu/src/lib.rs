@@ -1,7 +1,8 @@
 //! Bitplace's miner: SHA-256d nonce search over the 80-byte block header on the CPU
-//! (a hand-written multi-lane kernel, [`cpu`]) or on a GPU through wgpu and the WGSL
-//! kernel in `shaders/sha256d.wgsl` ([`gpu`]), and the work client that takes jobs from a
-//! node's mining API and submits solutions ([`client`]).
+//! (a hand-written multi-lane kernel, [`cpu`]) and on GPUs through wgpu and the WGSL
+//! kernel in `shaders/sha256d.wgsl` ([`gpu`]), every device at once ([`devices`]) over
+//! disjoint parts of a job's space ([`job`]), fed by one of two work clients: a node's
+//! HTTP mining API ([`client`]) or a Stratum V1 pool ([`stratum`]).
 //!
 //! Byte order: hashes are kept in internal order (as SHA-256 emits them) and compared
 //! as little-endian 256-bit numbers; targets and hashes are printed and parsed in display
@@ -9,8 +10,13 @@
 
 pub mod client;
 pub mod cpu;
+pub mod devices;
+pub mod endpoint;
 pub mod gpu;
+pub mod job;
+pub mod report;
 pub mod sha256;
+pub mod stratum;
 
 use consensus::hash::Hash256;
 use consensus::header::HEADER_SIZE;
@@ -34,6 +40,8 @@ pub enum MinerError {
     NoAdapter(String),
     #[error("GPU error: {0}")]
     Gpu(String),
+    #[error("GPU kernel does not compile: {0}")]
+    Shader(String),
 }
 
 /// One header to search: its 80 bytes (the nonce field is ignored) and the target, both
@@ -134,6 +142,8 @@ pub trait SearchBackend: Send {
     fn kind(&self) -> &'static str;
     /// The adapter (GPU) or kernel and thread count (CPU), for status lines.
     fn describe(&self) -> String;
+    /// For reports that need the concrete backend (its kernel, threads, dispatch).
+    fn as_any(&self) -> &dyn std::any::Any;
     /// Searches `count` nonces from `start`, handing each verified solution to `on_found`
     /// as soon as it is known; returns early when `ctl` is cancelled.
     fn search_with(
@@ -152,6 +162,9 @@ impl SearchBackend for CpuBackend {
     }
     fn describe(&self) -> String {
         format!("cpu {} x{}", self.kernel().name(), self.threads())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
     fn search_with(
         &mut self,
@@ -172,6 +185,9 @@ impl SearchBackend for GpuBackend {
     }
     fn describe(&self) -> String {
         format!("gpu {}", self.adapter())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
     fn search_with(
         &mut self,

@@ -263,35 +263,6 @@ impl Prepared {
             target_top: u32::from_le_bytes(target[28..32].try_into().expect("4 bytes")),
         }
     }
-
-    /// The prepared values as a flat word array (the GPU's parameter buffer layout).
-    pub fn to_words(&self) -> [u32; 28] {
-        let mut w = [0u32; 28];
-        w[..8].copy_from_slice(&self.mid);
-        w[8..28].copy_from_slice(&[
-            self.a4,
-            self.b4,
-            self.c4,
-            self.d4,
-            self.e4,
-            self.f4,
-            self.g4,
-            self.h4,
-            self.kw16,
-            self.kw17,
-            self.w16,
-            self.w17,
-            self.c18,
-            self.c19,
-            self.c30,
-            self.c31,
-            self.c32,
-            self.target_top,
-            0,
-            0,
-        ]);
-        w
-    }
 }
 
 #[cfg(test)]

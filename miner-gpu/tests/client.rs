@@ -11,9 +11,10 @@ use axum::{Json, Router};
 use consensus::hash::Hash256;
 use consensus::merkle::{coinbase_branch, merkle_root};
 use miner_gpu::client::{
-    self, parse_submit, Job, MinerConfig, SseParser, Submission, SubmitOutcome, Template,
+    self, job_from_template, parse_submit, ClientError, MinerConfig, SseParser, Submission,
+    SubmitOutcome, Template,
 };
-use miner_gpu::{CpuBackend, Kernel};
+use miner_gpu::{CpuBackend, Kernel, SearchBackend};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -203,8 +204,8 @@ fn config(url: &str, blocks: u64) -> MinerConfig {
     }
 }
 
-fn cpu() -> Box<CpuBackend> {
-    Box::new(CpuBackend::with_kernel(Kernel::detect(), 1))
+fn cpu() -> Vec<Box<dyn SearchBackend>> {
+    vec![Box::new(CpuBackend::with_kernel(Kernel::detect(), 1))]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,9 +299,9 @@ async fn reconnects_with_backoff_when_the_node_comes_up_late() {
 #[test]
 fn job_merkle_root_matches_the_engine_tree() {
     let node = Node::new();
-    let job = Job::from_template(node.template()).unwrap();
+    let job = job_from_template(&node.template()).unwrap();
     for n in [0u64, 1, 0xdead_beef] {
-        let en = job.extra_nonce(n);
+        let en = job.extranonce2_bytes(n);
         assert_eq!(en.len(), 4);
         let mut coinbase = coinb1(0);
         coinbase.extend_from_slice(&en);
@@ -308,14 +309,20 @@ fn job_merkle_root_matches_the_engine_tree() {
         let mut leaves = vec![Hash256::sha256d(&coinbase)];
         leaves.extend(other_txids(0));
         let root = merkle_root(&leaves).0;
-        assert_eq!(job.merkle_root(&en), root);
-        let work = job.work(n, 1_700_000_123);
+        assert_eq!(job.merkle_root(n), root);
+        let roll = job.roll(n, Some(1_700_000_000)).unwrap();
+        assert_eq!(roll.extranonce2, n, "no version rolling over HTTP");
+        let work = job.work(&roll);
         assert_eq!(work.header[36..68], root.0);
-        assert_eq!(work.header[68..72], 1_700_000_123u32.to_le_bytes());
+        // Time rolls forward but stays within the template's time + 2 h.
+        assert_eq!(roll.time, 1_700_000_000 + 7200, "now is long past 2023");
+        assert_eq!(work.header[68..72], roll.time.to_le_bytes());
+        // Everything else is the template's header.
+        let template_header = hex::decode(node.template().header).unwrap();
+        assert_eq!(work.header[..36], template_header[..36]);
+        assert_eq!(work.header[72..76], template_header[72..76]);
     }
-    // Time rolls forward but stays within the template's time + 2 h.
-    assert!(job.rolled_time(0) <= 1_700_000_000 + 7200);
-    assert!(job.rolled_time(0) >= 1_700_000_000);
+    assert_eq!(job.roll(1u64 << 32, None), None, "4 bytes of extra nonce");
 }
 
 #[test]
@@ -323,13 +330,145 @@ fn bad_templates_are_rejected() {
     let node = Node::new();
     let mut t = node.template();
     t.coinb1 = "zz".into();
-    assert!(Job::from_template(t).is_err());
+    assert!(job_from_template(&t).is_err());
     let mut t = node.template();
     t.header = "00".into();
-    assert!(Job::from_template(t).is_err());
+    assert!(job_from_template(&t).is_err());
     let mut t = node.template();
     t.merkle_branch = vec!["00".into()];
-    assert!(Job::from_template(t).is_err());
+    assert!(job_from_template(&t).is_err());
+}
+
+/// A node that answers every template request with `status` and `body`.
+async fn refusing_node(status: u16, body: &'static str) -> (String, Arc<AtomicU64>) {
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    let app = Router::new()
+        .route(
+            "/v1/mining/template",
+            get(move || {
+                h.fetch_add(1, Ordering::SeqCst);
+                async move { (StatusCode::from_u16(status).unwrap(), body) }
+            }),
+        )
+        .route(
+            "/v1/events",
+            get(|| async {
+                let s = futures_util::stream::pending::<Result<Event, std::convert::Infallible>>();
+                Sse::new(s)
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_payout_address_ends_the_miner_at_once() {
+    let (url, hits) = refusing_node(
+        400,
+        r#"{"error":"bad_address","message":"`bp1qtestaddress`: invalid checksum"}"#,
+    )
+    .await;
+    let err = tokio::time::timeout(
+        Duration::from_secs(5),
+        client::mine(config(&url, 1), cpu(), |_| {}),
+    )
+    .await
+    .expect("gave up within seconds")
+    .expect_err("a refusal is an error");
+    assert!(err.is_permanent(), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("400") && msg.contains("bad_address: "),
+        "{msg}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "no retry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_not_a_node_ends_the_miner_but_429_is_retried() {
+    // A 404 (say, another web server on that port) will not change by retrying.
+    let (url, _) = refusing_node(404, "not found").await;
+    let err = tokio::time::timeout(
+        Duration::from_secs(5),
+        client::mine(config(&url, 1), cpu(), |_| {}),
+    )
+    .await
+    .expect("gave up within seconds")
+    .expect_err("an error");
+    assert!(
+        matches!(err, ClientError::Status { status: 404, .. }),
+        "{err}"
+    );
+    // Too many requests: back off and try again.
+    let (url, hits) = refusing_node(429, r#"{"error":"rate_limited","message":"slow"}"#).await;
+    let miner = tokio::spawn(client::mine(config(&url, 1), cpu(), |_| {}));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(!miner.is_finished(), "429 is not permanent");
+    assert!(hits.load(Ordering::SeqCst) >= 2, "retried");
+    miner.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_url_is_refused_before_connecting() {
+    for url in ["https://127.0.0.1:1", "ftp://node", "http://no spaces"] {
+        let err = client::mine(config(url, 1), cpu(), |_| {})
+            .await
+            .expect_err(url);
+        assert!(err.is_permanent(), "{url}: {err}");
+        assert!(matches!(err, ClientError::Url(_)), "{url}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_mine_together_and_report_each_rate() {
+    let (node, url) = start_node().await;
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let r2 = reports.clone();
+    let devices: Vec<Box<dyn SearchBackend>> = vec![
+        Box::new(CpuBackend::with_kernel(Kernel::detect(), 1)),
+        Box::new(CpuBackend::with_kernel(Kernel::detect(), 1)),
+    ];
+    let mut cfg = config(&url, 4);
+    cfg.status_every = Duration::from_millis(50);
+    let stats = tokio::time::timeout(
+        Duration::from_secs(60),
+        client::mine(cfg, devices, move |r| {
+            r2.lock().unwrap().push(serde_json::to_value(&r).unwrap())
+        }),
+    )
+    .await
+    .expect("finished in time")
+    .expect("mined");
+    assert_eq!((stats.accepted, stats.blocks, stats.stale), (4, 4, 0));
+    assert_eq!(*node.height.lock().unwrap(), 4);
+    let reports = reports.lock().unwrap();
+    let status: Vec<&serde_json::Value> =
+        reports.iter().filter(|r| r["type"] == "status").collect();
+    assert!(!status.is_empty());
+    for s in &status {
+        let devs = s["devices"].as_array().unwrap();
+        assert_eq!(devs.len(), 2, "{s}");
+        let sum: f64 = devs
+            .iter()
+            .map(|d| d["hashes_per_second"].as_f64().unwrap())
+            .sum();
+        assert!(
+            (sum - s["hashes_per_second"].as_f64().unwrap()).abs() < 1.0,
+            "{s}"
+        );
+    }
+    // Both devices searched (each has a non-zero rate in some report).
+    for i in 0..2 {
+        assert!(
+            status
+                .iter()
+                .any(|s| s["devices"][i]["hashes_per_second"].as_f64().unwrap() > 0.0),
+            "device {i} never hashed"
+        );
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use miner_gpu::gpu::{open_device, pick_adapter};
+use miner_gpu::gpu::{open_device, pick_adapter, select_adapters, DispatchConfig};
 use miner_gpu::{GpuBackend, MinerError, SearchControl, Work};
 
 /// Nonces per invocation used by most tests: small, so one dispatch has many invocations
@@ -12,6 +12,10 @@ use miner_gpu::{GpuBackend, MinerError, SearchControl, Work};
 const NPI: u32 = 4;
 
 fn gpu(npi: u32) -> Option<GpuBackend> {
+    gpu_with(DispatchConfig::new(npi, 64))
+}
+
+fn gpu_with(config: DispatchConfig) -> Option<GpuBackend> {
     let adapter = match pick_adapter(None) {
         Ok(a) => a,
         Err(e) => {
@@ -23,7 +27,7 @@ fn gpu(npi: u32) -> Option<GpuBackend> {
         }
     };
     let (device, queue) = open_device(&adapter).expect("device");
-    Some(GpuBackend::new(device, queue, &adapter.get_info().name, npi).expect("pipeline"))
+    Some(GpuBackend::new(device, queue, &adapter.get_info().name, config).expect("pipeline"))
 }
 
 fn nonces(found: &[miner_gpu::Solution]) -> Vec<u32> {
@@ -144,5 +148,131 @@ fn unknown_adapter_name_is_a_clear_error() {
         Err(MinerError::NoAdapter(msg)) => assert!(msg.contains("no-such-gpu-anywhere"), "{msg}"),
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("found an adapter that cannot exist"),
+    }
+}
+
+#[test]
+fn dispatches_past_the_x_limit_continue_in_y() {
+    // With at most 3 workgroups per dimension, a dispatch of 10 workgroups runs as
+    // 3 x 4 (two of them past the end): every nonce must still be reported exactly once.
+    let Some(mut g) = gpu(NPI) else { return };
+    g.set_max_groups_per_dimension(3);
+    let per_group = 64 * NPI;
+    g.set_batch(per_group * 9);
+    assert_eq!(g.batch(), per_group * 9, "3 x 3 groups fit");
+    let work = Work::new(Rng(14).header(), [0xff; 32]);
+    let start = 40_000;
+    let count = per_group * 9 + 5; // one dispatch of 9 groups, a tail of one group
+    let found = g
+        .search(&work, start, count as u64, &SearchControl::new())
+        .unwrap();
+    assert_eq!(nonces(&found), (start..start + count).collect::<Vec<_>>());
+    // And with a random target, against brute force, over several y rows.
+    g.set_batch(per_group * 7);
+    let header = Rng(15).header();
+    let target = target_with_top(u32::MAX / 64);
+    let found = g
+        .search(&Work::new(header, target), 9, 8000, &SearchControl::new())
+        .unwrap();
+    assert_eq!(nonces(&found), brute_force(&header, &target, 9, 8000));
+}
+
+#[test]
+fn every_workgroup_size_and_nonce_count_finds_the_same_nonces() {
+    let header = Rng(16).header();
+    let target = target_with_top(u32::MAX / 128);
+    let want = brute_force(&header, &target, 77, 5000);
+    assert!(want.len() > 10);
+    for config in [
+        DispatchConfig::new(1, 256),
+        DispatchConfig::new(8, 128),
+        DispatchConfig::new(64, 32),
+        DispatchConfig::new(3, 100),
+    ] {
+        let Some(mut g) = gpu_with(config) else {
+            return;
+        };
+        assert_eq!(g.config(), config);
+        g.set_batch(config.nonces_per_invocation * config.workgroup_size * 3);
+        let found = g
+            .search(&Work::new(header, target), 77, 5000, &SearchControl::new())
+            .unwrap();
+        assert_eq!(nonces(&found), want, "{config}");
+    }
+}
+
+#[test]
+fn a_kernel_that_does_not_compile_is_an_error_not_a_panic() {
+    let adapter = match pick_adapter(None) {
+        Ok(a) => a,
+        Err(e) => {
+            assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{e}");
+            return;
+        }
+    };
+    let (device, queue) = open_device(&adapter).unwrap();
+    let broken =
+        miner_gpu::gpu::SHADER.replace("let w3 = bswap(nonce);", "let w3 = bswap(nonce, 1u);");
+    match GpuBackend::with_shader(device, queue, "x", DispatchConfig::DEFAULT, &broken) {
+        Err(MinerError::Shader(msg)) => assert!(msg.contains("bswap"), "{msg}"),
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("a broken kernel compiled"),
+    }
+    // A workgroup the device cannot run is refused with the limit named.
+    let (device, queue) = open_device(&adapter).unwrap();
+    let err = GpuBackend::new(device, queue, "x", DispatchConfig::new(8, 100_000))
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("limit"), "{err}");
+}
+
+#[test]
+fn calibration_measures_each_configuration_and_keeps_the_fastest() {
+    let Some(mut g) = gpu(NPI) else { return };
+    let configs = [DispatchConfig::new(2, 64), DispatchConfig::new(16, 64)];
+    let table = g
+        .calibrate(&configs, std::time::Duration::from_millis(150))
+        .unwrap();
+    assert_eq!(table.len(), 2);
+    assert!(table.iter().all(|m| m.hashes_per_second > 0.0));
+    let best = table
+        .iter()
+        .max_by(|a, b| a.hashes_per_second.total_cmp(&b.hashes_per_second))
+        .unwrap();
+    assert_eq!(g.config(), best.config);
+    // The kept pipeline still finds the genesis nonce.
+    let genesis = bitcoin_genesis();
+    let target = genesis.bits.to_target().unwrap().to_be_bytes();
+    let work = Work::from_hex(&hex::encode(genesis.to_bytes()), &hex::encode(target)).unwrap();
+    let found = g
+        .search(&work, GENESIS_NONCE - 5000, 10_000, &SearchControl::new())
+        .unwrap();
+    assert_eq!(nonces(&found), [GENESIS_NONCE]);
+}
+
+#[test]
+fn adapters_are_selected_by_index_and_by_name() {
+    let Some(g) = gpu(NPI) else { return };
+    let name = g.adapter().to_string();
+    let word = name.split_whitespace().next().unwrap().to_lowercase();
+    let by_name = select_adapters(&[word.to_uppercase()]).unwrap();
+    assert!(!by_name.is_empty());
+    assert!(by_name
+        .iter()
+        .all(|a| a.get_info().name.to_lowercase().contains(&word)));
+    // One device is driven through one API only (lavapipe is seen by Vulkan and GL).
+    let apis: std::collections::HashSet<_> = by_name.iter().map(|a| a.get_info().backend).collect();
+    assert_eq!(apis.len(), 1, "{apis:?}");
+    let first = select_adapters(&["0".to_string()]).unwrap();
+    assert_eq!(first.len(), 1);
+    // The same adapter named twice is driven once.
+    let twice = select_adapters(&["0".to_string(), "0".to_string()]).unwrap();
+    assert_eq!(twice.len(), 1);
+    match select_adapters(&["0".to_string(), "no-such-gpu".to_string()]) {
+        Err(MinerError::NoAdapter(msg)) => {
+            assert!(msg.contains("no-such-gpu") && msg.contains("0: "), "{msg}")
+        }
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("matched a GPU that cannot exist"),
     }
 }

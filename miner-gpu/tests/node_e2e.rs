@@ -36,13 +36,32 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
+        Node::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let process = testnode::NodeProcess::start(&node_bin(), dir.path(), &["--dev"]);
+        let mut args = vec!["--dev"];
+        args.extend_from_slice(extra);
+        let process = testnode::NodeProcess::start(&node_bin(), dir.path(), &args);
         Node {
             base: process.url.clone(),
             process,
             _dir: dir,
         }
+    }
+
+    /// A dev node that also serves Stratum; returns it and the pool URL.
+    fn start_stratum() -> (Node, String) {
+        let stratum = format!("127.0.0.1:{}", testnode::free_port());
+        let node = Node::start_with(&["--stratum", &stratum]);
+        // The Stratum listener opens right after the HTTP one: wait until it accepts.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&stratum).is_err() {
+            assert!(Instant::now() < deadline, "stratum not up; {}", node.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (node, format!("stratum+tcp://{stratum}"))
     }
 
     fn log(&self) -> String {
@@ -133,12 +152,37 @@ struct Miner {
 
 impl Miner {
     fn start(node: &str, backend: &str, blocks: u64) -> Miner {
+        let address = MINER_ADDR.to_string();
+        Miner::start_args(&[
+            "--node",
+            node,
+            "--address",
+            &address,
+            "--backend",
+            backend,
+            "--threads",
+            "1",
+            "--blocks",
+            &blocks.to_string(),
+        ])
+    }
+
+    /// Mines through a Stratum URL as worker `<MINER_ADDR>.rig1`.
+    fn start_pool(pool: &str, backend: &[&str], blocks: u64) -> Miner {
+        let worker = format!("{MINER_ADDR}.rig1");
+        let mut args = vec!["--pool", pool, "--user", &worker, "--threads", "1"];
+        args.extend_from_slice(backend);
+        let blocks = blocks.to_string();
+        args.extend_from_slice(&["--blocks", &blocks]);
+        Miner::start_args(&args)
+    }
+
+    fn start_args(args: &[&str]) -> Miner {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("miner.stderr");
         let mut child = Command::new(env!("CARGO_BIN_EXE_bitplace-miner"))
-            .args(["--node", node, "--address", &MINER_ADDR.to_string()])
-            .args(["--backend", backend, "--threads", "1"])
-            .args(["--blocks", &blocks.to_string(), "--json"])
+            .args(args)
+            .arg("--json")
             .env("XDG_RUNTIME_DIR", std::env::temp_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -427,4 +471,114 @@ fn miner_counts_stale_and_follows_the_new_tip_when_the_tip_changes_under_it() {
             assert!(b["height"].as_u64().unwrap() >= 2, "{b}");
         }
     }
+}
+
+/// Mines `blocks` blocks through the node's own Stratum server and checks the node
+/// agrees: every block the miner counts is on the main chain and pays the worker.
+fn mine_blocks_over_stratum(backend: &[&str], blocks: u64) -> (Miner, Node) {
+    let (node, pool) = Node::start_stratum();
+    let mut miner = Miner::start_pool(&pool, backend, blocks);
+    let done = miner.finish();
+    let ctx = format!("{}\nnode log:\n{}", miner.context(), node.log());
+    assert_eq!(done["blocks"], json!(blocks), "{ctx}");
+    assert_eq!(done["rejected"], json!(0), "{ctx}");
+    assert_eq!(node.earned(&MINER_ADDR), blocks * DEV_REWARD, "{ctx}");
+    let sub = miner
+        .seen
+        .iter()
+        .find(|v| v["type"] == "subscribed")
+        .unwrap_or_else(|| panic!("no subscription; {ctx}"));
+    assert_eq!(sub["extranonce2_size"], 4, "{ctx}");
+    // The node's difficulty is the network's: a fraction (2^-16 on --dev).
+    let diff = miner
+        .seen
+        .iter()
+        .find(|v| v["type"] == "difficulty")
+        .unwrap_or_else(|| panic!("no difficulty; {ctx}"));
+    assert!(diff["difficulty"].as_f64().unwrap() < 1.0, "{ctx}");
+    let accepted_blocks: Vec<&Value> = miner
+        .submissions()
+        .into_iter()
+        .filter(|s| s["outcome"] == "accepted" && s["block"] == true)
+        .collect();
+    assert_eq!(accepted_blocks.len() as u64, blocks, "{ctx}");
+    for s in accepted_blocks {
+        let b = node.get(&format!("/v1/blocks/{}", s["hash"].as_str().unwrap()));
+        assert_eq!(b["main_chain"], true, "{b}");
+        assert_eq!(
+            b["txs"][0]["outputs"][0]["address"],
+            json!(MINER_ADDR),
+            "{b}"
+        );
+    }
+    (miner, node)
+}
+
+#[test]
+fn stratum_miner_mines_three_blocks_on_the_nodes_stratum_server() {
+    let (miner, node) = mine_blocks_over_stratum(&["--backend", "cpu"], 3);
+    assert_eq!(node.height(), 3, "{}", miner.context());
+}
+
+#[test]
+fn stratum_miner_on_every_device_mines_on_the_real_node() {
+    let adapter = match miner_gpu::gpu::pick_adapter(None) {
+        Ok(a) => a.get_info().name,
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true but no GPU adapter: {e} (install mesa-vulkan-drivers)");
+            }
+            eprintln!("note: skipping, no GPU adapter");
+            return;
+        }
+    };
+    let word = adapter.split_whitespace().next().unwrap().to_string();
+    let (miner, _node) = mine_blocks_over_stratum(&["--backend", "all", "--adapter", &word], 3);
+    // Both devices hashed: the status lines carry a rate for each.
+    let status: Vec<&Value> = miner
+        .seen
+        .iter()
+        .filter(|v| v["type"] == "status")
+        .collect();
+    let devices = status
+        .iter()
+        .map(|s| s["devices"].as_array().unwrap().len())
+        .max()
+        .unwrap_or(0);
+    assert_eq!(devices, 2, "{}", miner.context());
+}
+
+#[test]
+fn a_worker_name_the_node_refuses_ends_the_miner_within_seconds() {
+    let (node, pool) = Node::start_stratum();
+    let t0 = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_bitplace-miner"))
+        .args([
+            "--pool",
+            &pool,
+            "--user",
+            "not-an-address",
+            "--backend",
+            "cpu",
+            "--threads",
+            "1",
+        ])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused authorization"),
+        "{err}\n{}",
+        node.log()
+    );
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("bitplace-miner:"))
+            .count(),
+        1,
+        "{err}"
+    );
 }
