@@ -296,17 +296,23 @@ fn run_for(
             }
             ctl.cancel();
         });
-        let mut start = 0u32;
-        let result = (|| {
-            while !ctl.is_cancelled() {
-                b.search_with(work, start, 1 << 32, ctl, &|_| {})?;
-                start = start.wrapping_add(1 << 31);
-            }
-            Ok(())
-        })();
+        let result = search_until_cancelled(b, work, ctl);
         stop.cancel();
         result
     })
+}
+
+fn search_until_cancelled(
+    b: &mut dyn SearchBackend,
+    work: &Work,
+    ctl: &SearchControl,
+) -> Result<()> {
+    let mut start = 0u32;
+    while !ctl.is_cancelled() {
+        b.search_with(work, start, 1 << 32, ctl, &|_| {})?;
+        start = start.wrapping_add(1 << 31);
+    }
+    Ok(())
 }
 
 fn bench(kind: BackendArg, d: &DeviceArgs, seconds: f64, sweep: bool) -> Result<()> {

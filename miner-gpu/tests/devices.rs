@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// byte is in `winners` (each byte wins once, across all devices).
 struct Recorder {
     name: String,
-    seen: Arc<Mutex<Vec<[u8; 80]>>>,
+    seen: Seen,
     winners: Arc<Mutex<HashSet<u8>>>,
 }
 
@@ -73,10 +73,10 @@ fn job(en2_size: usize, mask: u32) -> Job {
     }
 }
 
-fn recorders(
-    n: usize,
-    winners: &[u8],
-) -> (Vec<Box<dyn SearchBackend>>, Vec<Arc<Mutex<Vec<[u8; 80]>>>>) {
+/// What each recorder saw, shared with the test.
+type Seen = Arc<Mutex<Vec<[u8; 80]>>>;
+
+fn recorders(n: usize, winners: &[u8]) -> (Vec<Box<dyn SearchBackend>>, Vec<Seen>) {
     let seen: Vec<_> = (0..n).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let winners = Arc::new(Mutex::new(winners.iter().copied().collect()));
     let backends = seen
