@@ -9,6 +9,7 @@ command -v spirv-val >/dev/null 2>&1 || need+=(spirv-tools)
 command -v glslangValidator >/dev/null 2>&1 || need+=(glslang-tools)
 command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq

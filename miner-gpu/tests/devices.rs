@@ -189,11 +189,9 @@ fn a_block_pauses_the_job_and_resume_continues_where_it_was() {
     let (backends, seen) = recorders(2, &[winner]);
     let (set, mut events) = DeviceSet::start(backends).unwrap();
     set.set_job(Some(j.clone()));
-    let found = loop {
-        match events.blocking_recv().expect("an event") {
-            DeviceEvent::Found(f) => break f,
-            DeviceEvent::Failed { error, .. } => panic!("{error}"),
-        }
+    let found = match events.blocking_recv().expect("an event") {
+        DeviceEvent::Found(f) => f,
+        DeviceEvent::Failed { error, .. } => panic!("{error}"),
     };
     assert!(found.is_block());
     assert_eq!(found.job.header(&found.roll)[36], winner);

@@ -562,6 +562,10 @@ fn a_worker_name_the_node_refuses_ends_the_miner_within_seconds() {
             "cpu",
             "--threads",
             "1",
+            // A named kernel skips the start-up calibration, which takes ~20 s in this
+            // unoptimised test build (~0.1 s in release): the bound is on the refusal.
+            "--kernel",
+            "portable",
         ])
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
         .output()
