@@ -68,6 +68,10 @@ const MAX_ROUNDS: usize = 100_000;
 
 /// How long a misbehaving peer is ignored.
 pub const BAN_SECS: u64 = 600;
+/// Least time between two syncs from one peer started by orphan block pushes: anyone can
+/// push orphans as fast as they like, and each would otherwise start a sync with every
+/// known peer (a cheap request turned into outbound work times the peer count).
+pub const ORPHAN_SYNC_GAP: Duration = Duration::from_secs(2);
 
 /// A healthy peer is re-synced this often as a safety net for lost relays.
 const RESYNC_SECS: u64 = 60;

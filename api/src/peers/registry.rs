@@ -22,6 +22,8 @@ pub(super) struct Peer {
     pub(super) next_sync: Instant,
     pub(super) banned_until: Option<Instant>,
     pub(super) last_sync: Option<SyncReport>,
+    /// When an orphan push last started a sync from this peer ([`ORPHAN_SYNC_GAP`]).
+    pub(super) orphan_sync_at: Option<Instant>,
 }
 
 impl Peer {
@@ -36,6 +38,7 @@ impl Peer {
             next_sync: Instant::now(),
             banned_until: None,
             last_sync: None,
+            orphan_sync_at: None,
         }
     }
 
@@ -339,6 +342,34 @@ impl PeerService {
             .filter(|(_, p)| !p.banned(now))
             .map(|(u, _)| u.clone())
             .collect()
+    }
+
+    /// The peers an orphan block push may start a sync from (`from` alone when it is a
+    /// known peer, else every peer), marked as synced for it now. Left out: banned peers,
+    /// peers in their unreachable backoff or asked-for wait (an orphan push must not
+    /// knock sooner than the schedule would), and peers an orphan push already synced
+    /// from within [`ORPHAN_SYNC_GAP`].
+    pub(super) fn orphan_sync_targets(&self, from: Option<&str>) -> Vec<String> {
+        let now = Instant::now();
+        let mut peers = self.lock_peers();
+        let from = from.and_then(|f| normalize_peer_url(f).ok());
+        let only = from.filter(|f| peers.contains_key(f));
+        let mut out = Vec::new();
+        for (url, p) in peers.iter_mut() {
+            if only.as_ref().is_some_and(|o| o != url) {
+                continue;
+            }
+            let backing_off = (p.failures > 0 || p.throttled > 0) && p.next_sync > now;
+            let recent = p
+                .orphan_sync_at
+                .is_some_and(|t| now.duration_since(t) < ORPHAN_SYNC_GAP);
+            if p.banned(now) || backing_off || recent {
+                continue;
+            }
+            p.orphan_sync_at = Some(now);
+            out.push(url.clone());
+        }
+        out
     }
 
     pub(super) fn due_peers(&self) -> Vec<String> {

@@ -277,14 +277,10 @@ impl PeerService {
     }
 
     /// A peer pushed a block whose parent we lack: sync from it (or, when we cannot
-    /// tell who it is, from everyone) in the background.
+    /// tell who it is, from everyone) in the background, within each peer's backoff and
+    /// at most once per [`ORPHAN_SYNC_GAP`] per peer.
     pub(super) fn sync_after_orphan(&self, from: Option<String>) {
-        let known = self.peer_urls();
-        let targets: Vec<String> = match from.and_then(|f| normalize_peer_url(&f).ok()) {
-            Some(f) if known.contains(&f) => vec![f],
-            _ => known,
-        };
-        for url in targets {
+        for url in self.orphan_sync_targets(from.as_deref()) {
             let s = self.clone();
             tokio::spawn(async move {
                 s.sync_from(&url).await;

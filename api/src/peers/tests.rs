@@ -807,3 +807,42 @@ async fn a_registration_that_could_not_be_saved_is_an_error_not_201() {
     let saved: Vec<String> = file.load().unwrap().into_iter().map(|p| p.url).collect();
     assert_eq!(saved, ["http://127.0.0.1:5001", "http://127.0.0.1:9"]);
 }
+
+/// Issue 17 item 6: orphan pushes are cheap to send; the syncs they start respect each
+/// peer's backoff and come at most once per ORPHAN_SYNC_GAP per peer, however many arrive.
+#[tokio::test]
+async fn orphan_pushes_start_syncs_within_backoff_and_at_most_once_per_gap() {
+    let (a, b, c) = (
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:10",
+        "http://127.0.0.1:11",
+    );
+    let s = PeerService::new(
+        fast_engine(&clock()),
+        PeerConfig {
+            initial_peers: vec![a.into(), b.into(), c.into()],
+            ..dev_config()
+        },
+    );
+    {
+        let mut peers = s.lock_peers();
+        let later = Instant::now() + Duration::from_secs(60);
+        let p = peers.get_mut(b).unwrap();
+        p.failures = 3;
+        p.next_sync = later;
+        peers.get_mut(c).unwrap().banned_until = Some(later);
+    }
+    // An anonymous push: every peer not backing off or banned, once.
+    assert_eq!(s.orphan_sync_targets(None), vec![a.to_string()]);
+    for _ in 0..100 {
+        assert!(s.orphan_sync_targets(None).is_empty());
+        assert!(s.orphan_sync_targets(Some(a)).is_empty());
+    }
+    // A push naming a known peer syncs from it alone; one in backoff is left alone.
+    assert!(s.orphan_sync_targets(Some(b)).is_empty());
+    s.lock_peers().get_mut(a).unwrap().orphan_sync_at = Some(Instant::now() - ORPHAN_SYNC_GAP);
+    assert_eq!(
+        s.orphan_sync_targets(Some("127.0.0.1:9")),
+        vec![a.to_string()]
+    );
+}

@@ -8,7 +8,8 @@
 //! - `GET /v1/p2p/blocks/{hash}` → `{hex}`.
 //! - `POST /v1/p2p/blocks {hex, from?}`: a peer pushes a block; `from` is its own base
 //!   URL. A block with an unknown parent answers 202 and starts a sync from `from` when
-//!   it is a known peer, otherwise from every known peer.
+//!   it is a known peer, otherwise from every known peer; never from one that is banned
+//!   or backing off, and at most once per `ORPHAN_SYNC_GAP` (2 s) per peer.
 //! - `POST /v1/p2p/tx {hex, from?}`: a peer pushes a transaction. One refused only
 //!   because a transaction it spends is unknown (pushes run concurrently, so a child can
 //!   overtake its parent) answers 202 and is held as an orphan ([`super::orphans`]) until that
