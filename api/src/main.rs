@@ -290,6 +290,15 @@ fn open_offline(a: &OfflineArgs) -> Result<Engine> {
 }
 
 fn rebuild(a: &OfflineArgs) -> Result<()> {
+    let path = a.data_dir.join(LEDGER_FILE);
+    if path.exists() {
+        if let Some(kept) = engine::recovery::repair_file(&path).context("rebuild failed")? {
+            eprintln!(
+                "the ledger file was damaged: rebuilt it from its log (damaged file kept as {})",
+                kept.display()
+            );
+        }
+    }
     let engine = open_offline(a)?;
     let hash = engine.rebuild().context("rebuild failed")?;
     println!("{}", hex::encode(hash.0));

@@ -228,7 +228,7 @@ impl Engine {
                     path.display()
                 )))
             }
-            Ok(_) => Database::builder().open(path).map_err(cannot)?,
+            Ok(_) => crate::recovery::open_file(path, true)?,
             Err(_) => Database::builder().create(path).map_err(cannot)?,
         };
         Self::with_database(db, Some(path.to_path_buf()), config)

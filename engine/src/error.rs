@@ -15,6 +15,10 @@ pub enum EngineError {
     /// The data directory cannot be used (wrong network, corrupt log, ...): refuse to start.
     #[error("refusing to open the data directory: {0}")]
     Open(String),
+    /// The ledger file is damaged (its page checksums fail, or its projections still
+    /// disagree with the log after a rebuild): refuse to start.
+    #[error("the ledger is damaged: {0}; run `bitplace-node rebuild` (it rebuilds every projection from the log)")]
+    Damaged(String),
     /// Storage is temporarily unusable (reopening after a failure); retry later.
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),

@@ -6,9 +6,12 @@ use crate::error::EngineError;
 use crate::events::{Event, Record};
 use crate::hash::Hash256;
 use crate::params::ChainParams;
-use crate::store::{drop_projections, Bytes, Head, StoreError, StoreResult, Tables, LOG};
+use crate::store::{
+    drop_projections, integrity, Bytes, Head, StoreError, StoreResult, Tables, LOG, LOG_HEAD,
+};
 use redb::{Database, Durability, Key, ReadableDatabase, ReadableTable, TableDefinition, Value};
 use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Checks the log's hash chain against its head, that it belongs to `params`' network,
@@ -35,6 +38,25 @@ pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<(), 
         t.flush_meta()?;
     }
     txn.commit()?;
+    check_or_rebuild_projections(db)
+}
+
+/// Checks the projections consensus relies on ([`integrity::check_projections`]); if one
+/// is damaged, says so and rebuilds every projection from the log, which is the ground
+/// truth. A log that does not fold into sound projections is refused.
+fn check_or_rebuild_projections(db: &Database) -> Result<(), EngineError> {
+    let why = match integrity::check_projections(db) {
+        Ok(()) => return Ok(()),
+        Err(e @ (StoreError::Damaged(_) | StoreError::Corrupt(_))) => e,
+        Err(e) => return Err(e.into()),
+    };
+    tracing::warn!(error = %why, "projections rebuilt from the log");
+    eprintln!("{why}; rebuilding every projection from the log now");
+    rebuild(db)?;
+    integrity::check_projections(db).map_err(|e| {
+        EngineError::Damaged(format!("still damaged after a rebuild from the log: {e}"))
+    })?;
+    eprintln!("projections rebuilt from the log; they pass their checks");
     Ok(())
 }
 
@@ -237,7 +259,14 @@ pub(crate) fn rebuild_copy_with_checkpoint(
 }
 
 fn copy_log(db: &Database) -> StoreResult<Database> {
-    let copy = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+    copy_log_into(
+        db,
+        Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?,
+    )
+}
+
+/// Copies the log and its head from `db` into the empty database `copy`.
+fn copy_log_into(db: &Database, copy: Database) -> StoreResult<Database> {
     let src = db.begin_read()?;
     let log = src.open_table(LOG)?;
     let head = src.open_table(crate::store::LOG_HEAD)?;
@@ -295,4 +324,121 @@ pub(crate) fn verify(db: &Database, checkpoint: Option<u64>) -> Result<VerifyRep
         records: head.next_seq,
         mismatched,
     })
+}
+
+/// Checks the ledger file's page checksums (redb's `check_integrity`: every page of every
+/// tree against the checksum its parent holds). Damage is [`EngineError::Damaged`]; a
+/// repair redb made by itself (a torn last commit rolled back, a rebuilt allocator) is
+/// said on stderr and the log and projections are checked next as usual.
+pub(crate) fn check_file(db: &mut Database, path: &Path) -> Result<(), EngineError> {
+    match db.check_integrity() {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::warn!(file = %path.display(), "redb repaired the ledger file");
+            eprintln!(
+                "{}: redb found and repaired damage in the file (a commit that was not \
+                 completely written is rolled back)",
+                path.display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(EngineError::Damaged(format!(
+            "{} fails its checksums ({e})",
+            path.display()
+        ))),
+    }
+}
+
+/// Opens an existing ledger file, checking its page checksums when `check` is set. redb
+/// panics on some damaged files (a root pointing at the header page, for one) instead of
+/// returning an error; such a panic is caught here and refused like any damage.
+pub(crate) fn open_file(path: &Path, check: bool) -> Result<Database, EngineError> {
+    let opened = std::panic::catch_unwind(|| {
+        let mut db = Database::builder().open(path).map_err(|e| match e {
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => {
+                EngineError::Damaged(format!("{}: {why}", path.display()))
+            }
+            e => EngineError::Open(format!("{}: {e}", path.display())),
+        })?;
+        if check {
+            check_file(&mut db, path)?;
+        }
+        Ok(db)
+    });
+    opened.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        Err(EngineError::Damaged(format!(
+            "{}: redb cannot read it ({what})",
+            path.display()
+        )))
+    })
+}
+
+/// `bitplace-node rebuild` on a file whose pages fail their checksums: the log (checked
+/// record by record along its hash chain) is copied into a new file, every projection
+/// is rebuilt there, and the new file takes the old one's place; the damaged file is
+/// kept next to it. Returns where it was kept, or None when the file was sound (then
+/// nothing is done here: an ordinary rebuild follows). A damaged log is refused: the
+/// projections cannot be rebuilt from it.
+pub fn repair_file(path: &Path) -> Result<Option<PathBuf>, EngineError> {
+    if open_file(path, true).is_ok() {
+        return Ok(None);
+    }
+    // The failed check discarded the handle's allocator state; a fresh handle reads.
+    let src = open_file(path, false).map_err(|e| {
+        EngineError::Open(format!(
+            "the event log cannot be read from the damaged file ({e}): restore a backup"
+        ))
+    })?;
+    let fresh = path.with_extension("redb.rebuilding");
+    let _ = std::fs::remove_file(&fresh);
+    // Closing the damaged file writes to it, and redb may panic there too.
+    let copied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let rebuilt = rebuild_from_log_of(&src, &fresh);
+        drop(src);
+        rebuilt
+    }))
+    .unwrap_or_else(|_| {
+        Err(EngineError::Damaged(
+            "redb cannot read the event log: restore a backup".into(),
+        ))
+    });
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&fresh);
+        return Err(e);
+    }
+    drop(copied);
+    let kept = path.with_extension("redb.damaged");
+    std::fs::rename(path, &kept)
+        .and_then(|()| std::fs::rename(&fresh, path))
+        .and_then(|()| match path.parent() {
+            // The renames are durable only once the directory is synced.
+            Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+            _ => Ok(()),
+        })
+        .map_err(|e| EngineError::Open(format!("cannot put the rebuilt ledger in place: {e}")))?;
+    Ok(Some(kept))
+}
+
+/// Copies the log of `src` into a new file at `fresh`, checks its hash chain there and
+/// rebuilds every projection from it.
+fn rebuild_from_log_of(src: &Database, fresh: &Path) -> Result<Database, EngineError> {
+    copy_log_into(src, Database::builder().create(fresh)?)
+        .map_err(|e| EngineError::Damaged(format!("the event log cannot be read: {e}")))
+        .and_then(|db| {
+            let txn = db.begin_read()?;
+            let head = crate::store::read_head(&txn.open_table(LOG_HEAD)?)?;
+            verify_chain(&txn.open_table(LOG)?, &head).map_err(|e| {
+                EngineError::Damaged(format!(
+                    "the event log itself is damaged ({e}): restore a backup"
+                ))
+            })?;
+            drop(txn);
+            rebuild(&db)?;
+            Ok(db)
+        })
 }

@@ -72,7 +72,10 @@ impl Snapshot {
 
     fn block(&self, m: &BlockMeta) -> Result<Block, EngineError> {
         match read_record(&self.table(LOG)?, m.seq)?.event {
-            Event::BlockAccepted(b) => Ok(Arc::unwrap_or_clone(b)),
+            Event::BlockAccepted(b) => {
+                crate::store::integrity::check_block_meta(m, &b)?;
+                Ok(Arc::unwrap_or_clone(b))
+            }
             _ => Err(StoreError::corrupt(format!("record {} is not a block", m.seq)).into()),
         }
     }

@@ -36,7 +36,7 @@ impl BalanceChanges {
     }
 }
 
-fn utxo_digest(key: &[u8; 36], entry: &UtxoEntry) -> U256 {
+pub(crate) fn utxo_digest(key: &[u8; 36], entry: &UtxoEntry) -> U256 {
     let mut buf = [0u8; 36 + UtxoEntry::LEN];
     buf[..36].copy_from_slice(key);
     buf[36..].copy_from_slice(&entry.encode());

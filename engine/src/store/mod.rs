@@ -14,6 +14,7 @@
 pub mod chainstate;
 pub mod codec;
 pub mod fold;
+pub mod integrity;
 pub mod read;
 pub mod staged;
 
@@ -52,11 +53,19 @@ pub enum StoreError {
     Redb(#[from] redb::Error),
     #[error("the data is corrupt: {0}")]
     Corrupt(String),
+    /// A projection disagrees with the log (or with the rest of the projections): it is
+    /// not served; `bitplace-node rebuild` rebuilds every projection from the log.
+    #[error("projection damaged: {0}: run `bitplace-node rebuild`")]
+    Damaged(String),
 }
 
 impl StoreError {
     pub(crate) fn corrupt(what: impl Into<String>) -> StoreError {
         StoreError::Corrupt(what.into())
+    }
+
+    pub(crate) fn damaged(what: impl Into<String>) -> StoreError {
+        StoreError::Damaged(what.into())
     }
 }
 
@@ -300,7 +309,10 @@ impl<'t> Tables<'t> {
         let meta = read::block_meta(&self.block_index, hash)?
             .ok_or_else(|| StoreError::corrupt(format!("block {hash} is not in the index")))?;
         let block = match self.record(meta.seq)?.event {
-            Event::BlockAccepted(b) => b,
+            Event::BlockAccepted(b) => {
+                integrity::check_block_meta(&meta, &b)?;
+                b
+            }
             _ => {
                 return Err(StoreError::corrupt(format!(
                     "record {} is not a block",
