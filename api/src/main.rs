@@ -70,33 +70,52 @@ struct RunArgs {
     /// A peer's base URL (repeatable); added to the peers saved in the data directory.
     #[arg(long = "peer")]
     peers: Vec<String>,
+    /// The chain to run: main, or dev (easy start, reward 10, maturity 1, per-block
+    /// retarget, no dev routes unless --dev) [default: main; --dev sets dev].
     #[arg(long, value_enum)]
     network: Option<NetworkArg>,
-    /// Dev network plus dev routes (custody wallets, mine in the request, reset).
+    /// Dev network plus dev routes (custody wallets, mine in the request, reset). The
+    /// chain parameters below then take their dev defaults.
     #[arg(long)]
     dev: bool,
-    /// Starting compact target as hex, e.g. 1f00ffff.
-    #[arg(long, value_parser = parse_bits)]
+    #[arg(long, value_parser = parse_bits, help = with_defaults(
+        "Starting compact target as hex (difficulty of block 1)",
+        |p| format!("{:08x}", p.initial_bits.0),
+    ))]
     difficulty: Option<CompactTarget>,
-    /// Seconds between blocks that retargeting aims for.
-    #[arg(long)]
+    #[arg(long, help = with_defaults(
+        "Seconds between blocks that retargeting aims for",
+        |p| p.target_block_time.to_string(),
+    ))]
     target_block_time: Option<u32>,
-    /// Block reward in units.
-    #[arg(long)]
+    #[arg(long, help = with_defaults(
+        "Blocks between difficulty retargets: 0 = fixed difficulty, 1 = every block \
+         (2^((interval - T) / 4T) per block), N = every N blocks by actual / expected time",
+        |p| p.retarget_interval.to_string(),
+    ))]
+    retarget_interval: Option<u64>,
+    #[arg(long, help = with_defaults("Block reward in units", |p| p.reward.to_string()))]
     reward: Option<u64>,
-    /// Blocks between reward halvings (0 = never).
-    #[arg(long)]
+    #[arg(long, help = with_defaults(
+        "Blocks between reward halvings (0 = never)",
+        |p| p.halving_interval.to_string(),
+    ))]
     halving_interval: Option<u64>,
-    /// Most transactions per block (coinbase included).
-    #[arg(long)]
+    #[arg(long, help = with_defaults(
+        "Most transactions per block (coinbase included)",
+        |p| p.max_block_txs.to_string(),
+    ))]
     max_block_txs: Option<usize>,
-    /// Blocks before a coinbase output can be spent.
-    #[arg(long)]
+    #[arg(long, help = with_defaults(
+        "Blocks before a coinbase output can be spent",
+        |p| p.coinbase_maturity.to_string(),
+    ))]
     coinbase_maturity: Option<u64>,
-    /// Token for admin routes (peer registration) outside dev mode.
+    /// Token for admin routes (peer registration) outside dev mode [default: none: admin
+    /// routes refused; dev mode needs none].
     #[arg(long, env = "BITPLACE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// Serve Stratum V1 on this address.
+    /// Serve Stratum V1 on this address [default: off].
     #[arg(long)]
     stratum: Option<SocketAddr>,
     /// Share difficulty a Stratum connection starts at (fractions work, e.g. 0.001);
@@ -118,9 +137,12 @@ struct RunArgs {
     /// Seconds a Stratum connection has to authorize.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     stratum_auth_timeout: u64,
+    /// Log line format on stderr: text (no colours unless stderr is a terminal) or json
+    /// (one object per line, same fields). RUST_LOG overrides the level (default info).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// Serve this directory at / instead of the built-in page (history fallback to index.html).
+    /// Serve this directory at / instead of the built-in page (history fallback to
+    /// index.html) [default: the built-in page].
     #[arg(long)]
     web_root: Option<PathBuf>,
     /// Requests per second per client IP (also the burst size); over it: 429. 0 = no limit.
@@ -160,6 +182,15 @@ fn positive_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `what`, then the network defaults it falls back to: `[main: X; dev (--dev): Y]`.
+fn with_defaults(what: &str, value: impl Fn(&ChainParams) -> String) -> String {
+    format!(
+        "{what} [main: {}; dev (--dev): {}]",
+        value(&ChainParams::main()),
+        value(&ChainParams::dev())
+    )
+}
+
 fn parse_bits(s: &str) -> Result<CompactTarget, String> {
     let hex = s.trim().trim_start_matches("0x").trim_start_matches("0X");
     let v = u32::from_str_radix(hex, 16)
@@ -189,8 +220,11 @@ fn main() {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal, never into files or pipes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if format == LogFormat::Json {
         builder.json().init();
@@ -219,6 +253,9 @@ fn params(a: &RunArgs) -> Result<ChainParams> {
             bail!("--target-block-time must be at least 1 second");
         }
         p.target_block_time = t;
+    }
+    if let Some(r) = a.retarget_interval {
+        p.retarget_interval = r;
     }
     if let Some(r) = a.reward {
         p.reward = r;

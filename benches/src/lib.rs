@@ -26,6 +26,8 @@ pub fn bench_params() -> ChainParams {
     p.max_block_txs = 100_000;
     p.max_block_bytes = 64_000_000;
     p.mempool_max_txs = 2_000_000;
+    // Fixed difficulty: benchmarks mine blocks as fast as they can.
+    p.retarget_interval = 0;
     p
 }
 

@@ -48,7 +48,9 @@ pub struct ChainParams {
     pub initial_bits: CompactTarget,
     /// Seconds between blocks that retargeting aims for.
     pub target_block_time: u32,
-    /// Blocks between retargets; 0 disables retargeting.
+    /// Blocks between retargets: 0 never retargets; 1 retargets every block from the
+    /// parent's interval (the dev rule, `difficulty::PER_BLOCK_HALF_LIFE`); N ≥ 2 scales
+    /// the target every N blocks by the window's actual / expected time (main).
     pub retarget_interval: u64,
     /// Coinbase reward (before halvings) in units.
     pub reward: u64,
@@ -82,15 +84,17 @@ impl ChainParams {
         }
     }
 
-    /// The dev network: a CPU finds a block in well under a second, reward 10, and a
-    /// coinbase is spendable in the very next block (the seeds' walk-through works).
+    /// The dev network: it starts where a CPU finds a block in well under a second, then
+    /// retargets every block toward one block per 5 s, so an attached miner settles at
+    /// that pace within a minute instead of flooding the ledger. Reward 10, and a coinbase
+    /// is spendable in the very next block (the seeds' walk-through works).
     pub fn dev() -> ChainParams {
         ChainParams {
             network: Network::Dev,
             pow_limit: CompactTarget(0x207fffff),
             initial_bits: CompactTarget(0x1f00ffff),
-            target_block_time: 10,
-            retarget_interval: 0,
+            target_block_time: 5,
+            retarget_interval: 1,
             reward: 10,
             halving_interval: 0,
             coinbase_maturity: 1,

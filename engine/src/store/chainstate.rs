@@ -301,13 +301,17 @@ pub fn ancestor_bits(
     params: &ChainParams,
 ) -> StoreResult<CompactTarget> {
     let height = parent.height + 1;
-    let needs_start = params.retarget_interval != 0
-        && height.is_multiple_of(params.retarget_interval)
-        && height > 1;
-    let interval_start_time = if needs_start {
-        ancestor(index, parent, params.retarget_interval - 1)?.time
-    } else {
-        0
+    // How far back the rule looks: the parent's own parent for the per-block rule, the
+    // start of the window at a window retarget, nothing otherwise.
+    let back = match params.retarget_interval {
+        0 => None,
+        1 => Some(1),
+        n if height.is_multiple_of(n) => Some(n - 1),
+        _ => None,
+    };
+    let interval_start_time = match back {
+        Some(steps) if height > 1 => ancestor(index, parent, steps)?.time,
+        _ => 0,
     };
     Ok(required_bits(
         params,

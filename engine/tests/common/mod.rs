@@ -20,6 +20,9 @@ pub fn fast_params() -> ChainParams {
     let mut p = ChainParams::dev();
     p.initial_bits = CompactTarget(0x207fffff);
     p.coinbase_maturity = 2;
+    // Fixed difficulty: these tests mine bursts of blocks on a fake clock (the dev
+    // retarget has its own tests in difficulty.rs and tests/retarget.rs).
+    p.retarget_interval = 0;
     p
 }
 
