@@ -598,6 +598,44 @@ fn corrupt_or_missing_data_dir_is_one_line_and_nonzero() {
     assert!(!out.status.success());
 }
 
+#[test]
+fn help_documents_every_chain_flag_with_its_main_and_dev_default() {
+    let out = node_cmd().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    // Each chain parameter says what it is on main and what --dev sets.
+    for (flag, main, dev) in [
+        ("--difficulty", "1e0fffff", "1f00ffff"),
+        ("--target-block-time", "60", "5"),
+        ("--retarget-interval", "144", "1"),
+        ("--reward", "5000000000", "10"),
+        ("--halving-interval", "210000", "0"),
+        ("--coinbase-maturity", "100", "1"),
+    ] {
+        let at = help
+            .find(flag)
+            .unwrap_or_else(|| panic!("{flag} missing:\n{help}"));
+        let text: String = help[at..].split("\n  -").next().unwrap().to_string();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            text.contains(&format!("[main: {main}; dev (--dev): {dev}]")),
+            "{flag}: {text}"
+        );
+    }
+    // Every other flag documents its default (or that it has none).
+    for flag in [
+        "--network",
+        "--stratum",
+        "--admin-token",
+        "--web-root",
+        "--log-format",
+    ] {
+        let at = help.find(flag).unwrap();
+        let text: String = help[at..].split("\n  -").next().unwrap().to_string();
+        assert!(text.contains("default"), "{flag}: {text}");
+    }
+}
+
 #[tokio::test]
 async fn web_root_serves_spa_and_api_stays_json() {
     let dir = tempfile::tempdir().unwrap();

@@ -86,7 +86,11 @@ fn per_block(params: &ChainParams, input: &RetargetInput) -> CompactTarget {
 /// power uses the integer cubic approximation of 2^x on [0, 1) from BCH's aserti3-2d
 /// specification (error under 0.013 %), so every node computes the same bits.
 fn scale_pow2(params: &ChainParams, bits: CompactTarget, exponent: i64) -> CompactTarget {
-    let limit = params.pow_limit.to_target().map(|t| t.0).unwrap_or(U256::MAX);
+    let limit = params
+        .pow_limit
+        .to_target()
+        .map(|t| t.0)
+        .unwrap_or(U256::MAX);
     let Ok(old) = bits.to_target() else {
         return params.pow_limit;
     };
@@ -115,7 +119,11 @@ fn retarget(
     actual: u64,
     expected: u64,
 ) -> CompactTarget {
-    let limit = params.pow_limit.to_target().map(|t| t.0).unwrap_or(U256::MAX);
+    let limit = params
+        .pow_limit
+        .to_target()
+        .map(|t| t.0)
+        .unwrap_or(U256::MAX);
     let old = match bits.to_target() {
         Ok(t) => t.0,
         Err(_) => return params.pow_limit,
@@ -208,7 +216,9 @@ mod tests {
     }
 
     fn as_f64(v: U256) -> f64 {
-        v.0.iter().rev().fold(0.0, |acc, l| acc * 2f64.powi(64) + *l as f64)
+        v.0.iter()
+            .rev()
+            .fold(0.0, |acc, l| acc * 2f64.powi(64) + *l as f64)
     }
 
     /// How many times harder `bits` is than `than` (ratio of expected hashes).

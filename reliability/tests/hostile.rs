@@ -553,7 +553,17 @@ async fn hostile_http_changes_nothing_and_never_5xx() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_dev_routes_never_5xx() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut node = Node::start(tmp.path(), &["--dev", "--difficulty", "207fffff", "--retarget-interval", "0"]).await;
+    let mut node = Node::start(
+        tmp.path(),
+        &[
+            "--dev",
+            "--difficulty",
+            "207fffff",
+            "--retarget-interval",
+            "0",
+        ],
+    )
+    .await;
     let addr = TestKey::new(1).address().to_string();
     let dev_routes: Vec<Route> = routes(&json!({"paths": {
         "/healthz": {"get": {}}, "/v1/status": {"get": {}}, "/metrics": {"get": {}},

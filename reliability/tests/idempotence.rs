@@ -7,7 +7,13 @@ use engine::encoding::Encode;
 use engine::testkit::TestKey;
 use serde_json::json;
 
-const FAST: [&str; 5] = ["--dev", "--difficulty", "207fffff", "--retarget-interval", "0"];
+const FAST: [&str; 5] = [
+    "--dev",
+    "--difficulty",
+    "207fffff",
+    "--retarget-interval",
+    "0",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resubmitted_transactions_and_blocks_apply_once() {

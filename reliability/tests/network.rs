@@ -23,7 +23,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-const FAST: [&str; 5] = ["--dev", "--difficulty", "207fffff", "--retarget-interval", "0"];
+const FAST: [&str; 5] = [
+    "--dev",
+    "--difficulty",
+    "207fffff",
+    "--retarget-interval",
+    "0",
+];
 
 async fn connect(node: &Node, peer: &Node) {
     let (st, r) = node.post("/v1/peers", &json!({"url": peer.api.base})).await;

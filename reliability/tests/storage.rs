@@ -16,7 +16,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const FAST: [&str; 5] = ["--dev", "--difficulty", "207fffff", "--retarget-interval", "0"];
+const FAST: [&str; 5] = [
+    "--dev",
+    "--difficulty",
+    "207fffff",
+    "--retarget-interval",
+    "0",
+];
 
 /// What a client sees: status fingerprint plus the balances of the keys used.
 async fn view(node: &Node, addrs: &[String]) -> (String, u64, u64, String, Vec<String>) {
