@@ -2,7 +2,7 @@
 //! `{"error": "<snake_case_code>", "message": "<text>"}` with a fitting status, so a client
 //! can branch on `error` and show `message`. Bad input is always a 4xx, never a 500.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use engine::{EngineError, Reject, RejectClass};
@@ -111,6 +111,18 @@ impl From<JsonRejection> for AppError {
             JsonRejection::JsonDataError(_) => "invalid_body",
             _ if status == StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
             _ => "bad_body",
+        };
+        AppError::new(status, code, r.body_text())
+    }
+}
+
+impl From<BytesRejection> for AppError {
+    fn from(r: BytesRejection) -> Self {
+        let status = r.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_body"
         };
         AppError::new(status, code, r.body_text())
     }

@@ -4,6 +4,7 @@
 //! [`app`] builds the whole router; the `bitplace-node` binary (src/main.rs) opens the
 //! engine, builds an [`AppState`] and serves it.
 
+pub mod bodylimit;
 pub mod crosssite;
 pub mod custody;
 pub mod error;
@@ -62,6 +63,10 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         .merge(extra)
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            bodylimit::refuse_oversized,
+        ))
         .layer(middleware::from_fn(crosssite::guard))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -1067,3 +1067,52 @@ async fn stratum_miner_share_becomes_a_block() {
     };
     assert_ne!(next[1], job[1]);
 }
+
+/// Writes a whole request (head and a `len`-byte JSON-typed body) on a raw socket, as a
+/// client that does not wait for an early answer does, then reads the answer.
+fn send_oversized(base: &str, path: &str, len: usize) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {len}\r\nConnection: close\r\n\r\n"
+    )?;
+    let chunk = vec![b' '; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        s.write_all(&chunk[..n])?;
+        left -= n;
+    }
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_an_oversized_body_gets_a_json_413_not_a_broken_pipe() {
+    // `/v1/peers` answered 413 in plain text, and a client still sending its body met a
+    // reset connection instead of the answer.
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), true).await;
+    let base = node.base.clone();
+    for path in ["/v1/peers", "/v1/tx", "/nodes/register"] {
+        let (b, p) = (base.clone(), path.to_string());
+        let answer = tokio::task::spawn_blocking(move || send_oversized(&b, &p, 8 << 20))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{path}: the client met {e} instead of the answer"));
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+        let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+        let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        assert_eq!(v["error"], "body_too_large", "{path}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("at most"), "{v}");
+    }
+    // Nothing changed and the node still answers.
+    let (status, peers) = node.get("/v1/peers").await;
+    assert_eq!(status, 200);
+    assert_eq!(peers, serde_json::json!([]));
+}

@@ -3,7 +3,9 @@
 
 mod common;
 use common::*;
-use engine::testkit::outpoint;
+use engine::hash::Hash256;
+use engine::notify::NotificationKind;
+use engine::testkit::{outpoint, TestKey};
 use engine::{Address, BlockAccepted, Engine, EngineConfig, EngineError, Reject};
 
 #[test]
@@ -290,4 +292,53 @@ fn reorg_does_not_readmit_a_transaction_whose_signature_only_a_batch_accepts() {
         "re-admission checks signatures strictly"
     );
     assert!(f.engine.verify().unwrap().ok());
+}
+
+#[test]
+fn regression_hashrate_estimate_leaves_out_genesis_week_old_time() {
+    // Genesis' time is fixed in the parameters, long before START_TIME: a window that
+    // reached it read a working miner as a tiny fraction of a hash per second.
+    let f = Fixture::new();
+    let miner = TestKey::new(7).address();
+    f.mine(miner);
+    assert_eq!(f.engine.status().unwrap().hashrate_estimate, 0.0);
+    f.mine(miner);
+    f.mine(miner);
+    // Two blocks after block 1, one tick (60 s) apart each.
+    let work = f.engine.params().initial_bits.work().unwrap().as_u64() as f64;
+    let rate = f.engine.status().unwrap().hashrate_estimate;
+    assert_eq!(rate, 2.0 * work / 120.0);
+}
+
+#[test]
+fn regression_replayed_tx_added_carries_the_fee_it_had_after_confirmation() {
+    // A replay (Last-Event-ID) re-derived the fee from the current mempool, so a
+    // transaction confirmed since was replayed with fee 0.
+    let f = Fixture::new();
+    let (alice, bob) = (key(1), key(2));
+    let b1 = f.mine(alice.address());
+    f.mine(alice.address());
+    let pay = alice.spend(
+        &[outpoint(b1.txs[0].txid(), 0)],
+        &[(bob.address(), 3), (alice.address(), 6)],
+    );
+    f.engine.submit_tx(pay.clone()).unwrap();
+    let child = alice.spend(&[outpoint(pay.txid(), 1)], &[(bob.address(), 4)]);
+    f.engine.submit_tx(child.clone()).unwrap();
+    let live_fees = |f: &Fixture| -> Vec<(Hash256, u64)> {
+        f.engine
+            .notifications_since(0, 1000)
+            .unwrap()
+            .into_iter()
+            .filter_map(|n| match n.kind {
+                NotificationKind::TxAdded { txid, fee } => Some((txid, fee)),
+                _ => None,
+            })
+            .collect()
+    };
+    let want = vec![(pay.txid(), 1), (child.txid(), 2)];
+    assert_eq!(live_fees(&f), want, "while in the mempool");
+    f.mine(alice.address());
+    assert!(f.engine.mempool(10).unwrap().is_empty());
+    assert_eq!(live_fees(&f), want, "after both were confirmed");
 }

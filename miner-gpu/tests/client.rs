@@ -425,6 +425,9 @@ async fn an_unusable_url_is_refused_before_connecting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_devices_mine_together_and_report_each_rate() {
     let (node, url) = start_node().await;
+    // Blocks 16x harder than the default (~2^21 hashes): at the default, one device
+    // could find all four before the other, starved on a loaded machine, reported once.
+    *node.target_top.lock().unwrap() = 0x0000_07ff;
     let reports = Arc::new(Mutex::new(Vec::new()));
     let r2 = reports.clone();
     let devices: Vec<Box<dyn SearchBackend>> = vec![

@@ -5,7 +5,13 @@
 use bitplace_reliability::*;
 use std::time::Duration;
 
-const FAST: [&str; 3] = ["--dev", "--difficulty", "207fffff"];
+const FAST: [&str; 5] = [
+    "--dev",
+    "--difficulty",
+    "207fffff",
+    "--retarget-interval",
+    "0",
+];
 const T: Duration = Duration::from_secs(20);
 
 /// A raw POST with extra header lines.

@@ -8,7 +8,13 @@ use engine::testkit::{outpoint, TestKey};
 use engine::{Block, BlockHeader, CompactTarget, Hash256, Transaction, TxOut};
 use serde_json::{json, Value};
 
-const FAST: [&str; 3] = ["--dev", "--difficulty", "207fffff"];
+const FAST: [&str; 5] = [
+    "--dev",
+    "--difficulty",
+    "207fffff",
+    "--retarget-interval",
+    "0",
+];
 
 fn solve(mut header: BlockHeader) -> BlockHeader {
     while !header.meets_target() {
@@ -121,6 +127,8 @@ async fn a_block_view_is_paged() {
             "--dev",
             "--difficulty",
             "207fffff",
+            "--retarget-interval",
+            "0",
             "--coinbase-maturity",
             "0",
             "--reward",

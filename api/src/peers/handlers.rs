@@ -9,7 +9,7 @@ async fn list_peers(State(s): State<PeerService>) -> Json<Vec<PeerView>> {
 async fn add_peer(
     State(s): State<PeerService>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    crate::extract::Body(body): crate::extract::Body,
 ) -> ApiResult<impl IntoResponse> {
     s.authorize(&headers)?;
     let req: AddPeerRequest = parse_body(&body)?;
@@ -39,7 +39,7 @@ async fn resolve_v1(State(s): State<PeerService>) -> Json<ResolveReport> {
 async fn register_nodes(
     State(s): State<PeerService>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    crate::extract::Body(body): crate::extract::Body,
 ) -> ApiResult<impl IntoResponse> {
     s.authorize(&headers)?;
     let req: RegisterNodesRequest = parse_body(&body)?;
@@ -97,7 +97,7 @@ async fn p2p_locator(State(s): State<PeerService>) -> ApiResult<Json<Vec<Hash256
 
 async fn p2p_hashes(
     State(s): State<PeerService>,
-    body: axum::body::Bytes,
+    crate::extract::Body(body): crate::extract::Body,
 ) -> ApiResult<Json<Vec<Hash256>>> {
     let req: HashesRequest = parse_body(&body)?;
     if req.locator.len() > 256 {
@@ -138,7 +138,7 @@ async fn p2p_get_block(
 
 async fn p2p_push_block(
     State(s): State<PeerService>,
-    body: axum::body::Bytes,
+    crate::extract::Body(body): crate::extract::Body,
 ) -> ApiResult<Response> {
     let req: HexPush = parse_body(&body)?;
     let block: Block = decode_hex(&req.hex, "block")?;
@@ -199,13 +199,7 @@ impl PeerService {
     /// The routes listed in the module docs, state applied (ready to `.merge`).
     pub fn router(&self) -> Router {
         // A pushed block may be as large as the chain allows, as hex, plus the envelope.
-        let block_limit = self
-            .inner
-            .engine
-            .params()
-            .max_block_bytes
-            .saturating_mul(2)
-            .saturating_add(4096);
+        let block_limit = crate::bodylimit::peer_push_limit(self.inner.engine.params());
         Router::new()
             .route("/v1/peers", get(list_peers).post(add_peer))
             .route("/v1/peers/resolve", post(resolve_v1))

@@ -345,11 +345,13 @@ impl PeerService {
     }
 
     /// The peers an orphan block push may start a sync from (`from` alone when it is a
-    /// known peer, else every peer), marked as synced for it now. Left out: banned peers,
-    /// peers in their unreachable backoff or asked-for wait (an orphan push must not
-    /// knock sooner than the schedule would), and peers an orphan push already synced
-    /// from within [`ORPHAN_SYNC_GAP`].
-    pub(super) fn orphan_sync_targets(&self, from: Option<&str>) -> Vec<String> {
+    /// known peer, else every peer), each with how long to wait first. Left out: banned
+    /// peers, peers in their unreachable backoff or asked-for wait (an orphan push must
+    /// not knock sooner than the schedule would), and peers that already have a sync
+    /// waiting. At most one sync per [`ORPHAN_SYNC_GAP`] per peer: a push within the gap
+    /// of the last one is deferred to the gap's end, never dropped (the block it lacks
+    /// may have been announced after the sync already running had read the peer's tip).
+    pub(super) fn orphan_sync_targets(&self, from: Option<&str>) -> Vec<(String, Duration)> {
         let now = Instant::now();
         let mut peers = self.lock_peers();
         let from = from.and_then(|f| normalize_peer_url(f).ok());
@@ -360,14 +362,16 @@ impl PeerService {
                 continue;
             }
             let backing_off = (p.failures > 0 || p.throttled > 0) && p.next_sync > now;
-            let recent = p
-                .orphan_sync_at
-                .is_some_and(|t| now.duration_since(t) < ORPHAN_SYNC_GAP);
-            if p.banned(now) || backing_off || recent {
+            if p.banned(now) || backing_off {
                 continue;
             }
-            p.orphan_sync_at = Some(now);
-            out.push(url.clone());
+            let at = match p.orphan_sync_at {
+                Some(last) if last > now => continue, // one is already waiting
+                Some(last) if now < last + ORPHAN_SYNC_GAP => last + ORPHAN_SYNC_GAP,
+                _ => now,
+            };
+            p.orphan_sync_at = Some(at);
+            out.push((url.clone(), at - now));
         }
         out
     }

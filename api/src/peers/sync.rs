@@ -278,11 +278,14 @@ impl PeerService {
 
     /// A peer pushed a block whose parent we lack: sync from it (or, when we cannot
     /// tell who it is, from everyone) in the background, within each peer's backoff and
-    /// at most once per [`ORPHAN_SYNC_GAP`] per peer.
+    /// at most once per [`ORPHAN_SYNC_GAP`] per peer (later pushes wait for the gap).
     pub(super) fn sync_after_orphan(&self, from: Option<String>) {
-        for url in self.orphan_sync_targets(from.as_deref()) {
+        for (url, wait) in self.orphan_sync_targets(from.as_deref()) {
             let s = self.clone();
             tokio::spawn(async move {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
                 s.sync_from(&url).await;
             });
         }

@@ -832,8 +832,16 @@ async fn orphan_pushes_start_syncs_within_backoff_and_at_most_once_per_gap() {
         p.next_sync = later;
         peers.get_mut(c).unwrap().banned_until = Some(later);
     }
-    // An anonymous push: every peer not backing off or banned, once.
-    assert_eq!(s.orphan_sync_targets(None), vec![a.to_string()]);
+    let urls = |t: Vec<(String, Duration)>| t.into_iter().map(|(u, _)| u).collect::<Vec<_>>();
+    // An anonymous push: every peer not backing off or banned, at once.
+    assert_eq!(
+        s.orphan_sync_targets(None),
+        vec![(a.to_string(), Duration::ZERO)]
+    );
+    // The next push within the gap waits for the gap's end; the rest join that one.
+    let deferred = s.orphan_sync_targets(Some(a));
+    assert_eq!(urls(deferred.clone()), [a]);
+    assert!(deferred[0].1 > Duration::ZERO && deferred[0].1 <= ORPHAN_SYNC_GAP);
     for _ in 0..100 {
         assert!(s.orphan_sync_targets(None).is_empty());
         assert!(s.orphan_sync_targets(Some(a)).is_empty());
@@ -841,8 +849,5 @@ async fn orphan_pushes_start_syncs_within_backoff_and_at_most_once_per_gap() {
     // A push naming a known peer syncs from it alone; one in backoff is left alone.
     assert!(s.orphan_sync_targets(Some(b)).is_empty());
     s.lock_peers().get_mut(a).unwrap().orphan_sync_at = Some(Instant::now() - ORPHAN_SYNC_GAP);
-    assert_eq!(
-        s.orphan_sync_targets(Some("127.0.0.1:9")),
-        vec![a.to_string()]
-    );
+    assert_eq!(urls(s.orphan_sync_targets(Some("127.0.0.1:9"))), [a]);
 }

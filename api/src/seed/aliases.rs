@@ -194,7 +194,7 @@ pub(super) struct HexBody {
 
 pub(super) async fn transactions_new(
     State(s): State<AppState>,
-    body: Bytes,
+    crate::extract::Body(body): crate::extract::Body,
 ) -> ApiResult<Response> {
     let b: HexBody = serde_json::from_slice(&body).map_err(|e| {
         AppError::bad_request(

@@ -114,7 +114,10 @@ pub async fn custody_pay(
     Ok(tx)
 }
 
-pub(super) async fn send(State(s): State<AppState>, body: Bytes) -> Response {
+pub(super) async fn send(
+    State(s): State<AppState>,
+    crate::extract::Body(body): crate::extract::Body,
+) -> Response {
     let r: ApiResult<()> = async {
         dev_gate(&s, "send")?;
         let m = body_object(&body, &["from", "to", "amount"])?;

@@ -13,7 +13,10 @@ pub async fn mine_now(
     read(&s.engine, move |e| e.mine_block(address, max_txs)).await
 }
 
-pub(super) async fn mine_block(State(s): State<AppState>, body: Bytes) -> Response {
+pub(super) async fn mine_block(
+    State(s): State<AppState>,
+    crate::extract::Body(body): crate::extract::Body,
+) -> Response {
     let r: ApiResult<BlockAccepted> = async {
         dev_gate(&s, "mine_block")?;
         let m = body_object(&body, &["address", "txAmount"])?;

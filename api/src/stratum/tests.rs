@@ -24,6 +24,7 @@ fn fast_engine() -> Engine {
     let mut p = ChainParams::dev();
     p.initial_bits = CompactTarget(0x207fffff);
     p.coinbase_maturity = 2;
+    p.retarget_interval = 0; // fixed difficulty: the tests check set_difficulty
     let now = Arc::new(AtomicU64::new(1_800_000_000));
     let mut c = EngineConfig::new(p);
     c.clock = Arc::new(move || now.fetch_add(1, Ordering::SeqCst));

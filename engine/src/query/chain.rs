@@ -2,23 +2,39 @@
 
 use super::*;
 
+/// Blocks the hashrate estimate looks back over (at most; fewer on a young chain).
+pub const HASHRATE_WINDOW: u64 = 20;
+
+/// Hashes per second implied by the work of the last [`HASHRATE_WINDOW`] blocks over
+/// their time span.
+///
+/// Genesis never counts: its time is fixed in the parameters (days before a new chain's
+/// first block), so a window reaching it measured the calendar, not the miners (a 60 MH/s
+/// miner read as ~1 H/s). Block times are whole seconds and only loosely ordered, so the
+/// span has a floor of one second per block: many blocks sharing a second cannot divide
+/// the work by zero or one.
 pub(super) fn hashrate(
     index: &impl ReadableTable<&'static [u8], &'static [u8]>,
     tip: &BlockMeta,
 ) -> Result<f64, EngineError> {
-    let span = tip.height.min(20);
-    if span == 0 {
+    // The window's base is a block whose time is already past: the work counted is
+    // that of the blocks after it.
+    let blocks = tip.height.saturating_sub(1).min(HASHRATE_WINDOW);
+    if blocks == 0 {
         return Ok(0.0);
     }
-    let base = crate::store::chainstate::ancestor(index, tip, span)?;
-    let secs = tip.time.saturating_sub(base.time).max(1) as f64;
-    let work = tip.chainwork - base.chainwork;
-    let work_f = work
-        .0
-        .iter()
-        .rev()
-        .fold(0.0f64, |acc, l| acc * 18446744073709551616.0 + *l as f64);
-    Ok(work_f / secs)
+    let base = crate::store::chainstate::ancestor(index, tip, blocks)?;
+    Ok(work_per_second(
+        tip.chainwork - base.chainwork,
+        tip.time.saturating_sub(base.time),
+        blocks,
+    ))
+}
+
+/// `work` hashes over `secs` seconds, the span floored at one second per block.
+fn work_per_second(work: U256, secs: u32, blocks: u64) -> f64 {
+    let span = u64::from(secs).max(blocks) as f64;
+    u256_to_f64(work) / span
 }
 
 impl Engine {
@@ -136,5 +152,32 @@ impl Engine {
             ));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_over_the_span_of_the_window() {
+        // 20 blocks of 2^32 hashes in 100 s.
+        let rate = work_per_second(U256::from(20u64 << 32), 100, 20);
+        assert_eq!(rate, (20u64 << 32) as f64 / 100.0);
+    }
+
+    #[test]
+    fn regression_equal_timestamps_do_not_explode_the_estimate() {
+        // 20 blocks in the same second count as 20 seconds, not 0 (or 1).
+        let rate = work_per_second(U256::from(20_000u64), 0, 20);
+        assert_eq!(rate, 1000.0);
+        let rate = work_per_second(U256::from(20_000u64), 3, 20);
+        assert_eq!(rate, 1000.0);
+    }
+
+    #[test]
+    fn work_beyond_u64_is_counted() {
+        let rate = work_per_second(U256::from(1u64) << 100, 1 << 20, 1);
+        assert_eq!(rate, 2f64.powi(80));
     }
 }

@@ -103,15 +103,17 @@ impl Snapshot {
 
 /// Bitcoin's difficulty: the difficulty-1 target over this target.
 pub fn difficulty(bits: CompactTarget) -> f64 {
-    let to_f = |v: U256| {
-        v.0.iter().rev().fold(0.0f64, |acc, limb| {
-            acc * 18446744073709551616.0 + *limb as f64
-        })
-    };
     match (CompactTarget(0x1d00ffff).to_target(), bits.to_target()) {
-        (Ok(one), Ok(t)) => to_f(one.0) / to_f(t.0),
+        (Ok(one), Ok(t)) => u256_to_f64(one.0) / u256_to_f64(t.0),
         _ => 0.0,
     }
+}
+
+/// The nearest f64 (for figures shown to people: difficulty, hashrate).
+pub(crate) fn u256_to_f64(v: U256) -> f64 {
+    v.0.iter().rev().fold(0.0f64, |acc, limb| {
+        acc * 18446744073709551616.0 + *limb as f64
+    })
 }
 
 impl Engine {

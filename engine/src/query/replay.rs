@@ -59,9 +59,12 @@ pub(super) fn note_for(
         Event::TxAdmitted(tx) => {
             let mut a = Vec::new();
             push_addresses(&tx, &mut a);
-            let fee = read::mempool_tx(&s.table(MEMPOOL)?, &tx.txid())?
-                .map(|(_, f)| f)
-                .unwrap_or(0);
+            // The fee it had when admitted, as the live event said, even when it has
+            // since been confirmed or evicted (its inputs' amounts never change).
+            let fee = match read::mempool_tx(&s.table(MEMPOOL)?, &tx.txid())? {
+                Some((_, fee)) => fee,
+                None => super::txs::fee_paid(s, &tx)?.unwrap_or(0),
+            };
             (
                 NotificationKind::TxAdded {
                     txid: tx.txid(),

@@ -2,6 +2,46 @@
 
 use super::*;
 
+/// The amount of the output `op` names, wherever it is: unspent, paid by a mempool
+/// transaction, or paid by a best-chain transaction (spent or not). `None` when none of
+/// these holds it (a funding transaction that left the mempool unconfirmed).
+pub(super) fn output_amount(s: &Snapshot, op: &OutPoint) -> Result<Option<u64>, EngineError> {
+    if let Some(e) = read::utxo(&s.table(UTXO)?, op)? {
+        return Ok(Some(e.amount));
+    }
+    let vout = op.vout as usize;
+    if let Some((tx, _)) = read::mempool_tx(&s.table(MEMPOOL)?, &op.txid)? {
+        return Ok(tx.outputs.get(vout).map(|o| o.amount));
+    }
+    let Some(loc) = read::tx_location(&s.table(TX_INDEX)?, &op.txid)? else {
+        return Ok(None);
+    };
+    let Some(m) = s.block_meta(&loc.block)? else {
+        return Ok(None);
+    };
+    let block = s.block(&m)?;
+    Ok(block
+        .txs
+        .get(loc.position as usize)
+        .and_then(|tx| tx.outputs.get(vout))
+        .map(|o| o.amount))
+}
+
+/// What `tx` paid in fees: inputs' amounts (found by [`output_amount`]) less outputs.
+pub(super) fn fee_paid(s: &Snapshot, tx: &Transaction) -> Result<Option<u64>, EngineError> {
+    let mut total = 0u64;
+    for i in tx.spends() {
+        let Some(a) = output_amount(s, &i.prevout)? else {
+            return Ok(None);
+        };
+        let Some(t) = total.checked_add(a) else {
+            return Ok(None);
+        };
+        total = t;
+    }
+    Ok(tx.output_total().and_then(|out| total.checked_sub(out)))
+}
+
 impl Engine {
     /// A transaction from the best chain or the mempool, with its merkle proof.
     pub fn transaction(&self, txid: &Hash256) -> Result<Option<TxInfo>, EngineError> {
@@ -12,27 +52,11 @@ impl Engine {
         let Some((tx, fee)) = read::mempool_tx(&s.table(MEMPOOL)?, txid)? else {
             return Ok(None);
         };
-        let utxo = s.table(UTXO)?;
-        let mempool = s.table(MEMPOOL)?;
         let inputs = tx
             .spends()
             .iter()
-            .map(|i| {
-                let amount = read::utxo(&utxo, &i.prevout)
-                    .ok()
-                    .flatten()
-                    .map(|e| e.amount)
-                    .or_else(|| {
-                        read::mempool_tx(&mempool, &i.prevout.txid)
-                            .ok()
-                            .flatten()
-                            .and_then(|(p, _)| {
-                                p.outputs.get(i.prevout.vout as usize).map(|o| o.amount)
-                            })
-                    });
-                input_info(i, amount)
-            })
-            .collect();
+            .map(|i| Ok(input_info(i, output_amount(&s, &i.prevout)?)))
+            .collect::<Result<_, EngineError>>()?;
         Ok(Some(TxInfo {
             txid: *txid,
             coinbase: false,

@@ -22,7 +22,8 @@ pub struct Status {
     pub log_length: u64,
     pub tip_time: u32,
     pub median_time_past: u32,
-    /// Hashes per second implied by the last blocks' work and times.
+    /// Hashes per second: the work of the last 20 blocks (genesis never) over their time
+    /// span, floored at one second per block.
     pub hashrate_estimate: f64,
 }
 

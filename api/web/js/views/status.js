@@ -13,9 +13,9 @@ function stat(label, id, value) {
 /** Fills #status-bar from /v1/status and the latest block summaries. */
 export function renderStatus(status, latest) {
   const bar = document.getElementById("status-bar");
-  // From the latest blocks, genesis excluded: its time is a chain constant, not when it
-  // was mined (the node's hashrate_estimate measures from it while the chain is under 20
-  // blocks, so it reads far too low on a young chain). The node's figure as a fallback.
+  // From the latest blocks the page already holds, genesis excluded (its time is a chain
+  // constant, not when it was mined), so the figure follows each pushed block; the node's
+  // hashrate_estimate (same rule over its last 20 blocks) as a fallback.
   const own = estimateHashrate(latest.filter((b) => b.height > 0).map((b) => ({ time: b.time, bits: b.bits })));
   const rate = own ?? (Number.isFinite(status.hashrate_estimate) ? status.hashrate_estimate : null);
   replace(bar,
