@@ -57,6 +57,7 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'bitplace-e2e-'));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
+  // The dev chain as a newcomer gets it (per-block retarget included).
   const node = spawn(join(targetDir, 'bitplace-node'),
     ['--dev', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data')],
     { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -71,6 +72,9 @@ async function main() {
     });
     mkdirSync(shots, { recursive: true });
     const page = await browser.newPage({ viewport: { width: 390, height: 900 } });
+    // The page's own errors, so a failure here says why, not only that a wait timed out.
+    page.on('pageerror', (e) => console.error(`# page error: ${e.message}`));
+    page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.error(`# page ${m.type()}: ${m.text()}`); });
     page.setDefaultTimeout(TIMEOUT);
     const reloads = [];
     page.on('framenavigated', (f) => { if (f === page.mainFrame()) reloads.push(f.url()); });
@@ -150,7 +154,11 @@ async function browserMiner(page, url, address) {
   assert.equal(await page.inputValue(testid('browser-miner-address')), address, 'prefilled from the browser wallet');
   const before = (await (await fetch(`${url}/v1/status`)).json()).height;
   await page.click(testid('browser-miner-start'));
-  await page.waitForFunction(() => Number(document.querySelector('[data-testid="browser-miner-blocks"]')?.textContent) >= 1, null, { timeout: MINE_TIMEOUT });
+  await page.waitForFunction(() => Number(document.querySelector('[data-testid="browser-miner-blocks"]')?.textContent) >= 1, null, { timeout: MINE_TIMEOUT })
+    .catch(async (e) => {
+      // Say what the panel showed (its rate, its last error), not only that time ran out.
+      throw new Error(`${e.message}\nthe mining panel said: ${(await page.textContent('main')).replace(/\s+/g, ' ')}`);
+    });
   const rate = await page.textContent(testid('browser-miner-rate'));
   assert.match(rate, /[1-9]/, `a hashrate is shown (${rate})`);
   const adapter = await page.textContent(testid('browser-miner-adapter'));

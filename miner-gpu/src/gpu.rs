@@ -873,3 +873,30 @@ fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
         count: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words the browser miner writes must be these too (api/web/test/mining.test.mjs
+    /// checks the page against the same file): the two hosts of one kernel agree.
+    #[test]
+    fn kernel_params_match_the_shared_vector() {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../shaders/vectors/kernel_params.json"))
+                .expect("vector");
+        let bytes = |k: &str| hex::decode(v[k].as_str().expect(k)).expect(k);
+        let header: [u8; 80] = bytes("header").try_into().expect("80 bytes");
+        let target: [u8; 32] = bytes("target").try_into().expect("32 bytes");
+        let word = |k: &str| v[k].as_u64().expect(k) as u32;
+        let want: Vec<u32> = v["words"]
+            .as_array()
+            .expect("words")
+            .iter()
+            .map(|w| w.as_u64().expect("word") as u32)
+            .collect();
+        let p = Prepared::new(&header, &target);
+        let got = kernel_params(&p, word("start"), word("count"), word("capacity"));
+        assert_eq!(got.to_vec(), want);
+    }
+}

@@ -1,13 +1,15 @@
 // WebGPU nonce search with the native miner's own kernel, served by the node at
 // /shaders/sha256d.wgsl (one source of truth). Buffers and parameters follow
-// miner-gpu/src/gpu.rs exactly: binding 0 = params (read-only storage, 32 u32: the 28
-// prepared words, first nonce, nonce count, result capacity), binding 1 = results
-// (atomic count + nonces), workgroups of 64 invocations, NONCES_PER_INVOCATION nonces each.
+// miner-gpu/src/gpu.rs exactly: binding 0 = params (read-only storage, 28 u32: the 25
+// prepared words, first nonce, nonce count, result capacity, as kernel_params), binding
+// 1 = results (atomic count + nonces), workgroups of 64 invocations (the kernel's default
+// WORKGROUP_SIZE), NONCES_PER_INVOCATION nonces each, along x only.
 
 export const SHADER_URL = "/shaders/sha256d.wgsl";
 const WORKGROUP = 64;
 const MAX_WORKGROUPS = 65535;
 const CAPACITY = 1024;
+export const PARAM_WORDS = 28;
 const RESULTS_BYTES = 4 * (1 + CAPACITY);
 export const NONCES_PER_INVOCATION = 32;
 
@@ -29,6 +31,17 @@ export function workgroupsFor(count, noncesPerInvocation = NONCES_PER_INVOCATION
 /** The largest dispatch in nonces (65,535 workgroups), capped to the u32 nonce space. */
 export function maxBatch(noncesPerInvocation = NONCES_PER_INVOCATION) {
   return Math.min(MAX_WORKGROUPS * WORKGROUP * noncesPerInvocation, 0xffffffff);
+}
+
+/** The kernel's parameter words: `prepare`'s 25, then first nonce, count, capacity. */
+export function kernelParams(prepared, start, count, capacity) {
+  if (prepared.length !== PARAM_WORDS - 3) throw new Error(`prepared work is ${PARAM_WORDS - 3} words`);
+  const params = new Uint32Array(PARAM_WORDS);
+  params.set(prepared);
+  params[25] = start >>> 0;
+  params[26] = count >>> 0;
+  params[27] = capacity >>> 0;
+  return params;
 }
 
 /** Opens the GPU and compiles the kernel. Throws NoWebGpu with a reason a person can read. */
@@ -59,7 +72,7 @@ export class GpuSearch {
     this.pipeline = pipeline;
     this.adapter = adapter;
     const B = globalThis.GPUBufferUsage;
-    this.params = device.createBuffer({ label: "params", size: 32 * 4, usage: B.STORAGE | B.COPY_DST });
+    this.params = device.createBuffer({ label: "params", size: PARAM_WORDS * 4, usage: B.STORAGE | B.COPY_DST });
     this.results = device.createBuffer({ label: "results", size: RESULTS_BYTES, usage: B.STORAGE | B.COPY_SRC | B.COPY_DST });
     this.staging = device.createBuffer({ label: "staging", size: RESULTS_BYTES, usage: B.MAP_READ | B.COPY_DST });
     this.bindGroup = device.createBindGroup({
@@ -74,11 +87,7 @@ export class GpuSearch {
    * hash's top word: every candidate must be re-checked in full).
    */
   async search(prepared, start, count) {
-    const params = new Uint32Array(32);
-    params.set(prepared.subarray(0, 28));
-    params[28] = start >>> 0;
-    params[29] = count >>> 0;
-    params[30] = CAPACITY;
+    const params = kernelParams(prepared, start, count, CAPACITY);
     const q = this.device.queue;
     q.writeBuffer(this.params, 0, params);
     q.writeBuffer(this.results, 0, new Uint32Array(1));

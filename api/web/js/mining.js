@@ -65,10 +65,13 @@ export function beWords(bytes) {
 }
 
 /**
- * The 28 words the kernel's `params[0..28]` hold for one header (nonce ignored) and
- * target (internal order, a little-endian 256-bit number): the midstate of the first 64
- * bytes, the state before round 4 of the second block minus the nonce word, the
- * nonce-independent schedule terms, and the target's top word for the early reject.
+ * The 25 words the kernel's `params[0..25]` hold for one header (nonce ignored) and
+ * target (internal order, a little-endian 256-bit number), in the order of
+ * miner_gpu::gpu::kernel_params: the midstate of the first 64 bytes, the state before
+ * round 4 of the second block minus the nonce word, the nonce-independent schedule terms
+ * (c30 is a literal in the kernel), and the target's top word for the early reject. The
+ * dispatch adds first nonce, count and capacity (`gpuminer.js`). Pinned with the native
+ * miner by shaders/vectors/kernel_params.json.
  */
 export function prepare(header, target) {
   if (header.length !== HEADER_SIZE) throw new Error(`a header is ${HEADER_SIZE} bytes`);
@@ -91,8 +94,8 @@ export function prepare(header, target) {
     add(t1, t2), s[0], s[1], s[2], add(s[3], t1), s[4], s[5], s[6],
     add(K[16], w16), add(K[17], w17), w16, w17,
     add(ssig1(w16), w2), add(ssig1(w17), ssig0(0x80000000)),
-    ssig0(640), add(ssig0(w16), 640), add(ssig0(w17), w16),
-    targetTop, 0, 0,
+    add(ssig0(w16), 640), add(ssig0(w17), w16),
+    targetTop,
   );
 }
 

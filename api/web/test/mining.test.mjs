@@ -1,14 +1,15 @@
 // The browser miner's precomputation (js/mining.js, a port of miner-gpu/src/sha256.rs
-// `Prepared`): each of the 28 words the kernel reads is checked against its meaning, by
+// `Prepared`): each of the 25 words the kernel reads (then the dispatch's 3) is checked against its meaning, by
 // running the plain SHA-256 rounds and schedule over the real second block for several
 // nonces; and the full candidate check against WebCrypto.
 
 import { test } from "node:test";
+import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
-import { sha256d, toHex } from "../js/bytes.js";
+import { fromHex, sha256d, toHex } from "../js/bytes.js";
 import { IV, K, beWords, bswap, checkCandidate, compress, expectedHashes, meets, prepare, round, schedule, ssig0, targetFromHex, withNonce, withTime } from "../js/mining.js";
 import { jobFromTemplate, nextBatch, rollTime } from "../js/browserminer.js";
-import { workgroupsFor, maxBatch, adapterName } from "../js/gpuminer.js";
+import { workgroupsFor, maxBatch, adapterName, kernelParams } from "../js/gpuminer.js";
 
 const add = (...xs) => xs.reduce((s, x) => (s + x) >>> 0, 0);
 
@@ -49,7 +50,7 @@ test("prepare: every word is what the kernel assumes, for any nonce", () => {
   target[29] = 0x34;
   target[28] = 0x56;
   const p = prepare(header, target);
-  assert.equal(p.length, 28);
+  assert.equal(p.length, 25);
   const mid = compress(IV, beWords(header.subarray(0, 64)));
   assert.deepEqual(Array.from(p.subarray(0, 8)), mid);
   for (const nonce of [0, 7, 0x01020304, 0xfffffffe]) {
@@ -71,13 +72,18 @@ test("prepare: every word is what the kernel assumes, for any nonce", () => {
     assert.equal(p[19], w[17]);
     assert.equal(add(p[20], ssig0(w[3])), w[18]); // W18 = c18 + σ0(W3)
     assert.equal(add(p[21], w[3]), w[19]); // W19 = c19 + W3
-    assert.equal(p[22], ssig0(640)); // W30's σ0(W15) term
-    assert.equal(p[23], add(ssig0(w[16]), w[15])); // W31 = σ1(W29) + W24 + c31
-    assert.equal(p[24], add(ssig0(w[17]), w[16])); // W32 = σ1(W30) + W25 + c32
+    assert.equal(p[22], add(ssig0(w[16]), w[15])); // W31 = σ1(W29) + W24 + c31
+    assert.equal(p[23], add(ssig0(w[17]), w[16])); // W32 = σ1(W30) + W25 + c32
   }
-  assert.equal(p[25], 0x00123456, "target's top word, little-endian number");
-  assert.equal(p[26], 0);
-  assert.equal(p[27], 0);
+  assert.equal(p[24], 0x00123456, "target's top word, little-endian number");
+});
+
+test("regression: the page's kernel parameters are the native miner's, word for word", () => {
+  // The kernel's parameters moved (28 words, c30 a literal) and the page kept writing
+  // the old layout: its miner hashed at full speed and never found a block.
+  const v = JSON.parse(readFileSync(new URL("../../../shaders/vectors/kernel_params.json", import.meta.url)));
+  const p = prepare(fromHex(v.header), fromHex(v.target));
+  assert.deepEqual(Array.from(kernelParams(p, v.start, v.count, v.capacity)), v.words);
 });
 
 test("header edits, target order and the full check", async () => {
@@ -106,7 +112,7 @@ test("a template becomes a job; the nonce space rolls the time", () => {
   const tpl = { job_id: "j1", height: 3, time: 1000, header: toHex(withTime(header, 1000)), target: "00ffff" + "0".repeat(58), extra_nonce_size: 4 };
   const job = jobFromTemplate(tpl);
   assert.equal(job.extraNonce, "00000000");
-  assert.equal(job.prepared[25], 0x00ffff00);
+  assert.equal(job.prepared[24], 0x00ffff00);
   const before = Array.from(job.prepared);
   job.next = 2 ** 32;
   rollTime(job);
