@@ -242,6 +242,18 @@ impl Engine {
         Self::with_database(db, None, config)
     }
 
+    /// Opens a ledger on any redb storage backend (tests: fault injection). Like
+    /// [`Engine::in_memory`], a storage failure is not followed by a reopen.
+    pub fn with_backend(
+        backend: impl redb::StorageBackend,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| EngineError::Open(e.to_string()))?;
+        Self::with_database(db, None, config)
+    }
+
     fn with_database(
         db: Database,
         path: Option<PathBuf>,
