@@ -105,9 +105,35 @@ pub fn u256_hex(v: &U256) -> String {
     hex::encode(v.to_big_endian())
 }
 
+/// Bitcoin's difficulty-1 target, 0xffff · 2^208, as a float (the unit of pool and
+/// network difficulty figures).
+pub const DIFF1: f64 = 65535.0 * TWO_POW_208;
+/// 2^208, exactly representable as an f64.
+const TWO_POW_208: f64 = 411376139330301510538742295639337626245683966408394965837152256.0;
+
+/// A hash's difficulty: [`DIFF1`] over the hash (internal order) read as a
+/// little-endian 256-bit number; infinite for the zero hash.
+pub fn hash_difficulty(hash: &[u8; 32]) -> f64 {
+    let value = hash
+        .iter()
+        .rev()
+        .fold(0.0f64, |acc, b| acc * 256.0 + *b as f64);
+    if value == 0.0 {
+        f64::INFINITY
+    } else {
+        DIFF1 / value
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diff1_is_0xffff_times_two_to_the_208() {
+        assert_eq!(DIFF1, 65535.0 * 2f64.powi(208));
+        assert_eq!(hash_difficulty(&[0; 32]), f64::INFINITY);
+    }
 
     #[test]
     fn bitcoin_genesis_bits_round_trip() {

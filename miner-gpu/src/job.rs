@@ -238,17 +238,7 @@ pub fn target_for_difficulty(difficulty: f64) -> Option<[u8; 32]> {
 }
 
 /// A hash's difficulty: diff1 over the hash read as a little-endian 256-bit number.
-pub fn hash_difficulty(hash: &[u8; 32]) -> f64 {
-    let value = hash
-        .iter()
-        .rev()
-        .fold(0.0f64, |acc, b| acc * 256.0 + *b as f64);
-    if value == 0.0 {
-        f64::INFINITY
-    } else {
-        65535.0 * 2f64.powi(208) / value
-    }
-}
+pub use consensus::pow::hash_difficulty;
 
 /// The target of compact `bits`, internal order (all zero for bits that encode none:
 /// nothing meets it, so no share is taken for a block by mistake).

@@ -15,7 +15,7 @@ pub const ERR_NOT_SUBSCRIBED: i64 = 25;
 
 /// Bitcoin's difficulty-1 target, 0xffff · 2^208, as a float.
 pub fn diff1() -> f64 {
-    65535.0 * 2f64.powi(208)
+    engine::pow::DIFF1
 }
 
 /// Expected hashes per share at difficulty `d`: 2^256 / target = d · 2^256 / diff1
@@ -26,16 +26,7 @@ pub fn hashes_per_share(d: f64) -> f64 {
 
 /// A hash's difficulty: diff1 over the hash read as a little-endian 256-bit number.
 pub fn hash_difficulty(hash: &Hash256) -> f64 {
-    let value = hash
-        .0
-        .iter()
-        .rev()
-        .fold(0.0f64, |acc, b| acc * 256.0 + *b as f64);
-    if value == 0.0 {
-        f64::INFINITY
-    } else {
-        diff1() / value
-    }
+    engine::pow::hash_difficulty(&hash.0)
 }
 
 /// Whether a hash meets share difficulty `d`. Float rounding on both sides: a hash
