@@ -120,10 +120,21 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
+    // The path as asked (the route is the pattern); its query may hold an address, which
+    // is no secret on a public ledger.
+    let path = req.uri().path().to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
-    s.metrics
-        .observe(&route, &method, resp.status().as_u16(), start.elapsed());
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    s.metrics.observe(&route, &method, status, elapsed);
+    tracing::debug!(
+        %method,
+        %path,
+        status,
+        ms = format!("{:.1}", elapsed.as_secs_f64() * 1e3),
+        "request"
+    );
     resp
 }
 

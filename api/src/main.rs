@@ -424,7 +424,6 @@ async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<(
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen for Stratum on {addr}"))?;
-        tracing::info!(%addr, "stratum listening");
         let engine = engine.clone();
         let config = api::stratum::StratumConfig {
             start_difficulty: a.stratum_difficulty,

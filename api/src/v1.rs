@@ -247,6 +247,7 @@ pub async fn mempool(
                 fee: m.fee,
                 size: m.size,
                 fee_rate: m.fee_rate,
+                time: m.time,
             })
             .collect(),
     ))

@@ -322,6 +322,8 @@ pub struct MempoolView {
     pub size: usize,
     /// Units per 1000 bytes.
     pub fee_rate: u64,
+    /// Unix seconds when it entered this node's mempool (0 if before the log kept times).
+    pub time: u64,
 }
 
 #[derive(Serialize, ToSchema)]

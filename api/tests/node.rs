@@ -399,7 +399,7 @@ async fn bad_input_is_4xx_json_and_changes_nothing() {
     let (_, w) = node.post_raw("/api/new_wallet", "").await;
     let from = w["data"].as_str().unwrap().to_string();
     let to = TestKey::new(9).address().to_string();
-    node.post("/api/mine_block", &json!({"address": from, "txAmount": 0}))
+    node.post("/api/mine_block", &json!({"address": from, "txAmount": 1}))
         .await;
     let (_, before) = node.get("/v1/status").await;
 

@@ -451,3 +451,77 @@ async fn shader_is_served_byte_identical_to_the_miners_kernel() {
     }
     assert_eq!(api::web::SHADER.as_bytes(), on_disk.as_slice());
 }
+
+/// Pocket refuses `mine_block` asking for no transactions (0 or negative): so does the
+/// alias, with its error envelope, and nothing is mined.
+#[tokio::test]
+async fn regression_pocket_mine_block_refuses_zero_and_negative_tx_amount() {
+    let dir = tempfile::tempdir().unwrap();
+    let custody = api::custody::Custody::open(dir.path()).unwrap();
+    let engine = Engine::in_memory(EngineConfig::new(ChainParams::dev())).unwrap();
+    let config = NodeConfig {
+        dev: true,
+        ..NodeConfig::default()
+    };
+    let s = AppState::new(engine, config, Some(custody));
+    let to = engine::testkit::TestKey::new(1).address().to_string();
+    for amount in ["0", "-1", "-5"] {
+        let body = format!(r#"{{"address": "{to}", "txAmount": {amount}}}"#);
+        let (status, v) = call(&s, post_json("/api/mine_block", &body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "txAmount {amount}: {v}");
+        assert!(v["data"].is_null(), "{v}");
+        assert!(v["error"].as_str().unwrap().contains("txAmount"), "{v}");
+    }
+    assert_eq!(s.engine.status().unwrap().height, 0, "nothing mined");
+    let body = format!(r#"{{"address": "{to}", "txAmount": 1}}"#);
+    let (status, v) = call(&s, post_json("/api/mine_block", &body)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["data"], "Block is mined");
+}
+
+/// `get_pool`'s `created` is when the transaction entered the pool, not the time of the
+/// request (it was "now" on every call).
+#[tokio::test]
+async fn regression_pocket_get_pool_created_is_the_admission_time() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let now = Arc::new(AtomicU64::new(1_800_000_000));
+    let mut config = EngineConfig::new(ChainParams::dev());
+    let clock = now.clone();
+    config.clock = Arc::new(move || clock.load(Ordering::SeqCst));
+    let engine = Engine::in_memory(config).unwrap();
+    let alice = engine::testkit::TestKey::new(1);
+    let admitted_at = 1_800_000_030;
+    // The engine's blocking calls, off the async runtime.
+    let (engine, pay) = tokio::task::spawn_blocking({
+        let now = now.clone();
+        move || {
+            let mut coinbase = None;
+            for _ in 0..3 {
+                now.fetch_add(10, Ordering::SeqCst);
+                let hash = engine.mine_block(alice.address(), None).unwrap().hash();
+                coinbase.get_or_insert(engine.block(&hash).unwrap().unwrap().1.txs[0].txid());
+            }
+            assert_eq!(now.load(Ordering::SeqCst), admitted_at);
+            let pay = alice.spend(
+                &[engine::testkit::outpoint(coinbase.unwrap(), 0)],
+                &[(engine::testkit::TestKey::new(2).address(), 4)],
+            );
+            engine.submit_tx(pay.clone()).unwrap();
+            (engine, pay)
+        }
+    })
+    .await
+    .unwrap();
+    let s = AppState::new(engine, NodeConfig::default(), None);
+    now.fetch_add(3600, Ordering::SeqCst);
+    let (status, pool) = call(&s, get("/api/get_pool")).await;
+    assert_eq!(status, StatusCode::OK);
+    let row = &pool[0];
+    assert_eq!(row["txID"], pay.txid().to_string());
+    let tx: serde_json::Value =
+        serde_json::from_str(row["serializedTransaction"].as_str().unwrap()).unwrap();
+    assert_eq!(tx["created"], api::seed::iso_time(admitted_at), "{tx}");
+    let (_, mempool) = call(&s, get("/v1/mempool")).await;
+    assert_eq!(mempool[0]["time"], admitted_at, "{mempool}");
+}

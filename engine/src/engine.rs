@@ -9,6 +9,7 @@
 //! Reads never wait for the writer: they use redb's MVCC snapshots.
 
 use crate::block::Block;
+use crate::chainlog::{self, Reorg, TipChange};
 use crate::error::EngineError;
 use crate::events::{Event, RemovalReason};
 use crate::hash::Hash256;
@@ -488,6 +489,7 @@ impl Writer {
         let txn = self.begin()?;
         let (result, notes) = {
             let mut tables = Tables::open(&txn)?;
+            tables.now = (self.shared.config.clock)();
             let result = work(&mut tables).and_then(|v| gate().map(|_| v));
             if result.is_ok() {
                 tables.flush_meta()?;
@@ -519,6 +521,7 @@ impl Writer {
             Command::Block(block, reply) => {
                 let r = self.accept_block_verified(&block);
                 if let Err(EngineError::Rejected(reject)) = &r {
+                    chainlog::block_refused(&block.hash(), reject);
                     self.shared.remember_invalid(block.hash(), reject);
                 }
                 let _ = reply.send(r);
@@ -543,6 +546,7 @@ impl Writer {
             return;
         }
         let (txs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let txids: Vec<Hash256> = txs.iter().map(|t| t.tx().txid()).collect();
         let outcome = self.transact(|t| {
             let mut results = Vec::with_capacity(txs.len());
             let next_height = self.tip_height(t)? + 1;
@@ -558,7 +562,8 @@ impl Writer {
         });
         match outcome {
             Ok(results) => {
-                for (reply, r) in replies.into_iter().zip(results) {
+                for ((reply, r), txid) in replies.into_iter().zip(results).zip(txids) {
+                    chainlog::tx_outcome(&txid, &r);
                     let _ = reply.send(r);
                 }
             }
@@ -673,20 +678,28 @@ impl Writer {
             Ok(Err((_, reject))) => Err(reject.into()),
             Err(_) => Err(EngineError::Closed),
         };
-        self.transact_gated(|t| self.accept_block(t, block), gate)
+        let (accepted, change) = self.transact_gated(|t| self.accept_block(t, block), gate)?;
+        match (&accepted, &change) {
+            (_, Some(change)) => chainlog::tip_changed(change),
+            (BlockAccepted::SideChain { hash, height }, None) => {
+                chainlog::side_chain_block(hash, *height)
+            }
+            _ => {}
+        }
+        Ok(accepted)
     }
 
+    /// Stores `block` and, when its chain has the most work, makes it the tip; also says
+    /// how the best chain changed (for the log, written after the commit).
     fn accept_block(
         &self,
         t: &mut Tables<'_>,
         block: &CheckedBlock,
-    ) -> Result<BlockAccepted, EngineError> {
+    ) -> Result<(BlockAccepted, Option<TipChange>), EngineError> {
         let hash = block.hash();
         if let Some(meta) = read::block_meta(&t.block_index, &hash)? {
-            return Ok(BlockAccepted::Duplicate {
-                hash,
-                height: meta.height,
-            });
+            let height = meta.height;
+            return Ok((BlockAccepted::Duplicate { hash, height }, None));
         }
         let prev = block.block().header.prev_hash;
         let parent = read::block_meta(&t.block_index, &prev)?.ok_or(Reject::UnknownParent(prev))?;
@@ -706,29 +719,31 @@ impl Writer {
         let new = read::block_meta(&t.block_index, &hash)?
             .ok_or_else(|| StoreError::corrupt("block just stored"))?;
         if new.chainwork <= tip.chainwork {
-            return Ok(BlockAccepted::SideChain { hash, height });
+            return Ok((BlockAccepted::SideChain { hash, height }, None));
         }
-        let (disconnected, connected) = self.reorganize_to(t, &hash)?;
-        Ok(if disconnected == 0 {
+        let reorg = self.reorganize_to(t, &hash)?;
+        let accepted = if reorg.disconnected == 0 {
             BlockAccepted::Connected { hash, height }
         } else {
             BlockAccepted::Reorganized {
                 hash,
                 height,
-                disconnected,
-                connected,
+                disconnected: reorg.disconnected,
+                connected: reorg.connected,
             }
-        })
+        };
+        let change = TipChange {
+            tip: new,
+            mempool_size: t.meta.mempool_count,
+            reorg: (reorg.disconnected > 0).then_some(reorg),
+        };
+        Ok((accepted, Some(change)))
     }
 
     /// Makes `target` the tip: disconnects back to the fork point, then validates and
     /// connects each block of the new branch. Any invalid block fails the whole step
     /// (the caller aborts the transaction, so nothing changes).
-    fn reorganize_to(
-        &self,
-        t: &mut Tables<'_>,
-        target: &Hash256,
-    ) -> Result<(usize, usize), EngineError> {
+    fn reorganize_to(&self, t: &mut Tables<'_>, target: &Hash256) -> Result<Reorg, EngineError> {
         let (fork, branch) = self.find_fork(t, target)?;
         let mut disconnected = Vec::new();
         while t.meta.tip != fork {
@@ -739,10 +754,20 @@ impl Writer {
         for hash in branch.iter().rev() {
             self.connect_validated(t, hash)?;
         }
+        let mut reorg = Reorg {
+            fork_hash: fork,
+            disconnected: disconnected.len(),
+            connected: branch.len(),
+            ..Reorg::default()
+        };
         if !disconnected.is_empty() {
-            self.repair_mempool(t, &disconnected)?;
+            reorg.fork_height = read::block_meta(&t.block_index, &fork)?
+                .ok_or_else(|| StoreError::corrupt("fork point missing"))?
+                .height;
+            (reorg.returned_to_mempool, reorg.invalidated) =
+                self.repair_mempool(t, &disconnected)?;
         }
-        Ok((disconnected.len(), branch.len()))
+        Ok(reorg)
     }
 
     /// The last common block with the best chain, and the branch from `target` down to
@@ -799,13 +824,15 @@ impl Writer {
     }
 
     /// After a reorganisation: puts the disconnected blocks' transactions back when still
-    /// valid, then drops mempool transactions the new chain made invalid.
+    /// valid, then drops mempool transactions the new chain made invalid. Returns how many
+    /// went back and how many were dropped.
     fn repair_mempool(
         &self,
         t: &mut Tables<'_>,
         disconnected: &[Hash256],
-    ) -> Result<(), EngineError> {
+    ) -> Result<(usize, usize), EngineError> {
         let next_height = self.tip_height(t)? + 1;
+        let (mut returned, mut invalidated) = (0, 0);
         for hash in disconnected.iter().rev() {
             let block = t.block(hash)?;
             let mut candidates = Vec::new();
@@ -828,6 +855,7 @@ impl Writer {
                 };
                 if t.check_inputs(tx.tx(), &ctx, self.params()).is_ok() {
                     t.append(Event::TxAdmitted(tx.into_tx()))?;
+                    returned += 1;
                 }
             }
         }
@@ -842,12 +870,13 @@ impl Writer {
             match t.check_inputs(&tx, &ctx, self.params()) {
                 Ok(_) => {}
                 Err(EngineError::Rejected(_)) => {
+                    invalidated += 1;
                     self.remove_with_descendants(t, &txid, RemovalReason::Invalidated)?
                 }
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok((returned, invalidated))
     }
 }
 
@@ -883,8 +912,13 @@ fn check_within_reach(
 /// The checks a transaction passes before it is queued for the writer: context-free
 /// rules, then strict signature verification.
 fn check_tx(tx: Transaction) -> Result<VerifiedTx, EngineError> {
-    validation::check_loose_tx(&tx)?;
-    Ok(validation::verify_tx(tx)?)
+    // The txid costs a hash: only worth it when the refusal will be logged.
+    let txid = tracing::enabled!(tracing::Level::DEBUG).then(|| tx.txid());
+    let checked = validation::check_loose_tx(&tx).and_then(|()| validation::verify_tx(tx));
+    if let (Err(r), Some(txid)) = (&checked, txid) {
+        chainlog::tx_refused(&txid, r);
+    }
+    Ok(checked?)
 }
 
 /// Mempool transactions in admission order (parents before children).

@@ -5,11 +5,13 @@
 //! the hash of its predecessor, so a truncated, reordered or altered log is detected
 //! when the chain of hashes is checked at startup.
 //!
-//! Record encoding (version 1):
+//! Record encoding (version 2; version 1 is the same without the time, and still read):
 //! ```text
-//! u8  record version (=1)
+//! u8  record version (=2)
 //! u64 sequence number (0, 1, 2, ... without gaps)
 //! [32] hash of the previous record (zero for the first)
+//! u64 Unix seconds when the record was written (the writer's clock; a fact about this
+//!     node, like Bitcoin Core's mempool entry time — never used by consensus)
 //! u8  event tag, then the event's fields:
 //!   1 BlockAccepted   block encoding (header + transactions)
 //!   2 TipConnected    block hash [32]
@@ -27,7 +29,11 @@ use crate::tx::Transaction;
 use serde::Serialize;
 use std::sync::Arc;
 
-pub const RECORD_VERSION: u8 = 1;
+pub const RECORD_VERSION: u8 = 2;
+/// The first version, without a time: logs written before version 2 still open.
+const RECORD_VERSION_UNTIMED: u8 = 1;
+/// Where the time sits in a version-2 record: after version, sequence and previous hash.
+const TIME_OFFSET: usize = 1 + 8 + 32;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -89,6 +95,8 @@ impl RemovalReason {
 pub struct Record {
     pub seq: u64,
     pub prev_hash: Hash256,
+    /// Unix seconds when it was written; 0 for a version-1 record (no time kept then).
+    pub time: u64,
     pub event: Event,
 }
 
@@ -97,6 +105,16 @@ impl Record {
     pub fn hash_of_bytes(bytes: &[u8]) -> Hash256 {
         Hash256::sha256d(bytes)
     }
+
+    /// The time of an encoded record without decoding its event (0 when it has none).
+    pub fn time_of_bytes(bytes: &[u8]) -> u64 {
+        match bytes.first() {
+            Some(&RECORD_VERSION) => bytes
+                .get(TIME_OFFSET..TIME_OFFSET + 8)
+                .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes"))),
+            _ => 0,
+        }
+    }
 }
 
 impl Encode for Record {
@@ -104,6 +122,7 @@ impl Encode for Record {
         out.push(RECORD_VERSION);
         out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(&self.prev_hash.0);
+        out.extend_from_slice(&self.time.to_le_bytes());
         match &self.event {
             Event::BlockAccepted(b) => {
                 out.push(1);
@@ -134,7 +153,7 @@ impl Encode for Record {
 impl Decode for Record {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
-        if version != RECORD_VERSION {
+        if version != RECORD_VERSION && version != RECORD_VERSION_UNTIMED {
             return Err(DecodeError::UnsupportedVersion {
                 what: "log record",
                 version: version as u32,
@@ -142,6 +161,11 @@ impl Decode for Record {
         }
         let seq = r.u64()?;
         let prev_hash = Hash256(r.array()?);
+        let time = if version == RECORD_VERSION {
+            r.u64()?
+        } else {
+            0
+        };
         let event = match r.u8()? {
             1 => Event::BlockAccepted(Arc::new(Block::decode_from(r)?)),
             2 => Event::TipConnected(Hash256(r.array()?)),
@@ -157,6 +181,7 @@ impl Decode for Record {
         Ok(Record {
             seq,
             prev_hash,
+            time,
             event,
         })
     }
@@ -185,9 +210,29 @@ mod tests {
             let rec = Record {
                 seq: seq as u64,
                 prev_hash: Hash256([seq as u8; 32]),
+                time: 1_800_000_000 + seq as u64,
                 event,
             };
-            assert_eq!(Record::decode(&rec.encode()).unwrap(), rec);
+            let bytes = rec.encode();
+            assert_eq!(Record::decode(&bytes).unwrap(), rec);
+            assert_eq!(Record::time_of_bytes(&bytes), rec.time);
         }
+    }
+
+    /// Logs written before records carried a time still open: a version-1 record is
+    /// the version-2 layout without the time.
+    #[test]
+    fn version_1_records_decode_with_no_time() {
+        let rec = Record {
+            seq: 7,
+            prev_hash: Hash256([3; 32]),
+            time: 0,
+            event: Event::TipConnected(Hash256([9; 32])),
+        };
+        let mut v1 = rec.encode();
+        v1[0] = RECORD_VERSION_UNTIMED;
+        v1.drain(TIME_OFFSET..TIME_OFFSET + 8);
+        assert_eq!(Record::decode(&v1).unwrap(), rec);
+        assert_eq!(Record::time_of_bytes(&v1), 0);
     }
 }

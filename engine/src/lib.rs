@@ -18,6 +18,7 @@ pub use consensus::{
     Transaction, TxIn, TxInputs, TxOut,
 };
 
+mod chainlog;
 pub mod difficulty;
 pub mod engine;
 pub mod error;

@@ -429,7 +429,7 @@ fn miner_counts_stale_and_follows_the_new_tip_when_the_tip_changes_under_it() {
     assert_eq!(node.height(), 0);
     node.post(
         "/api/mine_block",
-        &json!({"address": OTHER_ADDR, "txAmount": 0}),
+        &json!({"address": OTHER_ADDR, "txAmount": 1}),
     );
     assert_eq!(node.height(), 1);
     relay.release.store(true, Ordering::SeqCst);

@@ -414,7 +414,8 @@ impl Api {
         )
     }
 
-    /// Dev mining: one block paying `address`, with at most `max_txs` mempool transactions.
+    /// Dev mining: one block paying `address`, with at most `max_txs` mempool transactions
+    /// (at least 1: Pocket's `mine_block` refuses 0; an empty mempool still makes a block).
     pub async fn mine(&self, address: &str, max_txs: u64) {
         let (st, r) = self
             .post(

@@ -126,7 +126,7 @@ async fn sigkill_loop_keeps_every_acknowledged_transaction() {
 
     // Fund every sender from distinct mature coinbases.
     for _ in 0..SENDERS + 2 {
-        node.mine(&faddr, 0).await;
+        node.mine(&faddr, 1).await;
     }
     let coins = node.utxos(&faddr).await;
     for (s, c) in senders.iter().zip(coins.iter().filter(|c| c.3)) {

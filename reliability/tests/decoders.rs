@@ -53,6 +53,7 @@ fn seeds() -> Vec<Vec<u8>> {
     let rec = |event| Record {
         seq: 5,
         prev_hash: Hash256([1; 32]),
+        time: 1_800_000_000,
         event,
     };
     vec![

@@ -254,7 +254,7 @@ async fn a_data_dir_whose_ledger_was_deleted_is_refused_unless_reinit() {
     let mut node = Node::start(dir.path(), &FAST).await;
     node.post("/api/new_wallet", &serde_json::json!({})).await;
     let miner = engine::testkit::TestKey::new(1).address().to_string();
-    node.mine(&miner, 0).await;
+    node.mine(&miner, 1).await;
     node.kill();
     assert!(dir.path().join("dev-wallets.json").exists());
     std::fs::remove_file(dir.path().join("ledger.redb")).unwrap();

@@ -417,7 +417,7 @@ async fn prepared(dir: &std::path::Path, flags: &[&str]) -> (Node, String) {
     let k = TestKey::new(7);
     let a = k.address().to_string();
     for _ in 0..3 {
-        node.mine(&a, 0).await;
+        node.mine(&a, 1).await;
     }
     let c = node.utxos(&a).await[0];
     let (st, r) = node

@@ -23,7 +23,7 @@ async fn resubmitted_transactions_and_blocks_apply_once() {
     let k = TestKey::new(500);
     let ka = k.address().to_string();
     for _ in 0..2 {
-        a.mine(&ka, 0).await;
+        a.mine(&ka, 1).await;
     }
     let (st, r) = b.post("/v1/peers", &json!({"url": a.api.base})).await;
     assert!(st == 200 || st == 201, "{r}");

@@ -121,7 +121,7 @@ async fn reorg_deeper_than_ten_blocks_returns_transactions_to_the_mempool() {
     // A shared prefix: 4 blocks, then the data directory is copied (no peering needed).
     let mut a = Node::start(&da, &FAST).await;
     for _ in 0..4 {
-        a.mine(&ka, 0).await;
+        a.mine(&ka, 1).await;
     }
     a.kill();
     copy_dir(&da, &db);
@@ -146,7 +146,7 @@ async fn reorg_deeper_than_ten_blocks_returns_transactions_to_the_mempool() {
     }
     // Side B: 15 blocks, more work.
     for _ in 0..15 {
-        b.mine(&TestKey::new(303).address().to_string(), 0).await;
+        b.mine(&TestKey::new(303).address().to_string(), 1).await;
     }
     let before_a = a.fingerprint().await;
     assert_eq!(before_a.2, 16);
@@ -259,7 +259,7 @@ async fn peer_offering_an_invalid_chain_with_more_work_is_refused() {
     let node = Node::start(tmp.path(), &FAST).await;
     let k = TestKey::new(400);
     for _ in 0..3 {
-        node.mine(&k.address().to_string(), 0).await;
+        node.mine(&k.address().to_string(), 1).await;
     }
     let st = node.status().await;
     let tip = Hash256::from_display_hex(st["best_hash"].as_str().unwrap()).unwrap();

@@ -56,7 +56,7 @@ async fn big_blocks_off_an_early_block_are_not_stored() {
     let node = Node::start(tmp.path(), &FAST).await;
     let miner = TestKey::new(2).address().to_string();
     for _ in 0..150 {
-        node.mine(&miner, 0).await;
+        node.mine(&miner, 1).await;
     }
     let (_, genesis) = node.get("/v1/blocks/0").await;
     let genesis_hash = hash_of(&genesis["hash"]);
@@ -138,7 +138,7 @@ async fn a_block_view_is_paged() {
     .await;
     let k = TestKey::new(5);
     let a = k.address().to_string();
-    node.mine(&a, 0).await;
+    node.mine(&a, 1).await;
     let coin = node.utxos(&a).await[0];
     let fan = k.spend(
         &[outpoint(coin.0, coin.1)],

@@ -137,7 +137,7 @@ async fn flipped_projection_bytes_are_refused_or_rebuilt_never_served() {
     let addrs: Vec<String> = keys.iter().map(|k| k.address().to_string()).collect();
     let mut node = Node::start(&orig, &FAST).await;
     for i in 0..4 {
-        node.mine(&addrs[i % 2], 0).await;
+        node.mine(&addrs[i % 2], 1).await;
     }
     let good = view(&node, &addrs).await;
     let tip = hex::decode(node.status().await["best_hash"].as_str().unwrap()).unwrap();
@@ -237,7 +237,7 @@ async fn flipped_projection_bytes_are_refused_or_rebuilt_never_served() {
 async fn empty_ledger_file_is_taken_for_a_new_chain() {
     let tmp = tempfile::tempdir().unwrap();
     let mut node = Node::start(tmp.path(), &FAST).await;
-    node.mine(&TestKey::new(1).address().to_string(), 0).await;
+    node.mine(&TestKey::new(1).address().to_string(), 1).await;
     node.kill();
     std::fs::write(tmp.path().join("ledger.redb"), b"").unwrap();
     let out = node.start_expecting_exit(Duration::from_secs(15));
@@ -305,7 +305,7 @@ async fn full_filesystem_stops_acknowledgements_and_recovers() {
     let k = TestKey::new(700);
     let a = k.address().to_string();
     for _ in 0..3 {
-        node.mine(&a, 0).await;
+        node.mine(&a, 1).await;
     }
     let filler = mnt.join("filler");
     let filled = fill(&filler);

@@ -90,9 +90,20 @@ impl NodeProcess {
     /// Starts `bin --data-dir <dir>/data --listen 127.0.0.1:<free port> <args...>` and
     /// waits (up to 30 s) until `/healthz` answers 200.
     pub fn start(bin: &Path, dir: &Path, args: &[&str]) -> NodeProcess {
+        Self::start_with_env(bin, dir, args, &[])
+    }
+
+    /// Like [`NodeProcess::start`], with extra environment variables (e.g. `RUST_LOG`).
+    pub fn start_with_env(
+        bin: &Path,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> NodeProcess {
         let log = dir.join("node.log");
         let port = free_port();
         let child = Command::new(bin)
+            .envs(env.iter().copied())
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("--listen")

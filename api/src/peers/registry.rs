@@ -56,12 +56,19 @@ impl Peer {
     pub(super) fn record(&mut self, url: &str, result: &Result<(), SyncError>, now: Instant) {
         match result {
             Ok(()) => {
+                if self.failures > 0 {
+                    tracing::info!(peer = %url, "peer reachable again");
+                }
                 self.answered();
                 self.last_error = None;
                 self.next_sync = now + Duration::from_secs(RESYNC_SECS);
             }
             Err(SyncError::Busy | SyncError::Waiting(_)) => {}
             Err(SyncError::Unreachable(e)) => {
+                // Said once when a peer goes away, not on every retry of the backoff.
+                if self.failures == 0 {
+                    tracing::info!(peer = %url, "peer lost: {e}; retrying with backoff");
+                }
                 self.failures = self.failures.saturating_add(1);
                 self.last_error = Some(e.clone());
                 self.next_sync = now + backoff::exponential(self.failures);
@@ -75,7 +82,7 @@ impl Peer {
                 self.next_sync = now + backoff::throttled(*retry_after, throttled);
             }
             Err(SyncError::Misbehaved(e)) => {
-                tracing::warn!(peer = %url, "peer misbehaved: {e}");
+                tracing::warn!(peer = %url, ban_secs = BAN_SECS, "peer banned: misbehaved: {e}");
                 self.last_seen = Some(unix_now());
                 self.last_error = Some(format!("misbehaved: {e}"));
                 self.banned_until = Some(now + Duration::from_secs(BAN_SECS));
@@ -293,6 +300,7 @@ impl PeerService {
             return Err(format!("peer list is full ({MAX_PEERS})"));
         }
         peers.insert(url.to_string(), Peer::new(source, added_at));
+        tracing::info!(peer = %url, source = ?source, "peer added");
         Ok(true)
     }
 

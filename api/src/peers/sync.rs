@@ -166,6 +166,7 @@ impl PeerService {
     ) -> Result<(), SyncError> {
         let engine = &self.inner.engine;
         let mut resume: Option<Hash256> = None;
+        let mut progress: Option<SyncProgress> = None;
         for _ in 0..MAX_ROUNDS {
             let mut locator = engine.locator()?;
             if let Some(h) = resume {
@@ -191,7 +192,10 @@ impl PeerService {
                 }
             }
             if unknown.is_empty() {
-                return Ok(());
+                break;
+            }
+            if progress.is_none() {
+                progress = Some(SyncProgress::start(self, url).await);
             }
             for chunk in unknown.chunks(FETCH_PARALLEL) {
                 let mut fetches = Vec::with_capacity(chunk.len());
@@ -218,12 +222,24 @@ impl PeerService {
                     }
                 }
             }
+            if let Some(p) = &progress {
+                p.round(engine, report);
+            }
             if hashes.len() < HASHES_PER_ROUND {
-                return Ok(());
+                break;
             }
             resume = hashes.last().copied();
         }
+        if let Some(p) = &progress {
+            p.done(report);
+        }
         Ok(())
+    }
+
+    /// The peer's best height, for the progress lines only (None if it does not say).
+    async fn peer_height(&self, url: &str) -> Option<u64> {
+        let status: serde_json::Value = self.get_json(url, "/v1/status", 1 << 16).await.ok()?;
+        status["height"].as_u64()
     }
 
     pub(super) async fn fetch_block(&self, url: &str, hash: Hash256) -> Result<Block, SyncError> {
@@ -289,5 +305,57 @@ impl PeerService {
                 s.sync_from(&url).await;
             });
         }
+    }
+}
+
+/// Log lines of one sync that fetched blocks: a line per round (height of the peer's
+/// height, blocks per second) and one when it ends — like Bitcoin Core's progress during
+/// initial block download, so an operator sees a sync move and how fast.
+struct SyncProgress {
+    peer: String,
+    peer_height: Option<u64>,
+    started: Instant,
+}
+
+impl SyncProgress {
+    async fn start(service: &PeerService, url: &str) -> SyncProgress {
+        let peer_height = service.peer_height(url).await;
+        tracing::info!(peer = %url, peer_height, "sync: fetching blocks from peer");
+        SyncProgress {
+            peer: url.to_string(),
+            peer_height,
+            started: Instant::now(),
+        }
+    }
+
+    fn blocks_per_second(&self, report: &SyncReport) -> String {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        format!("{:.1}", report.fetched as f64 / secs)
+    }
+
+    fn round(&self, engine: &engine::Engine, report: &SyncReport) {
+        let height = engine.status().map(|s| s.height).ok();
+        tracing::info!(
+            peer = %self.peer,
+            height,
+            peer_height = self.peer_height,
+            fetched = report.fetched,
+            blocks_per_s = self.blocks_per_second(report),
+            "sync progress: height {} of {}",
+            height.map_or("?".into(), |h| h.to_string()),
+            self.peer_height.map_or("?".into(), |h| h.to_string()),
+        );
+    }
+
+    fn done(&self, report: &SyncReport) {
+        tracing::info!(
+            peer = %self.peer,
+            fetched = report.fetched,
+            connected = report.connected,
+            side = report.side,
+            secs = format!("{:.1}", self.started.elapsed().as_secs_f64()),
+            blocks_per_s = self.blocks_per_second(report),
+            "sync: done"
+        );
     }
 }

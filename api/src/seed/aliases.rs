@@ -105,24 +105,24 @@ pub(super) async fn get_pool(State(s): State<AppState>) -> ApiResult<axum::Json<
         let mut out = Vec::new();
         for m in e.mempool(crate::v1::MAX_LIMIT)? {
             if let Some(t) = e.transaction(&m.txid)? {
-                out.push(t.tx);
+                out.push((t.tx, m.time));
             }
         }
         Ok(out)
     })
     .await?;
-    // The mempool keeps no admission time; "now" is what the stand displays as created.
-    let now = iso_time(s.engine.now());
     Ok(axum::Json(
         txs.iter()
-            .map(|tx| {
+            .map(|(tx, admitted)| {
                 let (from, to, amount) = legacy_parties(tx);
+                // Pocket's `created` is when the transaction entered the pool.
+                let created = iso_time(*admitted);
                 json!({
                     "txID": tx.txid(),
                     "fromAddr": from.map(|a| a.to_string()).unwrap_or_default(),
                     "toAddr": to.map(|a| a.to_string()).unwrap_or_default(),
                     "amount": amount,
-                    "serializedTransaction": pocket_tx(tx, &now, None),
+                    "serializedTransaction": pocket_tx(tx, &created, None),
                     "error": false,
                     "errorText": null,
                 })

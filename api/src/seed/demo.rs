@@ -22,6 +22,13 @@ pub(super) async fn mine_block(
         let m = body_object(&body, &["address", "txAmount"])?;
         let address = parse_address(field_str(&m, "address")?)?;
         let n = field_u64(&m, "txAmount")?.unwrap_or(5);
+        // Pocket refuses a block of no transactions asked for (0 or negative).
+        if n < 1 {
+            return Err(AppError::bad_request(
+                "invalid_amount",
+                "Request: invalid txAmount value: at least 1 transaction per block",
+            ));
+        }
         mine_now(&s, address, Some(usize::try_from(n).unwrap_or(usize::MAX))).await
     }
     .await;

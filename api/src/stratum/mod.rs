@@ -192,10 +192,11 @@ pub async fn serve_with(
         tokio::spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
-            let conn = session::Connection::new(shared);
-            tracing::debug!(%peer, "stratum connection");
-            if let Err(e) = conn.run(stream).await {
-                tracing::debug!(%peer, "stratum connection closed: {e}");
+            let conn = session::Connection::new(shared, peer);
+            tracing::info!(%peer, "stratum: miner connected");
+            match conn.run(stream).await {
+                Ok(()) => tracing::info!(%peer, "stratum: miner disconnected"),
+                Err(e) => tracing::info!(%peer, "stratum: miner disconnected: {e}"),
             }
         });
     }

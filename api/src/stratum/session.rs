@@ -10,6 +10,7 @@ use super::{Shared, EXTRANONCE1_SIZE, EXTRANONCE2_SIZE, MAX_LINE};
 use engine::{Address, BlockAccepted, EngineError};
 use serde_json::{json, Value};
 use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -102,6 +103,8 @@ async fn read_lines(rd: OwnedReadHalf, tx: mpsc::Sender<LineEvent>) {
 
 pub struct Connection {
     shared: Arc<Shared>,
+    /// The miner's address, for log lines.
+    peer: SocketAddr,
     extranonce1: [u8; EXTRANONCE1_SIZE],
     subscribed: bool,
     address: Option<Address>,
@@ -120,10 +123,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn new(shared: Arc<Shared>) -> Connection {
+    pub(crate) fn new(shared: Arc<Shared>, peer: SocketAddr) -> Connection {
         let c = &shared.config;
         let vardiff = Vardiff::new(c.start_difficulty, c.share_seconds, 0.0);
         Connection {
+            peer,
             extranonce1: shared.next_extranonce1(),
             _open: shared.accounting.connection(),
             shared,
@@ -139,6 +143,11 @@ impl Connection {
             seen: Seen::default(),
             started: Instant::now(),
         }
+    }
+
+    /// The authorized worker's name, for log lines ("" before authorization).
+    fn worker_name(&self) -> &str {
+        self.worker.as_ref().map(WorkerHandle::name).unwrap_or("")
     }
 
     /// Seconds since the connection opened (vardiff's clock).
@@ -303,6 +312,7 @@ impl Connection {
             self.worker = None;
             let d = self.difficulty_now();
             self.worker = Some(self.shared.accounting.attach(worker, address, d));
+            tracing::info!(peer = %self.peer, worker, difficulty = d, "stratum: miner authorized");
         }
         let changed = self.address != Some(address);
         self.address = Some(address);
@@ -543,12 +553,16 @@ impl Connection {
         match submitted {
             Ok(BlockAccepted::Connected { height, .. })
             | Ok(BlockAccepted::Reorganized { height, .. }) => {
-                tracing::info!(%hash, height, "stratum: block found");
+                tracing::info!(%hash, height, worker = self.worker_name(), "stratum: block found");
                 self.count(Outcome::Block(difficulty));
                 (response(id, json!(true)), Some(difficulty))
             }
             Ok(BlockAccepted::SideChain { .. }) => {
-                tracing::info!(%hash, "stratum: block found but the tip moved first");
+                tracing::info!(
+                    %hash,
+                    worker = self.worker_name(),
+                    "stratum: block found but the tip moved first"
+                );
                 self.count(Outcome::Accepted(difficulty));
                 (response(id, json!(true)), Some(difficulty))
             }

@@ -153,10 +153,18 @@ impl Engine {
                 size: bytes.len(),
                 fee_rate: (fee as u128 * 1000 / bytes.len().max(1) as u128) as u64,
                 seq,
+                time: 0,
             });
         }
         out.sort_by(|a, b| b.fee_rate.cmp(&a.fee_rate).then(a.seq.cmp(&b.seq)));
         out.truncate(limit);
+        // The admission time is the time of the log record that admitted it.
+        let log = s.table(LOG)?;
+        for e in &mut out {
+            if let Some(rec) = log.get(e.seq)? {
+                e.time = Record::time_of_bytes(rec.value());
+            }
+        }
         Ok(out)
     }
 }

@@ -112,6 +112,9 @@ pub struct MempoolEntry {
     /// Units per 1000 bytes.
     pub fee_rate: u64,
     pub seq: u64,
+    /// Unix seconds when it entered the mempool (0 if admitted before log records kept
+    /// their time).
+    pub time: u64,
 }
 
 pub(super) fn input_info(i: &crate::tx::TxIn, amount: Option<u64>) -> InputInfo {

@@ -191,6 +191,8 @@ pub struct Tables<'t> {
     /// Filled while folding when `collect_notes` is set.
     pub notes: Vec<Notification>,
     pub collect_notes: bool,
+    /// Unix seconds stamped on the records appended (the writer sets its clock's time).
+    pub now: u64,
 }
 
 impl<'t> Tables<'t> {
@@ -220,6 +222,10 @@ impl<'t> Tables<'t> {
             blocks: HashMap::new(),
             notes: Vec::new(),
             collect_notes: true,
+            // The wall clock unless the writer sets its own (tests inject one).
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         })
     }
 
@@ -236,6 +242,7 @@ impl<'t> Tables<'t> {
         let record = Record {
             seq,
             prev_hash: self.head.last_hash,
+            time: self.now,
             event,
         };
         let bytes = record.encode();

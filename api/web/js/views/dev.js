@@ -24,15 +24,16 @@ export function renderDevPanel(dev, defaultAddress) {
   if (!dev || panel.dataset.ready) return;
   panel.dataset.ready = "1";
   const address = testid(h("input", { type: "text", spellcheck: "false", placeholder: "bp1… (your wallet's if empty)" }), "dev-mine-address");
-  const count = testid(h("input", { type: "number", min: "0", value: "5", inputmode: "numeric" }), "dev-mine-txamount");
+  const count = testid(h("input", { type: "number", min: "1", value: "5", inputmode: "numeric" }), "dev-mine-txamount");
   const mine = testid(h("button", { type: "button" }, "Mine a block"), "dev-mine-button");
   const reset = testid(h("button", { type: "button", class: "danger" }, "Reset with demo data"), "dev-reset-button");
   mine.addEventListener("click", () => busy(mine, async () => {
     const to = address.value.trim() || defaultAddress();
     if (!to) throw new Error("enter an address to pay the reward to (or create a wallet)");
     decodeAddress(to);
-    const n = Number(count.value || 0);
-    if (!Number.isInteger(n) || n < 0) throw new Error("transactions per block must be a whole number");
+    const n = Number(count.value || 5);
+    // The node (like Pocket) refuses fewer than one: it is the most the block takes.
+    if (!Number.isInteger(n) || n < 1) throw new Error("transactions per block must be a whole number, at least 1");
     const msg = await api.mineBlock(to, n);
     toast(typeof msg === "string" ? msg : "Block mined", "success");
   }));
