@@ -6,7 +6,9 @@
 //! - [`header`] and [`pow`]: the 80-byte Bitcoin-layout header, compact targets, chainwork;
 //! - [`address`]: `bp1…` bech32m addresses of ed25519 keys;
 //! - [`tx`]: transactions and txids; [`merkle`]: roots and proofs (CVE-2012-2459 flagged);
-//! - [`block`]: blocks; [`params`]: per-network parameters and the fixed genesis blocks.
+//! - [`block`]: blocks; [`params`]: per-network parameters and the fixed genesis blocks;
+//! - [`fee`]: the fee policy (a rate per 1000 bytes, the minimum relay fee) that the wallet,
+//!   the node's dev custody and the mempool share.
 //!
 //! No storage, async runtime or thread pool here: the miner and the wallet build on this
 //! crate alone; the engine adds validation, the log and projections on top.
@@ -14,6 +16,7 @@
 pub mod address;
 pub mod block;
 pub mod encoding;
+pub mod fee;
 pub mod hash;
 pub mod header;
 pub mod merkle;

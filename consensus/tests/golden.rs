@@ -90,3 +90,52 @@ fn golden_transaction_vector_body_txid_signature_and_encoding() {
         v["txid"].as_str().unwrap().parse::<Hash256>().unwrap()
     );
 }
+
+/// The fee policy's vectors, which the browser wallet (api/web/test/fee.test.mjs) and the
+/// wallet's coin selection check too: the size of a signed transfer with n inputs and m
+/// outputs, and the fee at each rate.
+#[test]
+fn fee_policy_vectors_match_the_shared_policy() {
+    let v: Value = serde_json::from_str(include_str!("vectors/fee_policy.json")).unwrap();
+    assert_eq!(
+        v["min_relay_fee_rate"].as_u64(),
+        Some(consensus::fee::MIN_RELAY_FEE_RATE)
+    );
+    assert_eq!(
+        v["default_fee_rate"].as_u64(),
+        Some(consensus::fee::DEFAULT_FEE_RATE)
+    );
+    for c in v["fees"].as_array().unwrap() {
+        let (n, m) = (
+            c["inputs"].as_u64().unwrap(),
+            c["outputs"].as_u64().unwrap(),
+        );
+        let tx = Transaction {
+            version: consensus::tx::TX_VERSION,
+            inputs: TxInputs::Transfer(
+                (0..n)
+                    .map(|i| TxIn {
+                        prevout: OutPoint {
+                            txid: Hash256([1; 32]),
+                            vout: i as u32,
+                        },
+                        public_key: [2; 32],
+                        signature: [3; 64],
+                    })
+                    .collect(),
+            ),
+            outputs: (0..m)
+                .map(|_| TxOut {
+                    amount: 1,
+                    address: Address([4; 20]),
+                })
+                .collect(),
+        };
+        let size = tx.encode().len();
+        assert_eq!(size as u64, c["size"].as_u64().unwrap(), "{c}");
+        let rate = c["rate"].as_u64().unwrap();
+        let fee = consensus::fee::policy_fee(size, rate).unwrap();
+        assert_eq!(fee, c["fee"].as_u64().unwrap(), "{c}");
+        assert!(consensus::fee::fee_rate(fee, size) >= rate);
+    }
+}

@@ -64,7 +64,7 @@ impl EngineConfig {
         EngineConfig {
             params,
             clock: system_clock(),
-            min_fee_rate: 0,
+            min_fee_rate: crate::fee::MIN_RELAY_FEE_RATE,
         }
     }
 }
@@ -602,7 +602,9 @@ impl Writer {
         };
         let fee = t.check_inputs(&tx, &ctx, self.params())?;
         let size = crate::encoding::Encode::encode(&tx).len();
-        let rate_kb = (fee as u128 * 1000 / size as u128) as u64;
+        // The same arithmetic the wallets pay by (consensus::fee): a fee of
+        // `fee_for_size(size, min)` is exactly the smallest one admitted.
+        let rate_kb = crate::fee::fee_rate(fee, size);
         if rate_kb < self.shared.config.min_fee_rate {
             return Err(Reject::FeeTooLow {
                 rate: rate_kb,

@@ -11,7 +11,7 @@
 
 // The consensus types live in their own crate (no storage or threads, so the miner and
 // the wallet use it alone); re-exported under the old paths so `engine::tx::…` still works.
-pub use consensus::{address, block, encoding, hash, header, merkle, params, pow, tx};
+pub use consensus::{address, block, encoding, fee, hash, header, merkle, params, pow, tx};
 
 pub use consensus::{
     Address, Block, BlockHeader, ChainParams, CompactTarget, Hash256, Network, OutPoint,

@@ -26,6 +26,21 @@ pub enum NodeError {
     Protocol { url: String, reason: String },
 }
 
+impl NodeError {
+    /// Whether retrying cannot help: a bad URL, or a refusal the node answered with a 4xx
+    /// (anything else — unreachable, 5xx, a garbled answer — may pass once the node is up).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            NodeError::BadUrl { .. } => true,
+            // 408 and 429 say "later", not "never".
+            NodeError::Rejected { status, .. } => {
+                (400..500).contains(status) && !matches!(status, 408 | 429)
+            }
+            NodeError::Unreachable { .. } | NodeError::Protocol { .. } => false,
+        }
+    }
+}
+
 /// `GET /v1/addresses/{addr}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddressInfo {
@@ -69,6 +84,41 @@ pub struct HistoryEntry {
     pub txid: Hash256,
     pub height: Option<u64>,
     pub delta: i64,
+}
+
+/// `GET /v1/tx/{txid}`: the fields the wallet's history reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxView {
+    pub txid: Hash256,
+    pub coinbase: bool,
+    pub inputs: Vec<TxInputView>,
+    pub outputs: Vec<TxOutputView>,
+    /// Inputs minus outputs; None for a coinbase or when unknown.
+    pub fee: Option<u64>,
+    pub size: u64,
+    pub height: Option<u64>,
+    pub confirmations: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxInputView {
+    pub address: Address,
+    /// None when unknown (side-branch blocks).
+    pub amount: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxOutputView {
+    pub address: Address,
+    pub amount: u64,
+}
+
+/// One row of `GET /v1/blocks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockSummary {
+    pub hash: Hash256,
+    pub height: u64,
+    pub time: u64,
 }
 
 /// The `balance` event (topic `address:<addr>`).
@@ -298,6 +348,43 @@ impl NodeClient {
         Ok(info)
     }
 
+    /// `GET /v1/tx/{txid}`: the transaction with its inputs' addresses and amounts, fee and
+    /// confirmations.
+    pub fn tx(&self, txid: &Hash256) -> Result<TxView, NodeError> {
+        let url = self.url(&format!("/v1/tx/{txid}"));
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .map_err(|e| self.transport(&url, e))?;
+        let view: TxView = self.json(&url, resp)?;
+        if view.txid != *txid {
+            return Err(NodeError::Protocol {
+                url,
+                reason: format!("asked for {txid}, got {}", view.txid),
+            });
+        }
+        Ok(view)
+    }
+
+    /// The main-chain block at `height` (`GET /v1/blocks?from=H&limit=1`).
+    pub fn block_at(&self, height: u64) -> Result<BlockSummary, NodeError> {
+        let url = self.url(&format!("/v1/blocks?from={height}&limit=1"));
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .map_err(|e| self.transport(&url, e))?;
+        let blocks: Vec<BlockSummary> = self.json(&url, resp)?;
+        blocks
+            .into_iter()
+            .find(|b| b.height == height)
+            .ok_or_else(|| NodeError::Protocol {
+                url,
+                reason: format!("no block at height {height}"),
+            })
+    }
+
     /// `POST /v1/tx`: returns the txid once the node has stored the transaction durably.
     pub fn submit(&self, tx: &Transaction) -> Result<Hash256, NodeError> {
         let url = self.url("/v1/tx");
@@ -361,21 +448,69 @@ impl NodeClient {
     /// Follows the event stream for `topics`, calling `handle` on each event until it
     /// returns `Break`. The first connection must succeed (else the error is returned);
     /// afterwards a dropped stream is reopened with `Last-Event-ID` (so nothing is
-    /// missed) after a growing delay, and `on_disconnect` is told. This is push, not
-    /// polling: nothing is asked for until the server sends it.
+    /// missed) after a growing delay, and `on_disconnect` is told; a reconnection the node
+    /// refuses for good (a 4xx other than 408/429) ends it with that error. This is push,
+    /// not polling: nothing is asked for until the server sends it.
     pub fn follow_events(
         &self,
         topics: &[String],
-        mut last_event_id: Option<String>,
+        last_event_id: Option<String>,
         policy: Reconnect,
+        handle: impl FnMut(&SseEvent) -> ControlFlow<()>,
+        on_disconnect: impl FnMut(&NodeError, Duration),
+    ) -> Result<(), NodeError> {
+        let first = self.events(topics, last_event_id.as_deref())?;
+        self.follow(
+            topics,
+            last_event_id,
+            Some(first),
+            policy,
+            || Ok(()),
+            handle,
+            on_disconnect,
+        )
+    }
+
+    /// Like [`NodeClient::follow_events`], but a node that cannot be reached yet is waited
+    /// for too: every failure to connect — the first one included — is told to
+    /// `on_disconnect` and retried after the growing delay (as the miner waits for its node).
+    /// Only a refusal the node answers with a 4xx (a wrong URL or topic, which no retry
+    /// fixes) ends it with the error. `on_open` runs each time a stream is open, before any
+    /// of its events are handled (e.g. to print the current state: whatever changes after
+    /// it arrives as events, so nothing is missed); an error from it counts as a dropped
+    /// stream.
+    pub fn wait_and_follow_events(
+        &self,
+        topics: &[String],
+        policy: Reconnect,
+        on_open: impl FnMut() -> Result<(), NodeError>,
+        handle: impl FnMut(&SseEvent) -> ControlFlow<()>,
+        on_disconnect: impl FnMut(&NodeError, Duration),
+    ) -> Result<(), NodeError> {
+        self.follow(topics, None, None, policy, on_open, handle, on_disconnect)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn follow(
+        &self,
+        topics: &[String],
+        mut last_event_id: Option<String>,
+        mut stream: Option<EventStream>,
+        policy: Reconnect,
+        mut on_open: impl FnMut() -> Result<(), NodeError>,
         mut handle: impl FnMut(&SseEvent) -> ControlFlow<()>,
         mut on_disconnect: impl FnMut(&NodeError, Duration),
     ) -> Result<(), NodeError> {
-        let mut stream = Some(self.events(topics, last_event_id.as_deref())?);
         let mut delay = policy.initial_delay;
         loop {
             let err = match stream.take() {
                 Some(mut s) => {
+                    if let Err(e) = on_open() {
+                        on_disconnect(&e, delay);
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(policy.max_delay);
+                        continue;
+                    }
                     let mut got_any = false;
                     let err = loop {
                         match s.next() {
@@ -410,6 +545,7 @@ impl NodeClient {
                         stream = Some(s);
                         continue;
                     }
+                    Err(e) if e.is_permanent() => return Err(e),
                     Err(e) => e,
                 },
             };

@@ -7,9 +7,10 @@
 //! branch-and-bound would save the change output in rare exact matches, not worth the
 //! complexity here.
 //!
-//! **Fee.** `fee = ceil(size × fee_rate / 1000)`, where `size` is the length in bytes of the
-//! transaction's full consensus encoding (signatures included — they are fixed-size, so
-//! an unsigned draft has the final size). The size depends on the number of inputs and
+//! **Fee.** The shared fee policy ([`consensus::fee::policy_fee`]): `fee = ceil(size ×
+//! fee_rate / 1000)` with the rate raised to the node's minimum relay rate, where `size` is
+//! the length in bytes of the transaction's full consensus encoding (signatures included —
+//! they are fixed-size, so an unsigned draft has the final size). The size depends on the number of inputs and
 //! on whether there is a change output, and the inputs depend on the fee; so for each
 //! candidate input set the fee is recomputed from the exact encoded size of the draft,
 //! first without change, then with it, until the selection covers amount + fee — a fixed
@@ -19,6 +20,10 @@
 //! above zero, it goes back to the wallet's change address; if adding a change output
 //! would not leave anything, the remainder (smaller than a change output's cost) is left to
 //! the fee. So `inputs = outputs + fee` exactly, always.
+//!
+//! **Sweep** ([`select_all`], `send --amount all`): every spendable output (largest first,
+//! at most [`consensus::tx::MAX_TX_ITEMS`]), one output, `amount = total − fee` for the
+//! fee of that exact transaction; no change.
 
 use crate::keys::Keychain;
 use crate::slip10::DerivationError;
@@ -67,16 +72,75 @@ pub enum SendError {
     },
     #[error("the amount must be above zero")]
     ZeroAmount,
+    #[error("nothing to sweep: spendable {available} does not exceed the fee {fee}")]
+    NothingToSweep { available: u64, fee: u64 },
     #[error("amounts overflow")]
     Overflow,
     #[error(transparent)]
     Derivation(#[from] DerivationError),
 }
 
-/// `ceil(size × rate / 1000)`, or None if it does not fit in u64.
-pub fn fee_for_size(size: usize, fee_rate: u64) -> Option<u64> {
-    let fee = (size as u128 * fee_rate as u128).div_ceil(1000);
-    u64::try_from(fee).ok()
+/// `ceil(size × rate / 1000)`, or None if it does not fit in u64 (the shared policy's
+/// arithmetic, re-exported under its old path).
+pub use consensus::fee::fee_for_size;
+
+/// What the selection prices every candidate with: the shared fee policy.
+fn fee_of(size: usize, fee_rate: u64) -> Result<u64, SendError> {
+    consensus::fee::policy_fee(size, fee_rate).ok_or(SendError::Overflow)
+}
+
+/// How much to pay: an exact amount, or everything spendable minus the fee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Amount {
+    Exact(u64),
+    All,
+}
+
+/// Selects for `amount`: [`select`] for an exact amount, [`select_all`] for a sweep.
+pub fn select_amount(
+    available: &[Spendable],
+    amount: Amount,
+    fee_rate: u64,
+) -> Result<Selection, SendError> {
+    match amount {
+        Amount::Exact(a) => select(available, a, fee_rate),
+        Amount::All => select_all(available, fee_rate),
+    }
+}
+
+/// Largest first, each outpoint once.
+fn largest_first(available: &[Spendable]) -> Vec<Spendable> {
+    let mut sorted: Vec<Spendable> = available.to_vec();
+    sorted.sort_by(|a, b| b.amount.cmp(&a.amount).then(a.outpoint.cmp(&b.outpoint)));
+    let mut seen = std::collections::BTreeSet::new();
+    sorted.retain(|s| seen.insert(s.outpoint));
+    sorted
+}
+
+/// The sweep: every spendable output (largest first, at most `MAX_TX_ITEMS`) to one
+/// output of `total − fee`, the fee being the policy's for that transaction's own size.
+pub fn select_all(available: &[Spendable], fee_rate: u64) -> Result<Selection, SendError> {
+    let mut inputs = largest_first(available);
+    inputs.truncate(consensus::tx::MAX_TX_ITEMS as usize);
+    let mut total: u64 = 0;
+    for s in &inputs {
+        total = total.checked_add(s.amount).ok_or(SendError::Overflow)?;
+    }
+    let size = encoded_size(&inputs, false);
+    let fee = fee_of(size, fee_rate)?;
+    if inputs.is_empty() || total <= fee {
+        return Err(SendError::NothingToSweep {
+            available: total,
+            fee,
+        });
+    }
+    Ok(Selection {
+        inputs,
+        amount: total - fee,
+        fee,
+        change: 0,
+        size,
+    })
 }
 
 /// An unsigned transaction paying `amount` to `to`, plus `change` to `change_to` if above
@@ -128,31 +192,25 @@ pub fn select(available: &[Spendable], amount: u64, fee_rate: u64) -> Result<Sel
     if amount == 0 {
         return Err(SendError::ZeroAmount);
     }
-    let mut sorted: Vec<Spendable> = available.to_vec();
-    sorted.sort_by(|a, b| b.amount.cmp(&a.amount).then(a.outpoint.cmp(&b.outpoint)));
-    sorted.dedup_by_key(|s| s.outpoint);
-    // dedup_by_key only drops neighbours; equal outpoints with equal amounts are neighbours.
+    let sorted = largest_first(available);
     let mut chosen: Vec<Spendable> = Vec::new();
     let mut total: u64 = 0;
     let mut last_fee = 0;
     for s in sorted {
-        if chosen.iter().any(|c| c.outpoint == s.outpoint) {
-            continue;
-        }
         if chosen.len() as u64 >= consensus::tx::MAX_TX_ITEMS {
             break;
         }
         chosen.push(s);
         total = total.checked_add(s.amount).ok_or(SendError::Overflow)?;
         let size_plain = encoded_size(&chosen, false);
-        let fee_plain = fee_for_size(size_plain, fee_rate).ok_or(SendError::Overflow)?;
+        let fee_plain = fee_of(size_plain, fee_rate)?;
         last_fee = fee_plain;
         let needed = amount.checked_add(fee_plain).ok_or(SendError::Overflow)?;
         if total < needed {
             continue;
         }
         let size_change = encoded_size(&chosen, true);
-        let fee_change = fee_for_size(size_change, fee_rate).ok_or(SendError::Overflow)?;
+        let fee_change = fee_of(size_change, fee_rate)?;
         let (fee, change, size) = match total
             .checked_sub(amount)
             .and_then(|r| r.checked_sub(fee_change))
@@ -169,7 +227,7 @@ pub fn select(available: &[Spendable], amount: u64, fee_rate: u64) -> Result<Sel
         });
     }
     let fee = if chosen.is_empty() {
-        fee_for_size(encoded_size(&[], false), fee_rate).ok_or(SendError::Overflow)?
+        fee_of(encoded_size(&[], false), fee_rate)?
     } else {
         last_fee
     };
@@ -260,6 +318,106 @@ mod tests {
         assert_eq!(fee_for_size(250, 0), Some(0));
         assert_eq!(fee_for_size(1001, 1000), Some(1001));
         assert_eq!(fee_for_size(999, 2), Some(2));
+    }
+
+    /// The vectors the browser wallet's tests assert too (api/web/test/fee.test.mjs): the
+    /// same utxos give the same inputs, fee and change on both sides.
+    #[test]
+    fn selection_and_sweep_match_the_shared_fee_policy_vectors() {
+        let v: serde_json::Value = serde_json::from_str(include_str!(
+            "../../consensus/tests/vectors/fee_policy.json"
+        ))
+        .unwrap();
+        assert_eq!(
+            v["min_relay_fee_rate"].as_u64(),
+            Some(consensus::fee::MIN_RELAY_FEE_RATE)
+        );
+        assert_eq!(
+            v["default_fee_rate"].as_u64(),
+            Some(consensus::fee::DEFAULT_FEE_RATE)
+        );
+        let utxos_of = |c: &serde_json::Value| -> Vec<Spendable> {
+            c["utxos"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(i, a)| utxo(i as u8, a.as_u64().unwrap(), 0))
+                .collect()
+        };
+        for c in v["selections"].as_array().unwrap() {
+            let utxos = utxos_of(c);
+            let got = select(
+                &utxos,
+                c["amount"].as_u64().unwrap(),
+                c["rate"].as_u64().unwrap(),
+            );
+            match got {
+                Ok(s) => {
+                    let idx: Vec<u64> = s
+                        .inputs
+                        .iter()
+                        .map(|i| utxos.iter().position(|u| u == i).unwrap() as u64)
+                        .collect();
+                    let want: Vec<u64> = c["inputs"]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("{c}: expected {s:?} to fail"))
+                        .iter()
+                        .map(|x| x.as_u64().unwrap())
+                        .collect();
+                    assert_eq!(idx, want, "{c}");
+                    assert_eq!(s.fee, c["fee"].as_u64().unwrap(), "{c}");
+                    assert_eq!(s.change, c["change"].as_u64().unwrap(), "{c}");
+                    assert_eq!(s.size as u64, c["size"].as_u64().unwrap(), "{c}");
+                }
+                Err(e) => {
+                    assert!(matches!(e, SendError::InsufficientFunds { .. }), "{e}");
+                    assert_eq!(c["error"], "insufficient_funds", "{c}");
+                }
+            }
+        }
+        for c in v["sweeps"].as_array().unwrap() {
+            match select_all(&utxos_of(c), c["rate"].as_u64().unwrap()) {
+                Ok(s) => {
+                    assert_eq!(s.amount, c["amount"].as_u64().unwrap(), "{c}");
+                    assert_eq!(s.fee, c["fee"].as_u64().unwrap(), "{c}");
+                    assert_eq!(s.size as u64, c["size"].as_u64().unwrap(), "{c}");
+                    assert_eq!(s.change, 0);
+                }
+                Err(e) => {
+                    assert!(matches!(e, SendError::NothingToSweep { .. }), "{e}");
+                    assert_eq!(c["error"], "insufficient_funds", "{c}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn send_all_sweeps_everything_spendable_minus_the_fee() {
+        let k = keychain();
+        let utxos = [
+            utxo(1, 700, 0),
+            utxo(2, 800, 2),
+            utxo(3, 900, 5),
+            utxo(2, 800, 2),
+        ];
+        let s = select_amount(&utxos, Amount::All, 10).unwrap();
+        assert_eq!(s.inputs.len(), 3, "each outpoint once");
+        assert_eq!(s.input_total(), 2_400);
+        assert_eq!(s.fee, fee_for_size(s.size, 10).unwrap());
+        assert_eq!(s.amount + s.fee, 2_400);
+        let tx = sign(&s, Address([9; 20]), k.address(0).unwrap(), &k).unwrap();
+        assert_eq!(tx.outputs.len(), 1);
+        assert_eq!(tx.outputs[0].amount, 2_400 - s.fee);
+        assert_eq!(tx.size(), s.size);
+        assert!(matches!(
+            select_all(&[utxo(1, 1, 0)], 1000),
+            Err(SendError::NothingToSweep { available: 1, .. })
+        ));
+        assert!(matches!(
+            select_all(&[], 0),
+            Err(SendError::NothingToSweep { available: 0, .. })
+        ));
     }
 
     #[test]

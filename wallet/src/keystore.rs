@@ -276,6 +276,19 @@ impl Keystore {
         passphrase: &str,
         kdf: KdfParams,
     ) -> Result<(Keystore, UnlockedWallet), KeystoreError> {
+        Keystore::create_with_addresses(path, mnemonic, bip39_passphrase, passphrase, kdf, 1)
+    }
+
+    /// Like [`Keystore::create`], with receive addresses `0..count` handed out (a restore
+    /// keeps every address its scan found used; at least one).
+    pub fn create_with_addresses(
+        path: &Path,
+        mnemonic: &Mnemonic,
+        bip39_passphrase: &str,
+        passphrase: &str,
+        kdf: KdfParams,
+        count: u32,
+    ) -> Result<(Keystore, UnlockedWallet), KeystoreError> {
         if passphrase.is_empty() {
             return Err(KeystoreError::EmptyPassphrase);
         }
@@ -301,7 +314,7 @@ impl Keystore {
             },
             ciphertext: String::new(),
             account,
-            addresses: vec![keychain.address(0)?],
+            addresses: keychain.addresses(count.max(1))?,
         };
         let wallet = UnlockedWallet {
             keychain,
@@ -434,6 +447,27 @@ impl Keystore {
         self.replace(&file)?;
         self.file = file;
         Ok(address)
+    }
+
+    /// Hands out addresses up to index `count - 1` (a rescan that found used addresses
+    /// past the last one handed out); returns how many were added. Saves only if any were.
+    pub fn ensure_addresses(
+        &mut self,
+        wallet: &UnlockedWallet,
+        count: u32,
+    ) -> Result<u32, KeystoreError> {
+        let have = self.file.addresses.len() as u32;
+        if count <= have {
+            return Ok(0);
+        }
+        let mut file = self.file.clone();
+        for i in have..count {
+            file.addresses.push(wallet.keychain.address(i)?);
+        }
+        file.seal(&wallet.file_key, &wallet.payload())?;
+        self.replace(&file)?;
+        self.file = file;
+        Ok(count - have)
     }
 
     /// Atomically replaces the file: write a 0600 sibling, fsync, rename, fsync the dir.
@@ -605,6 +639,27 @@ mod tests {
         let before: serde_json::Value = serde_json::from_str(&before).unwrap();
         assert_ne!(after["cipher"]["nonce"], before["cipher"]["nonce"]);
         assert_eq!(after["kdf"]["salt"], before["kdf"]["salt"]);
+    }
+
+    #[test]
+    fn a_restore_keeps_every_address_found_and_a_rescan_adds_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Mnemonic::parse(PHRASE).unwrap();
+        let (mut ks, w) = Keystore::create_with_addresses(
+            &dir.path().join("w.json"),
+            &m,
+            "",
+            "pw",
+            KdfParams::INSECURE_FAST,
+            3,
+        )
+        .unwrap();
+        assert_eq!(ks.addresses(), w.keychain().addresses(3).unwrap());
+        assert_eq!(ks.ensure_addresses(&w, 2).unwrap(), 0);
+        assert_eq!(ks.ensure_addresses(&w, 5).unwrap(), 2);
+        let reopened = Keystore::open(ks.path()).unwrap();
+        assert_eq!(reopened.addresses(), w.keychain().addresses(5).unwrap());
+        reopened.unlock("pw").unwrap();
     }
 
     #[test]

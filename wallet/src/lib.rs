@@ -30,7 +30,7 @@ pub use slip10::{DerivationError, ExtendedKey};
 pub mod keystore;
 pub use keystore::{KdfParams, Keystore, KeystoreError, UnlockedWallet};
 pub mod coinselect;
-pub use coinselect::{build_payment, select, SendError, Spendable};
+pub use coinselect::{build_payment, select, select_all, Amount, SendError, Spendable};
 // The node client and the operations over it are the command line's stack (blocking HTTP):
 // behind the `client` feature, so the node, which links this library for dev custody,
 // does not compile them.
@@ -41,4 +41,4 @@ pub use client::{AddressInfo, BalanceEvent, NodeClient, NodeError};
 #[cfg(feature = "client")]
 pub mod ops;
 #[cfg(feature = "client")]
-pub use ops::{Balance, WalletError};
+pub use ops::{Balance, Direction, HistoryRow, WalletError, GAP_LIMIT};

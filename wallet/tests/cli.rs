@@ -56,10 +56,17 @@ fn err_line(out: Output) -> String {
     stderr.trim().to_string()
 }
 
+/// The ABANDON wallet, imported without asking a node for used addresses.
 fn imported(dir: &Path) -> PathBuf {
     let w = dir.join("w.json");
-    let v = ok_json(run(&w, &["--json", "import", "--mnemonic", ABANDON]));
-    assert_eq!(v, json!({ "address": ABANDON_0 }));
+    let v = ok_json(run(
+        &w,
+        &["--json", "import", "--no-scan", "--mnemonic", ABANDON],
+    ));
+    assert_eq!(
+        v,
+        json!({ "address": ABANDON_0, "addresses": 1, "scanned": false })
+    );
     w
 }
 
@@ -97,7 +104,10 @@ fn create_shows_mnemonic_once_and_keeps_it_encrypted() {
     assert_eq!(a, json!({ "address": address }));
     // Same mnemonic, imported elsewhere, gives the same address.
     let w2 = dir.path().join("again.json");
-    let v2 = ok_json(run(&w2, &["--json", "import", "--mnemonic", &mnemonic]));
+    let v2 = ok_json(run(
+        &w2,
+        &["--json", "import", "--no-scan", "--mnemonic", &mnemonic],
+    ));
     assert_eq!(v2["address"], address);
     // Never overwrites.
     let e = err_line(run(&w, &["create"]));
@@ -141,7 +151,7 @@ fn import_and_addresses_match_the_cross_check_vector() {
         .arg("--wallet")
         .arg(&w2)
         .env("BITPLACE_WALLET_BIP39_PASSPHRASE", "TREZOR")
-        .args(["--json", "import", "--mnemonic", ABANDON])
+        .args(["--json", "import", "--no-scan", "--mnemonic", ABANDON])
         .output()
         .unwrap();
     let v = ok_json(out);
@@ -152,7 +162,7 @@ fn import_and_addresses_match_the_cross_check_vector() {
     let mut child = bin()
         .arg("--wallet")
         .arg(&w3)
-        .args(["--json", "import", "--mnemonic", "-"])
+        .args(["--json", "import", "--no-scan", "--mnemonic", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -248,10 +258,10 @@ fn unreachable_node_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let w = imported(dir.path());
     let url = closed_port_url();
+    // (`watch` waits for the node instead: see watch_starts_with_the_current_balance_…)
     for args in [
         vec!["balance"],
         vec!["history"],
-        vec!["watch"],
         vec!["send", "--to", ABANDON_1, "--amount", "5"],
     ] {
         let mut full = vec!["--node", url.as_str()];
@@ -298,6 +308,18 @@ fn funded_node() -> FakeNode {
                     {"txid": txid(4), "height": 7, "delta": 40},
                 ]
             }).to_string())
+        } else if let Some(id) = path.strip_prefix("/v1/tx/") {
+            match tx_view(id) {
+                Some(v) => Reply::Json(200, v.to_string()),
+                None => not_found(),
+            }
+        } else if let Some(q) = path.strip_prefix("/v1/blocks?from=") {
+            let h: u64 = q.split('&').next().unwrap().parse().unwrap();
+            Reply::Json(
+                200,
+                json!([{"hash": txid(100 + h as u8), "height": h, "time": block_time(h)}])
+                    .to_string(),
+            )
         } else if req.method == "POST" && path == "/v1/tx" {
             let body: Value = serde_json::from_slice(&req.body).unwrap();
             let bytes = hex::decode(body["hex"].as_str().unwrap()).unwrap();
@@ -312,6 +334,59 @@ fn funded_node() -> FakeNode {
             not_found()
         }
     })
+}
+
+/// A stranger's address.
+const STRANGER: &str = "bp1pqyqszqgpqyqszqgpqyqszqgpqyqszqggnmngf";
+
+/// 2026-12-02 00:00:00 UTC plus ten minutes per block.
+fn block_time(height: u64) -> u64 {
+    1_796_169_600 + height * 600
+}
+
+/// `GET /v1/tx/{txid}` of the funded node's history: tx 1 (height 5) pays address 0 600
+/// from a stranger; tx 2 (mempool) pays it 500; tx 4 (height 7) spends 100 of address 0:
+/// 40 to address 1, 59 to the stranger, fee 1; tx 5 (height 6) is a coinbase of 300 to
+/// address 1. The tip is at height 9.
+fn tx_view(id: &str) -> Option<Value> {
+    let n = (1..=5).find(|n| txid(*n) == id)?;
+    let (coinbase, inputs, outputs, fee, height) = match n {
+        1 => (
+            false,
+            json!([{"address": STRANGER, "amount": 700}]),
+            json!([{"address": ABANDON_0, "amount": 600}, {"address": STRANGER, "amount": 99}]),
+            json!(1),
+            json!(5),
+        ),
+        2 => (
+            false,
+            json!([{"address": STRANGER, "amount": 501}]),
+            json!([{"address": ABANDON_0, "amount": 500}]),
+            json!(1),
+            Value::Null,
+        ),
+        4 => (
+            false,
+            json!([{"address": ABANDON_0, "amount": 100}]),
+            json!([{"address": ABANDON_1, "amount": 40}, {"address": STRANGER, "amount": 59}]),
+            json!(1),
+            json!(7),
+        ),
+        5 => (
+            true,
+            json!([]),
+            json!([{"address": ABANDON_1, "amount": 300}]),
+            Value::Null,
+            json!(6),
+        ),
+        _ => return None,
+    };
+    let confirmations = height.as_u64().map_or(0, |h| 9 - h + 1);
+    Some(json!({
+        "txid": id, "coinbase": coinbase, "inputs": inputs, "outputs": outputs, "fee": fee,
+        "size": 195, "hex": "", "block_hash": null, "height": height,
+        "confirmations": confirmations, "in_mempool": height.is_null(), "merkle_proof": null,
+    }))
 }
 
 fn with_two_addresses(dir: &Path) -> PathBuf {
@@ -331,14 +406,20 @@ fn balance_and_history_sum_over_the_wallets_addresses() {
         json!({"confirmed": 900, "unconfirmed": 480, "immature": 10})
     );
     let v = ok_json(run(&w, &["--node", &node.url, "--json", "history"]));
+    let short: Vec<Value> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| json!({"txid": e["txid"], "height": e["height"], "delta": e["delta"]}))
+        .collect();
     assert_eq!(
-        v["history"],
-        json!([
-            {"txid": txid(2), "height": null, "delta": 500},
-            {"txid": txid(4), "height": 7, "delta": -60},
-            {"txid": txid(5), "height": 6, "delta": 300},
-            {"txid": txid(1), "height": 5, "delta": 600},
-        ])
+        short,
+        vec![
+            json!({"txid": txid(2), "height": null, "delta": 500}),
+            json!({"txid": txid(4), "height": 7, "delta": -60}),
+            json!({"txid": txid(5), "height": 6, "delta": 300}),
+            json!({"txid": txid(1), "height": 5, "delta": 600}),
+        ]
     );
     // Read-only commands need no passphrase.
     let out = bin()
@@ -380,7 +461,20 @@ fn send_selects_signs_and_submits_with_change() {
     assert_eq!(posts.len(), 1);
     let body: Value = serde_json::from_slice(&posts[0].body).unwrap();
     let tx = Transaction::decode(&hex::decode(body["hex"].as_str().unwrap()).unwrap()).unwrap();
-    assert_eq!(v, json!({ "txid": tx.txid() }));
+    assert_eq!(v["txid"], json!(tx.txid()));
+    // The result says what was paid (added fields; `txid` as before).
+    assert_eq!(
+        (
+            v["amount"].as_u64(),
+            v["fee"].as_u64(),
+            v["fee_rate"].as_u64()
+        ),
+        (
+            Some(1200),
+            Some((tx.size() as u64 * 100).div_ceil(1000)),
+            Some(100)
+        )
+    );
 
     // Largest first: 600 (confirmed), 500 (unconfirmed change), then 300; the immature
     // coinbase is never used.
@@ -468,6 +562,16 @@ fn watch_prints_pushed_balances_and_resumes_with_last_event_id() {
     let go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let gate = go.clone();
     let node = FakeNode::start(move |req: &Request, n| {
+        if let Some(a) = req.path.strip_prefix("/v1/addresses/") {
+            return Reply::Json(
+                200,
+                json!({
+                    "address": a, "confirmed": 7, "unconfirmed": 0, "immature": 0,
+                    "utxos": [], "history": []
+                })
+                .to_string(),
+            );
+        }
         if !req.path.starts_with("/v1/events") {
             return not_found();
         }
@@ -503,10 +607,10 @@ fn watch_prints_pushed_balances_and_resumes_with_last_event_id() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut got = Vec::new();
-    for i in 0..3 {
+    for i in 0..5 {
         let line = lines.next().unwrap().unwrap();
         got.push(serde_json::from_str::<Value>(&line).unwrap());
-        if i == 0 {
+        if i == 2 {
             go.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     }
@@ -515,12 +619,34 @@ fn watch_prints_pushed_balances_and_resumes_with_last_event_id() {
     assert_eq!(
         got,
         vec![
+            // The balance now, first, in the events' shape ...
+            json!({"address": ABANDON_0, "confirmed": 7, "unconfirmed": 0, "immature": 0}),
+            json!({"address": ABANDON_1, "confirmed": 7, "unconfirmed": 0, "immature": 0}),
+            // ... then each change as it is pushed.
             json!({"address": ABANDON_0, "confirmed": 10, "unconfirmed": 0, "immature": 0}),
             json!({"address": ABANDON_1, "confirmed": 20, "unconfirmed": 0, "immature": 0}),
             json!({"address": ABANDON_0, "confirmed": 30, "unconfirmed": 0, "immature": 0}),
         ]
     );
-    let reqs = node.requests();
+    let all = node.requests();
+    // The current balance is read once per address, after the stream opened; never again.
+    assert!(all[0].path.starts_with("/v1/events"));
+    let reads: Vec<&str> = all
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/addresses/"))
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(
+        reads,
+        vec![
+            format!("/v1/addresses/{ABANDON_0}"),
+            format!("/v1/addresses/{ABANDON_1}")
+        ]
+    );
+    let reqs: Vec<Request> = all
+        .into_iter()
+        .filter(|r| !r.path.starts_with("/v1/addresses/"))
+        .collect();
     let first = &reqs[0];
     assert!(first.path.starts_with("/v1/events?topics="));
     let topics = first
@@ -536,4 +662,478 @@ fn watch_prints_pushed_balances_and_resumes_with_last_event_id() {
     assert_eq!(reqs[1].header("last-event-id"), Some("3"));
     // Push only: nothing but event-stream requests, no polling of addresses.
     assert!(reqs.iter().all(|r| r.path.starts_with("/v1/events")));
+}
+
+/// An address view with nothing in it (never used).
+fn empty_address(a: &str) -> Value {
+    json!({"address": a, "confirmed": 0, "unconfirmed": 0, "immature": 0, "utxos": [], "history": []})
+}
+
+fn abandon_keys() -> wallet::Keychain {
+    wallet::Keychain::from_mnemonic(&wallet::Mnemonic::parse(ABANDON).unwrap(), "", 0).unwrap()
+}
+
+/// The node of a wallet that handed out addresses 0..=21 and used 0 (30 units), 1 (its
+/// funds spent again: history, no balance), 21 (10 units arriving in the mempool); 43 holds
+/// 5 units but lies past a gap of 21 unused addresses, so no BIP44 wallet finds it.
+fn restore_node() -> FakeNode {
+    let k = abandon_keys();
+    let addr = |i| k.address(i).unwrap().to_string();
+    let (a0, a1, a21, a43) = (addr(0), addr(1), addr(21), addr(43));
+    FakeNode::start(move |req: &Request, _| {
+        let Some(a) = req.path.strip_prefix("/v1/addresses/") else {
+            return not_found();
+        };
+        let v = if a == a0 {
+            json!({"address": a, "confirmed": 30, "unconfirmed": 0, "immature": 0,
+                   "utxos": [{"txid": txid(1), "vout": 0, "amount": 30, "height": 3, "coinbase": false, "mature": true}],
+                   "history": [{"txid": txid(1), "height": 3, "delta": 30}]})
+        } else if a == a1 {
+            json!({"address": a, "confirmed": 0, "unconfirmed": 0, "immature": 0, "utxos": [],
+                   "history": [{"txid": txid(3), "height": 4, "delta": -8}, {"txid": txid(2), "height": 2, "delta": 8}]})
+        } else if a == a21 {
+            json!({"address": a, "confirmed": 0, "unconfirmed": 10, "immature": 0,
+                   "utxos": [{"txid": txid(4), "vout": 0, "amount": 10, "height": null, "coinbase": false, "mature": true}],
+                   "history": [{"txid": txid(4), "height": null, "delta": 10}]})
+        } else if a == a43 {
+            json!({"address": a, "confirmed": 5, "unconfirmed": 0, "immature": 0, "utxos": [],
+                   "history": [{"txid": txid(5), "height": 5, "delta": 5}]})
+        } else {
+            empty_address(a)
+        };
+        Reply::Json(200, v.to_string())
+    })
+}
+
+#[test]
+fn import_finds_funds_on_every_address_the_wallet_handed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = restore_node();
+    let w = dir.path().join("restored.json");
+    let k = abandon_keys();
+    let v = ok_json(run(
+        &w,
+        &[
+            "--node",
+            &node.url,
+            "--json",
+            "import",
+            "--mnemonic",
+            ABANDON,
+        ],
+    ));
+    assert_eq!(
+        v,
+        json!({"address": k.address(21).unwrap(), "addresses": 22, "scanned": true})
+    );
+    // Probed in order, and only until 20 unused addresses followed the last used one.
+    let probed: Vec<String> = node.requests().iter().map(|r| r.path.clone()).collect();
+    let want: Vec<String> = (0..42)
+        .map(|i| format!("/v1/addresses/{}", k.address(i).unwrap()))
+        .collect();
+    assert_eq!(probed, want);
+    // The restore sees everything the original wallet does: 30 confirmed + 10 pending.
+    let b = ok_json(run(&w, &["--node", &node.url, "--json", "balance"]));
+    assert_eq!(
+        b,
+        json!({"confirmed": 30, "unconfirmed": 10, "immature": 0})
+    );
+
+    // A wallet imported offline finds them later with `scan`.
+    let w2 = imported(dir.path());
+    let v = ok_json(run(&w2, &["--node", &node.url, "--json", "scan"]));
+    assert_eq!(v, json!({"addresses": 22, "added": 21}));
+    let b = ok_json(run(&w2, &["--node", &node.url, "--json", "balance"]));
+    assert_eq!(
+        b,
+        json!({"confirmed": 30, "unconfirmed": 10, "immature": 0})
+    );
+    // Nothing new: nothing added.
+    let v = ok_json(run(&w2, &["--node", &node.url, "--json", "scan"]));
+    assert_eq!(v, json!({"addresses": 22, "added": 0}));
+}
+
+#[test]
+fn import_without_a_node_still_saves_the_wallet_and_says_to_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.json");
+    let out = run(
+        &w,
+        &[
+            "--node",
+            &closed_port_url(),
+            "--json",
+            "import",
+            "--mnemonic",
+            ABANDON,
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(stderr.contains("bitplace-wallet scan"), "{stderr}");
+    assert_eq!(
+        ok_json(out),
+        json!({"address": ABANDON_0, "addresses": 1, "scanned": false})
+    );
+}
+
+/// Runs with `--json` and expects a failure: exit status, one line on stderr, and exactly
+/// one JSON object `{error, message, ...}` on stdout; returns it.
+fn json_error(out: Output, code: i32) -> Value {
+    assert_eq!(out.status.code(), Some(code), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "one JSON object on stdout: {stdout:?}"
+    );
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(v["error"].is_string() && v["message"].is_string(), "{v}");
+    v
+}
+
+#[test]
+fn json_errors_are_one_json_object_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = imported(dir.path());
+    let funded = funded_node();
+
+    let v = json_error(
+        run(&dir.path().join("none.json"), &["--json", "balance"]),
+        1,
+    );
+    assert_eq!(v["error"], "no_wallet");
+    assert!(v["message"].as_str().unwrap().contains("no wallet"), "{v}");
+
+    let v = json_error(
+        run(&w, &["--json", "send", "--to", ABANDON_1, "--amount", "0"]),
+        2,
+    );
+    assert_eq!(v["error"], "usage");
+    assert!(v["message"].as_str().unwrap().contains("amount"), "{v}");
+
+    let v = json_error(
+        run(&w, &["--json", "--node", &closed_port_url(), "balance"]),
+        1,
+    );
+    assert_eq!(v["error"], "node_unreachable");
+
+    let typo = format!("{}j", &ABANDON_1[..ABANDON_1.len() - 1]);
+    let v = json_error(
+        run(&w, &["--json", "send", "--to", &typo, "--amount", "5"]),
+        1,
+    );
+    assert_eq!(v["error"], "invalid_address");
+
+    let out = bin()
+        .env("BITPLACE_WALLET_PASSPHRASE", "not it")
+        .arg("--wallet")
+        .arg(&w)
+        .args([
+            "--json",
+            "--node",
+            &funded.url,
+            "send",
+            "--to",
+            ABANDON_1,
+            "--amount",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(json_error(out, 1)["error"], "wrong_passphrase");
+
+    let v = json_error(
+        run(
+            &w,
+            &[
+                "--json",
+                "--node",
+                &funded.url,
+                "send",
+                "--to",
+                STRANGER,
+                "--amount",
+                "5000",
+            ],
+        ),
+        1,
+    );
+    assert_eq!(v["error"], "insufficient_funds");
+
+    let v = json_error(
+        run(
+            &w,
+            &["--json", "import", "--no-scan", "--mnemonic", ABANDON],
+        ),
+        1,
+    );
+    assert_eq!(v["error"], "wallet_exists");
+
+    let rejecting = FakeNode::start(|req: &Request, _| {
+        if req.method == "POST" {
+            Reply::Json(
+                409,
+                json!({"error": "double_spend", "message": "input already spent"}).to_string(),
+            )
+        } else {
+            Reply::Json(200, json!({
+                "address": ABANDON_0, "confirmed": 50, "unconfirmed": 0, "immature": 0,
+                "utxos": [{"txid": txid(1), "vout": 0, "amount": 50, "height": 1, "coinbase": false, "mature": true}],
+                "history": []
+            }).to_string())
+        }
+    });
+    let v = json_error(
+        run(
+            &w,
+            &[
+                "--json",
+                "--node",
+                &rejecting.url,
+                "send",
+                "--to",
+                ABANDON_1,
+                "--amount",
+                "20",
+            ],
+        ),
+        1,
+    );
+    assert_eq!(
+        (
+            v["error"].as_str(),
+            v["code"].as_str(),
+            v["status"].as_u64()
+        ),
+        (Some("node_rejected"), Some("double_spend"), Some(409))
+    );
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("input already spent"));
+}
+
+#[test]
+fn send_all_sweeps_everything_spendable_minus_the_fee() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = with_two_addresses(dir.path());
+    let node = funded_node();
+    let v = ok_json(run(
+        &w,
+        &[
+            "--node",
+            &node.url,
+            "--json",
+            "send",
+            "--to",
+            STRANGER,
+            "--amount",
+            "all",
+            "--fee-rate",
+            "100",
+        ],
+    ));
+    let post = node
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    let body: Value = serde_json::from_slice(&post.body).unwrap();
+    let tx = Transaction::decode(&hex::decode(body["hex"].as_str().unwrap()).unwrap()).unwrap();
+    // 600 + 500 + 300 spendable (the immature coinbase is not), one output, no change; the
+    // fee is the shared policy's for this exact size (consensus/tests/vectors/fee_policy.json).
+    assert_eq!(tx.spends().len(), 3);
+    assert_eq!(tx.outputs.len(), 1);
+    let fee = consensus::fee::policy_fee(tx.size(), 100).unwrap();
+    assert_eq!((tx.size(), fee), (431, 44));
+    assert_eq!(tx.outputs[0].amount, 1_400 - fee);
+    assert_eq!(tx.outputs[0].address.to_string(), STRANGER);
+    assert_eq!(
+        v,
+        json!({"txid": tx.txid(), "to": STRANGER, "amount": 1_356, "fee": 44, "fee_rate": 100,
+               "size": 431, "change": 0, "inputs": 3})
+    );
+}
+
+#[test]
+fn history_is_a_table_a_person_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = with_two_addresses(dir.path());
+    let node = funded_node();
+    let v = ok_json(run(&w, &["--node", &node.url, "--json", "history"]));
+    let rows = v["history"].as_array().unwrap();
+    let pick = |r: &Value| {
+        json!([
+            r["direction"],
+            r["counterparty"],
+            r["amount"],
+            r["fee"],
+            r["confirmations"],
+            r["time"]
+        ])
+    };
+    assert_eq!(
+        rows.iter().map(pick).collect::<Vec<_>>(),
+        vec![
+            json!(["in", STRANGER, 500, 0, 0, null]),
+            json!(["out", STRANGER, 59, 1, 3, block_time(7)]),
+            json!(["in", "coinbase", 300, 0, 4, block_time(6)]),
+            json!(["in", STRANGER, 600, 0, 5, block_time(5)]),
+        ]
+    );
+    let out = run(&w, &["--node", &node.url, "history"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    for col in [
+        "TIME (UTC)",
+        "DIR",
+        "COUNTERPARTY",
+        "AMOUNT",
+        "FEE",
+        "CONF",
+        "TXID",
+    ] {
+        assert!(lines[0].contains(col), "{text}");
+    }
+    assert!(
+        lines[1].starts_with("in mempool") && lines[1].contains("+500"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("2026-12-02 01:10:00  out ") && lines[2].contains("-59"),
+        "{text}"
+    );
+    assert!(
+        lines[3].contains(" coinbase ") && lines[3].contains("+300"),
+        "{text}"
+    );
+    assert!(lines[4].ends_with(&txid(1)), "{text}");
+}
+
+#[test]
+fn watch_starts_with_the_current_balance_and_waits_for_a_node_not_up_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = imported(dir.path());
+    // A port nothing listens on yet.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut child = bin()
+        .arg("--wallet")
+        .arg(&w)
+        .args(["--node", &format!("http://{addr}"), "--json", "watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let said = stderr.next().unwrap().unwrap();
+    assert!(
+        said.starts_with("waiting for the node at http://"),
+        "{said}"
+    );
+    assert!(said.contains("retrying in"), "{said}");
+    // Still running, not exited.
+    assert!(child.try_wait().unwrap().is_none());
+    let go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = go.clone();
+    let _node = FakeNode::start_on(&addr, move |req: &Request, _| {
+        if let Some(a) = req.path.strip_prefix("/v1/addresses/") {
+            return Reply::Json(
+                200,
+                json!({
+                    "address": a, "confirmed": 40, "unconfirmed": -3, "immature": 2,
+                    "utxos": [], "history": []
+                })
+                .to_string(),
+            );
+        }
+        Reply::SseGated {
+            first: vec![": hello\n\n".into()],
+            go: gate.clone(),
+            then: vec![format!(
+                "id: 1\nevent: balance\ndata: {}\n\n",
+                json!({"address": ABANDON_0, "confirmed": 41, "unconfirmed": 0, "immature": 2})
+            )],
+            late: vec![],
+        }
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        first,
+        json!({"address": ABANDON_0, "confirmed": 40, "unconfirmed": -3, "immature": 2})
+    );
+    go.store(true, std::sync::atomic::Ordering::SeqCst);
+    let next: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        next,
+        json!({"address": ABANDON_0, "confirmed": 41, "unconfirmed": 0, "immature": 2})
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// On a terminal (`script` gives the wallet a pseudo-terminal as stdin), `send` shows the
+/// payment and sends only after a `y`; `--yes` does not ask.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_interactive_send_asks_for_confirmation_and_yes_skips_it() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let w = with_two_addresses(dir.path());
+    let node = funded_node();
+    let send = |extra: &str, answer: &str| -> String {
+        let cmd = format!(
+            "{} --wallet {} --node {} send --to {STRANGER} --amount 100 {extra}",
+            env!("CARGO_BIN_EXE_bitplace-wallet"),
+            w.display(),
+            node.url
+        );
+        let mut child = Command::new("script")
+            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+            .env("BITPLACE_WALLET_PASSPHRASE", PASS)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script(1) from util-linux");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(answer.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let posts = || {
+        node.requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count()
+    };
+    let said = send("", "n\n");
+    assert!(
+        said.contains("Pay 100 to ") && said.contains(STRANGER),
+        "{said}"
+    );
+    assert!(
+        said.contains("fee ") && said.contains("Send it? [y/N]"),
+        "{said}"
+    );
+    assert!(said.contains("not confirmed"), "{said}");
+    assert_eq!(posts(), 0, "declined: nothing sent");
+    let said = send("", "y\n");
+    assert!(said.contains("Send it? [y/N]"), "{said}");
+    assert_eq!(posts(), 1, "{said}");
+    let said = send("--yes", "");
+    assert!(!said.contains("Send it?"), "{said}");
+    assert!(
+        said.contains("Pay 100 to "),
+        "shown even without asking: {said}"
+    );
+    assert_eq!(posts(), 2, "{said}");
 }

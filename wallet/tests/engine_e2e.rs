@@ -23,7 +23,32 @@ const ABANDON_0: &str = "bp1s53gfleaqdwfaxyas5xhzsytz56arptawkt7rh";
 
 fn shim(engine: Engine) -> FakeNode {
     FakeNode::start(move |req: &Request, _| {
-        if req.method == "GET" {
+        if req.method == "GET" && req.path.starts_with("/v1/tx/") {
+            // `history` reads each transaction: the fields docs/API.md's tx view has.
+            let txid: Hash256 = req.path["/v1/tx/".len()..].parse().unwrap();
+            let Some(t) = engine.transaction(&txid).unwrap() else {
+                return not_found();
+            };
+            let outputs: Vec<Value> =
+                t.tx.outputs
+                    .iter()
+                    .map(|o| json!({"address": o.address, "amount": o.amount}))
+                    .collect();
+            Reply::Json(
+                200,
+                json!({
+                    "txid": t.txid, "coinbase": t.coinbase, "inputs": t.inputs,
+                    "outputs": outputs, "fee": t.fee, "size": t.size, "height": t.height,
+                    "confirmations": t.confirmations,
+                })
+                .to_string(),
+            )
+        } else if req.method == "GET" && req.path.starts_with("/v1/blocks?from=") {
+            let q = &req.path["/v1/blocks?from=".len()..];
+            let from: u64 = q.split('&').next().unwrap().parse().unwrap();
+            let blocks = engine.blocks(from, 1).unwrap();
+            Reply::Json(200, serde_json::to_string(&blocks).unwrap())
+        } else if req.method == "GET" {
             let Some(addr) = req.path.strip_prefix("/v1/addresses/") else {
                 return not_found();
             };
@@ -127,7 +152,24 @@ fn mine_send_spend_unconfirmed_change_confirm() {
     assert_eq!(balance(&wb, url), (7, 0, 0));
     assert_eq!(balance(&wa, url), (1, 0, 0));
     let h = wallet_json(&wb, url, &["history"]);
-    assert_eq!(h["history"].as_array().unwrap().len(), 2);
+    let rows = h["history"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert_eq!(r["direction"], "in", "{r}");
+        assert_eq!(r["counterparty"], ABANDON_0, "{r}");
+        assert_eq!(r["confirmations"], 1, "{r}");
+        assert!(r["time"].is_u64(), "{r}");
+    }
+    let h = wallet_json(&wa, url, &["history"]);
+    let mut out: Vec<(u64, u64)> = h["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["direction"] == "out")
+        .map(|r| (r["amount"].as_u64().unwrap(), r["fee"].as_u64().unwrap()))
+        .collect();
+    out.sort();
+    assert_eq!(out, vec![(2, 1), (5, 1)], "{h}");
 
     // More than A has: refused, nothing submitted.
     let out = Command::new(env!("CARGO_BIN_EXE_bitplace-wallet"))

@@ -45,8 +45,15 @@ pub(super) async fn new_wallet(State(s): State<AppState>) -> Response {
     }
 }
 
-/// Builds and signs a payment from a custody wallet: largest spendable outputs first
-/// (unconfirmed ones included), change back to the sender, zero fee.
+/// The fee rate dev custody pays: the shared policy's floor, the node's minimum relay rate
+/// (0), so the seeds' zero-fee flows — the demo's wallets paying back their single unit —
+/// keep working on a node with the default policy.
+pub const CUSTODY_FEE_RATE: u64 = engine::fee::MIN_RELAY_FEE_RATE;
+
+/// Builds and signs a payment from a custody wallet with the wallet's coin selection and
+/// the shared fee policy (`wallet::coinselect::select`: largest spendable outputs first,
+/// unconfirmed ones included, immature coinbases not; fee for the exact size at
+/// [`CUSTODY_FEE_RATE`]), change back to the sender.
 pub async fn custody_pay(
     s: &AppState,
     from: Address,
@@ -64,33 +71,40 @@ pub async fn custody_pay(
         )
     })?;
     let info = read(&s.engine, move |e| e.address(&from, 0)).await?;
-    let mut utxos = info.utxos;
-    utxos.sort_by_key(|u| std::cmp::Reverse(u.amount));
-    let (mut picked, mut total) = (Vec::new(), 0u64);
-    for u in utxos {
-        if total >= amount {
-            break;
+    let available: Vec<wallet::Spendable> = info
+        .utxos
+        .iter()
+        .filter(|u| !u.coinbase || u.mature)
+        .map(|u| wallet::Spendable {
+            outpoint: OutPoint {
+                txid: u.txid,
+                vout: u.vout,
+            },
+            amount: u.amount,
+            key_index: 0,
+        })
+        .collect();
+    let selection = match wallet::select(&available, amount, CUSTODY_FEE_RATE) {
+        Ok(sel) => sel,
+        Err(wallet::SendError::InsufficientFunds {
+            needed, available, ..
+        }) => {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "insufficient_funds",
+                format!("Units: not enough spendable units: have {available}, need {needed}"),
+            ))
         }
-        total = total.saturating_add(u.amount);
-        picked.push(OutPoint {
-            txid: u.txid,
-            vout: u.vout,
-        });
-    }
-    if total < amount {
-        return Err(AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "insufficient_funds",
-            format!("Units: not enough spendable units: have {total}, need {amount}"),
-        ));
-    }
+        Err(e) => return Err(AppError::bad_request("invalid_amount", e.to_string())),
+    };
+    let picked: Vec<OutPoint> = selection.inputs.iter().map(|i| i.outpoint).collect();
     let mut outputs = vec![TxOut {
         amount,
         address: to,
     }];
-    if total > amount {
+    if selection.change > 0 {
         outputs.push(TxOut {
-            amount: total - amount,
+            amount: selection.change,
             address: from,
         });
     }

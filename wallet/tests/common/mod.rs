@@ -50,7 +50,16 @@ pub struct FakeNode {
 impl FakeNode {
     /// `handler(request, n)` where n counts earlier requests with the same path.
     pub fn start(handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> FakeNode {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        FakeNode::start_on("127.0.0.1:0", handler)
+    }
+
+    /// Like [`FakeNode::start`], listening on `addr` (a node that comes up late on a port
+    /// a client already tries).
+    pub fn start_on(
+        addr: &str,
+        handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+    ) -> FakeNode {
+        let listener = TcpListener::bind(addr).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
         let handler: Arc<Handler> = Arc::new(handler);
