@@ -390,23 +390,10 @@ fn confirm(summary: &str, input: &mut impl BufRead, out: &mut impl Write) -> Res
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC (Hinnant's days-to-civil, so no date crate).
 fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    // humantime writes `YYYY-MM-DDTHH:MM:SSZ`; the table shows `YYYY-MM-DD HH:MM:SS`.
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let rfc = humantime::format_rfc3339_seconds(t).to_string();
+    rfc.trim_end_matches('Z').replacen('T', " ", 1)
 }
 
 /// The history as a table a person reads.
