@@ -9,7 +9,7 @@
 // the 32 txid bytes in internal order.
 
 import { compactSize, concat, hashFromDisplay, hashToDisplay, sha256d, toHex, u32le, u64le } from "./bytes.js";
-import { decodeAddress } from "./bech32m.js";
+import { decodeAddress, encodeAddress } from "./bech32m.js";
 import { sign } from "./ed25519.js";
 
 export const TX_VERSION = 1;
@@ -31,13 +31,14 @@ function encodeOutput(output) {
   return concat(u64le(output.amount), decodeAddress(output.address));
 }
 
+const header = () => concat(u32le(TX_VERSION), Uint8Array.of(KIND_TRANSFER));
+
 /** The signed body: everything but the signatures. */
 export function encodeBody(tx) {
   if (!tx.inputs.length) throw new Error("a transfer needs at least one input");
   if (!tx.outputs.length) throw new Error("a transfer needs at least one output");
   return concat(
-    u32le(TX_VERSION),
-    Uint8Array.of(KIND_TRANSFER),
+    header(),
     compactSize(tx.inputs.length),
     ...tx.inputs.map(encodeInput),
     compactSize(tx.outputs.length),
@@ -75,7 +76,14 @@ export async function signTransfer(tx, privateKeys) {
   return { txid: hashToDisplay(id), hex: toHex(full), size: full.length, signatures };
 }
 
-/** Size in bytes of a signed transfer with n inputs and m outputs. */
+// Every input and output encodes to a fixed length, so the size of a signed transfer follows
+// from one of each; the fee is priced from it before the transaction exists.
+const DUMMY_INPUT = { txid: "00".repeat(32), vout: 0, publicKey: new Uint8Array(32) };
+const DUMMY_OUTPUT = { amount: 1n, address: encodeAddress(new Uint8Array(20)) };
+
+/** Size in bytes of a signed transfer with n inputs and m outputs, from the encoders above. */
 export function transferSize(n, m) {
-  return 4 + 1 + compactSize(n).length + n * (68 + SIGNATURE_LEN) + compactSize(m).length + m * 28;
+  const input = encodeInput(DUMMY_INPUT).length + SIGNATURE_LEN;
+  const output = encodeOutput(DUMMY_OUTPUT).length;
+  return header().length + compactSize(n).length + n * input + compactSize(m).length + m * output;
 }

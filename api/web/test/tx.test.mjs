@@ -6,7 +6,6 @@ import assert from "node:assert/strict";
 import { fromHex, toHex } from "../js/bytes.js";
 import { keyPairFromSeed } from "../js/ed25519.js";
 import { encodeBody, txid, signTransfer, transferSize } from "../js/tx.js";
-import { selectCoins, InsufficientFunds } from "../js/coinselect.js";
 
 const ADDR_8 = "bp1pqyqszqgpqyqszqgpqyqszqgpqyqszqggnmngf"; // payload 20 x 0x08
 const ADDR_SEQ = "bp1qqqsyqcyq5rqwzqfpg9scrgwpugpzysnhwl8ag"; // payload 00..13
@@ -76,20 +75,4 @@ test("bad transfers are refused before signing", async () => {
   assert.throws(() => encodeBody({ inputs: [input], outputs: [{ amount: 0n, address: ADDR_8 }] }), /positive/);
   assert.throws(() => encodeBody({ inputs: [], outputs: [{ amount: 1n, address: ADDR_8 }] }), /input/);
   assert.throws(() => encodeBody({ inputs: [{ ...input, txid: "xyz" }], outputs: [{ amount: 1n, address: ADDR_8 }] }), /64 hex/);
-});
-
-test("coin selection: confirmed and mature first, change, insufficient funds", () => {
-  const utxos = [
-    { txid: "aa".repeat(32), vout: 0, amount: 5, height: null, mature: true },
-    { txid: "bb".repeat(32), vout: 0, amount: 10, height: 3, mature: true },
-    { txid: "cc".repeat(32), vout: 1, amount: 50, height: 4, coinbase: true, mature: false },
-    { txid: "dd".repeat(32), vout: 2, amount: 3, height: 2, mature: true },
-  ];
-  const pick = selectCoins(utxos, 11n, 1n);
-  assert.deepEqual(pick.selected.map((u) => u.txid.slice(0, 2)), ["bb", "dd"]);
-  assert.equal(pick.change, 1n);
-  const all = selectCoins(utxos, 18n, 0n);
-  assert.equal(all.selected.length, 3);
-  assert.equal(all.change, 0n);
-  assert.throws(() => selectCoins(utxos, 18n, 1n), (e) => e instanceof InsufficientFunds && e.available === 18n);
 });
