@@ -1,6 +1,7 @@
 // End-to-end test of the web page in headless Chromium against a real `bitplace-node --dev`:
 // import a known mnemonic and see the address the CLI derives; mine and see the balance
-// change without a reload; send, see the transaction in the mempool, then confirmed;
+// change without a reload; send (reviewed before signing, the fee shown being the
+// policy's for the transaction the node gets), see it in the mempool, then confirmed;
 // mine blocks in the browser on WebGPU (SwiftShader here: Tint compiles the native
 // miner's WGSL) with the node accepting them; the explorer's charts drawn and updated
 // live; no page wider than a 390 px phone; screenshots at 1280 px and 390 px.
@@ -15,6 +16,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import assert from 'node:assert/strict';
+import { DEFAULT_FEE_RATE, policyFee } from '../web/js/fee.js';
 
 const MNEMONIC = 'abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about';
 const OTHER = 'bp1s34c5a8ymvtzmt68ytxmfhjkaljjdhrnsrgqaa'; // same mnemonic, index 1
@@ -101,13 +103,24 @@ async function main() {
     assert.equal(reloads.length, navigationsBefore, 'the page did not reload');
     console.log('ok - mined balance pushed live');
 
-    // Send 3 to another address: in the mempool, then confirmed.
+    // Send 3 to another address at the default fee rate: reviewed (recipient, amount, fee)
+    // before signing, then in the mempool, then confirmed.
+    assert.equal(await page.inputValue('#send-fee-rate'), String(DEFAULT_FEE_RATE), 'the policy\'s default rate');
     await page.fill('#send-to', OTHER);
     await page.fill('#send-amount', '3');
     await page.click('#send-submit');
+    await page.waitForSelector('#send-confirm');
+    const review = await page.textContent('#send-confirm-panel');
+    assert.ok(review.includes(OTHER) && review.includes('Total'), `the review names the recipient and the total: ${review}`);
+    const shownFee = BigInt(await page.getAttribute(testid('send-fee'), 'data-units'));
+    await page.click('#send-confirm');
     await page.waitForFunction(() => document.querySelector('#send-result')?.textContent.startsWith('Sent'));
     const href = await page.getAttribute('#send-result a', 'href');
     const txid = href.match(/[0-9a-f]{64}/)[0];
+    const sent = await (await fetch(`${url}/v1/tx/${txid}`)).json();
+    assert.equal(BigInt(sent.fee), shownFee, 'the node received the fee shown before signing');
+    assert.equal(shownFee, policyFee(sent.size, DEFAULT_FEE_RATE), `the policy's fee for ${sent.size} bytes`);
+    console.log(`ok - the send was reviewed first; fee ${shownFee} for ${sent.size} bytes at rate ${DEFAULT_FEE_RATE}`);
     await page.goto(`${url}/#/`);
     await page.waitForSelector(`#mempool-list a[href="#/tx/${txid}"]`);
     console.log(`ok - ${txid} is in the mempool`);

@@ -1,6 +1,7 @@
 //! The fee policy: one rule for every Bitplace client that builds transactions — the
-//! `bitplace-wallet` CLI and the node's dev custody, checked against the vectors in
-//! `tests/vectors/fee_policy.json` (the browser wallet does not use them yet).
+//! `bitplace-wallet` CLI, the node's dev custody and the browser wallet (`api/web/js/fee.js`,
+//! a port of this module, and its coin selection in `api/web/js/coinselect.js`), all checked
+//! against the vectors in `tests/vectors/fee_policy.json`.
 //!
 //! Fee rates are units per 1,000 bytes of a transaction's full consensus encoding
 //! (signatures included). A transaction of `size` bytes at rate `r` pays

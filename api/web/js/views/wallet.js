@@ -1,11 +1,12 @@
 // #/wallet: create or import a mnemonic, unlock, see the live balance, receive (address +
 // QR code) and send. Everything secret happens in this browser.
 
-import { h, field, testid, replace } from "../dom.js";
+import { h, field, testid, replace, dl } from "../dom.js";
 import { api } from "../api.js";
 import { generateMnemonic, mnemonicToEntropy, normalizeWords } from "../bip39.js";
 import { checkNewPassword, MIN_PASSWORD } from "../wallet.js";
-import { parseUnits, sendPayment } from "../send.js";
+import { ALL, parseAmount, parseUnits, planPayment, sendPayment } from "../send.js";
+import { DEFAULT_FEE_RATE } from "../fee.js";
 import { encodeQr, qrToSvg } from "../qr.js";
 import { units, delta, link } from "../format.js";
 import { toast } from "../toast.js";
@@ -15,9 +16,10 @@ const input = (id, attrs = {}) => testid(h("input", { name: id, ...attrs }), id)
 const button = (id, text, attrs = {}) => testid(h("button", { type: "submit", ...attrs }, text), id);
 const errorLine = (id) => testid(h("p", { class: "form-error", role: "alert" }), id);
 
-/** Runs an async form action with the button disabled and errors shown inline + toasted. */
-function handleSubmit(form, errorEl, action) {
-  form.addEventListener("submit", async (ev) => {
+/** An event handler running an async form action with the form's buttons disabled and
+ * errors shown inline. */
+function guarded(form, errorEl, action) {
+  return async (ev) => {
     ev.preventDefault();
     const buttons = form.querySelectorAll("button");
     buttons.forEach((b) => (b.disabled = true));
@@ -29,7 +31,11 @@ function handleSubmit(form, errorEl, action) {
     } finally {
       buttons.forEach((b) => (b.disabled = false));
     }
-  });
+  };
+}
+
+function handleSubmit(form, errorEl, action) {
+  form.addEventListener("submit", guarded(form, errorEl, action));
 }
 
 // ------------------------------------------------------------------ no wallet yet
@@ -199,27 +205,72 @@ function unlockForm(w, forget) {
   return form;
 }
 
+/** What the user confirms before anything is signed: recipient, amount, fee and total. */
+function confirmDetails(plan, rate) {
+  const fee = testid(h("strong", {}, units(plan.fee)), "send-fee");
+  fee.dataset.units = String(plan.fee);
+  const inputs = plan.selected.length;
+  return [
+    h("h3", {}, "Confirm the payment"),
+    dl([
+      ["To", h("span", { class: "mono break" }, plan.to)],
+      ["Amount", units(plan.amount)],
+      ["Fee", fee],
+      ["Total", units(plan.amount + plan.fee)],
+    ]),
+    h("p", { class: "muted small" },
+      `${plan.size} bytes at ${rate} per 1,000 bytes · ${inputs} input${inputs === 1 ? "" : "s"} · change ${units(plan.change)} back to this wallet`),
+  ];
+}
+
 function sendCard(ctx) {
   const err = errorLine("send-error");
   const result = testid(h("p", { class: "ok", "aria-live": "polite" }), "send-result");
+  const amount = input("send-amount", { type: "text", inputmode: "numeric", required: true });
+  const all = testid(h("button", { type: "button" }, "All"), "send-all");
+  const details = h("div", {});
+  const confirmBtn = testid(h("button", { type: "button" }, "Sign and send"), "send-confirm");
+  const cancel = testid(h("button", { type: "button" }, "Cancel"), "send-cancel");
+  const panel = testid(h("div", { class: "card warn", hidden: true, "aria-live": "polite" }, details, h("div", { class: "row" }, confirmBtn, cancel)), "send-confirm-panel");
   const form = h("form", { class: "card", "aria-labelledby": "send-title", novalidate: true },
     h("h2", { id: "send-title" }, "Send"),
     field("To address", input("send-to", { type: "text", autocomplete: "off", spellcheck: "false", placeholder: "bp1…", required: true })),
-    field("Amount (units)", input("send-amount", { type: "text", inputmode: "numeric", required: true })),
-    field("Fee (units)", input("send-fee", { type: "text", inputmode: "numeric", value: "0" }), "Goes to the miner; higher fees confirm first."),
-    button("send-submit", "Sign and send"),
-    err, result);
+    field("Amount (units)", amount, "A whole number, or All: everything spendable minus the fee."),
+    all,
+    field("Fee rate (units per 1,000 bytes)", input("send-fee-rate", { type: "text", inputmode: "numeric", value: String(DEFAULT_FEE_RATE) }),
+      "The fee is the signed size × rate / 1000, rounded up; it goes to the miner, and higher rates confirm first."),
+    button("send-submit", "Review payment"),
+    panel, err, result);
+  let plan = null; // the reviewed payment; editing the form discards it
+  const discard = () => {
+    plan = null;
+    panel.hidden = true;
+  };
+  form.addEventListener("input", discard);
+  cancel.addEventListener("click", discard);
+  all.addEventListener("click", () => {
+    amount.value = ALL;
+    discard();
+  });
   handleSubmit(form, err, async () => {
+    discard();
     result.textContent = "";
     if (!ctx.wallet.unlocked) throw new Error("unlock the wallet first (password above)");
     const to = form.querySelector("#send-to").value.trim();
-    const amount = parseUnits(form.querySelector("#send-amount").value, "the amount");
-    const fee = parseUnits(form.querySelector("#send-fee").value || "0", "the fee", { allowZero: true });
-    const sent = await sendPayment(ctx.wallet.key, to, amount, fee);
+    const rate = parseUnits(form.querySelector("#send-fee-rate").value || String(DEFAULT_FEE_RATE), "the fee rate", { allowZero: true });
+    plan = await planPayment(ctx.wallet.address, to, parseAmount(amount.value), rate);
+    replace(details, confirmDetails(plan, rate));
+    panel.hidden = false;
+    confirmBtn.focus();
+  });
+  confirmBtn.addEventListener("click", guarded(form, err, async () => {
+    if (!ctx.wallet.unlocked) throw new Error("unlock the wallet first (password above)");
+    const sent = await sendPayment(ctx.wallet.key, plan);
+    discard();
     replace(result, "Sent: ", link.tx(sent.txid), ` (${sent.size} bytes, fee ${units(sent.fee)})`);
     toast(`Transaction ${sent.txid.slice(0, 12)}… accepted by the node`, "success");
-    form.querySelector("#send-amount").value = "";
-  });
+    amount.value = "";
+  }));
   return form;
 }
 
