@@ -114,5 +114,15 @@ test("selection skips immature coinbases, prices an empty wallet's shortfall, re
   assert.throws(() => selectCoins([], 1n, 1000n), /need 36 units \(amount 1 \+ fee 35\), only 0 spendable/);
   assert.throws(() => selectCoins(utxos, 0n, 1n), /above zero/);
   assert.throws(() => sweepCoins([], 0n), /nothing to sweep/);
+  assert.throws(() => sweepCoins([{ ...utxos[0], amount: 167 }], 1000n), /nothing to sweep/, "all of it would be fee");
   assert.equal(sweepCoins(utxos, 0n).amount, 15n);
+});
+
+test("equal amounts go by outpoint as the node orders it: txid in internal byte order, then vout", () => {
+  // Display order is reversed: "01 00…" is internally "…00 01", below "02 00…" internally.
+  const low = { txid: "01" + "00".repeat(31), vout: 9, amount: 5 };
+  const high = { txid: "00".repeat(31) + "02", vout: 0, amount: 5 };
+  assert.deepEqual(selectCoins([high, low], 1n, 0n).selected, [low]);
+  const vout = (n) => ({ txid: "aa".repeat(32), vout: n, amount: 5 });
+  assert.deepEqual(sweepCoins([vout(2), vout(1)], 0n).selected.map((u) => u.vout), [1, 2]);
 });
