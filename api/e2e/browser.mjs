@@ -113,6 +113,7 @@ async function main() {
     const review = await page.textContent('#send-confirm-panel');
     assert.ok(review.includes(OTHER) && review.includes('Total'), `the review names the recipient and the total: ${review}`);
     const shownFee = BigInt(await page.getAttribute(testid('send-fee'), 'data-units'));
+    await page.screenshot({ path: join(shots, 'send-review-390.png'), fullPage: true });
     await page.click('#send-confirm');
     await page.waitForFunction(() => document.querySelector('#send-result')?.textContent.startsWith('Sent'));
     const href = await page.getAttribute('#send-result a', 'href');
