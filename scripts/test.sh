@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README): installs what the tests need, then runs every test:
-# the Rust workspace, the web page's unit tests, and the browser end-to-end test.
+# the Rust workspace, the web page's unit tests, schemathesis against live nodes, and the
+# browser end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,6 +11,8 @@ python3 shaders/gen_sha256d.py | cmp - shaders/sha256d.wgsl ||
 cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"
 node --test api/web/test/
+# The HTTP contract against live dev and non-dev nodes (schemathesis, bounded in time).
+scripts/schemathesis.sh "${CARGO_TARGET_DIR:-target}/debug"
 (cd api/e2e && npm ci --no-audit --no-fund --silent)
 target="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target/e2e"

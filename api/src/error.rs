@@ -103,14 +103,17 @@ impl From<EngineError> for AppError {
 }
 
 impl From<JsonRejection> for AppError {
+    /// A body of the wrong shape (missing or unknown field, wrong type) is a malformed
+    /// request: 400 like every other route's body check, not axum's 422, which this API
+    /// keeps for well-formed input that breaks a ledger rule.
     fn from(r: JsonRejection) -> Self {
         let status = r.status();
-        let code = match &r {
-            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
-            JsonRejection::JsonSyntaxError(_) => "malformed_json",
-            JsonRejection::JsonDataError(_) => "invalid_body",
-            _ if status == StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-            _ => "bad_body",
+        let (status, code) = match &r {
+            JsonRejection::MissingJsonContentType(_) => (status, "unsupported_media_type"),
+            JsonRejection::JsonSyntaxError(_) => (status, "malformed_json"),
+            JsonRejection::JsonDataError(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => (status, "body_too_large"),
+            _ => (status, "bad_body"),
         };
         AppError::new(status, code, r.body_text())
     }

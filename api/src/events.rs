@@ -104,7 +104,7 @@ pub struct EventsQuery {
     last_event_id: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/v1/events", params(EventsQuery),
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
     responses((status = 200, description = "text/event-stream of block_connected, block_disconnected, mempool_added, mempool_removed, balance, work, reset, workers"),
               (status = 400, body = crate::error::ErrorBody),
               (status = 503, description = "too_many_subscribers: every event-stream place is taken", body = crate::error::ErrorBody)))]

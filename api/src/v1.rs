@@ -53,7 +53,7 @@ pub fn decode_tx(hex_str: &str) -> ApiResult<Transaction> {
     })
 }
 
-#[utoipa::path(get, path = "/v1/status", responses((status = 200, body = StatusView)))]
+#[utoipa::path(get, path = "/v1/status", tag = "chain", responses((status = 200, body = StatusView)))]
 pub async fn status(State(s): State<AppState>) -> ApiResult<axum::Json<StatusView>> {
     let dev = s.dev();
     let st = read(&s.engine, |e| e.status()).await?;
@@ -70,7 +70,7 @@ pub struct BlocksQuery {
     limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/v1/blocks", params(BlocksQuery),
+#[utoipa::path(get, path = "/v1/blocks", tag = "chain", params(BlocksQuery),
     responses((status = 200, body = [BlockSummary]), (status = 400, body = ErrorBody)))]
 pub async fn blocks(
     State(s): State<AppState>,
@@ -178,7 +178,7 @@ pub async fn find_block(engine: &Engine, id: &str, page: BlockPage) -> ApiResult
     .await?
 }
 
-#[utoipa::path(get, path = "/v1/blocks/{id}", params(("id" = String, Path, description = "height or block hash"), BlockPage),
+#[utoipa::path(get, path = "/v1/blocks/{id}", tag = "chain", params(("id" = String, Path, description = "height or block hash"), BlockPage),
     responses((status = 200, body = BlockView), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody)))]
 pub async fn block(
     State(s): State<AppState>,
@@ -188,7 +188,7 @@ pub async fn block(
     Ok(axum::Json(find_block(&s.engine, &id, page).await?))
 }
 
-#[utoipa::path(get, path = "/v1/tx/{txid}", params(("txid" = String, Path)),
+#[utoipa::path(get, path = "/v1/tx/{txid}", tag = "chain", params(("txid" = String, Path)),
     responses((status = 200, body = TxView), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody)))]
 pub async fn transaction(
     State(s): State<AppState>,
@@ -212,7 +212,7 @@ pub struct AddressQuery {
     history: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/v1/addresses/{address}", params(("address" = String, Path), AddressQuery),
+#[utoipa::path(get, path = "/v1/addresses/{address}", tag = "chain", params(("address" = String, Path), AddressQuery),
     responses((status = 200, body = AddressView), (status = 400, body = ErrorBody)))]
 pub async fn address(
     State(s): State<AppState>,
@@ -233,7 +233,7 @@ pub struct LimitQuery {
     limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/v1/mempool", params(LimitQuery), responses((status = 200, body = [MempoolView])))]
+#[utoipa::path(get, path = "/v1/mempool", tag = "chain", params(LimitQuery), responses((status = 200, body = [MempoolView])))]
 pub async fn mempool(
     State(s): State<AppState>,
     Query(q): Query<LimitQuery>,
@@ -257,6 +257,7 @@ pub async fn mempool(
 #[serde(deny_unknown_fields)]
 pub struct TxSubmit {
     /// Full consensus encoding of a signed transaction, hex.
+    #[schema(pattern = "^([0-9a-fA-F]{2})*$")]
     pub hex: String,
 }
 
@@ -269,7 +270,7 @@ pub async fn submit(engine: &Engine, tx: Transaction) -> ApiResult<TxAcceptedVie
     })
 }
 
-#[utoipa::path(post, path = "/v1/tx", request_body = TxSubmit,
+#[utoipa::path(post, path = "/v1/tx", tag = "transactions", request_body = TxSubmit,
     responses((status = 200, body = TxAcceptedView, description = "durable in the event log"),
               (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn post_tx(
@@ -291,7 +292,7 @@ pub struct TemplateQuery {
 /// Extra nonce bytes the miner rolls (extranonce2).
 pub const EXTRA_NONCE2: usize = 4;
 
-#[utoipa::path(get, path = "/v1/mining/template", params(TemplateQuery),
+#[utoipa::path(get, path = "/v1/mining/template", tag = "mining", params(TemplateQuery),
     responses((status = 200, body = TemplateView), (status = 400, body = ErrorBody)))]
 pub async fn template(
     State(s): State<AppState>,
@@ -343,6 +344,7 @@ pub async fn template(
 pub struct MiningSubmit {
     pub job_id: String,
     /// extra_nonce2, `extra_nonce_size` bytes as hex.
+    #[schema(pattern = "^([0-9a-fA-F]{2})*$")]
     pub extra_nonce: String,
     pub time: u32,
     pub nonce: u32,
@@ -357,7 +359,7 @@ fn outcome(a: &BlockAccepted) -> &'static str {
     }
 }
 
-#[utoipa::path(post, path = "/v1/mining/submit", request_body = MiningSubmit,
+#[utoipa::path(post, path = "/v1/mining/submit", tag = "mining", request_body = MiningSubmit,
     responses((status = 200, body = SubmitView), (status = 409, body = ErrorBody, description = "stale_job"),
               (status = 400, body = ErrorBody, description = "high_hash, bad_extra_nonce, ...")))]
 pub async fn submit_work(
@@ -401,7 +403,7 @@ pub async fn submit_work(
     }))
 }
 
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the node can read its ledger")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the node can read its ledger")))]
 pub async fn healthz(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     let st = read(&s.engine, |e| e.status()).await?;
     Ok(axum::Json(
@@ -411,13 +413,13 @@ pub async fn healthz(State(s): State<AppState>) -> ApiResult<impl IntoResponse> 
 
 /// The Stratum server's workers (empty when `--stratum` is off); the same list is pushed
 /// as the `workers` event of topic `workers`.
-#[utoipa::path(get, path = "/v1/mining/workers",
+#[utoipa::path(get, path = "/v1/mining/workers", tag = "mining",
     responses((status = 200, body = [crate::stratum::WorkerView])))]
 pub async fn workers(State(s): State<AppState>) -> axum::Json<Vec<crate::stratum::WorkerView>> {
     axum::Json(s.stratum.snapshot())
 }
 
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     let st = read(&s.engine, |e| e.status()).await?;
     let mut body = s.metrics.render(st.height, st.mempool_size);

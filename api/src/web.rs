@@ -98,12 +98,16 @@ pub async fn fallback(State(s): State<AppState>, method: Method, uri: Uri) -> Re
         return not_found(path);
     }
     if method != Method::GET && method != Method::HEAD {
-        return AppError::new(
+        let mut resp = AppError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{method} is not allowed on {path}"),
         )
         .into_response();
+        // RFC 9110: a 405 lists the methods the resource takes.
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
     }
     if path == SHADER_PATH {
         // Always the embedded kernel, even with --web-root: one source of truth.

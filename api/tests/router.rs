@@ -62,12 +62,12 @@ async fn error_shapes() {
         ),
         (
             post_json("/v1/tx", "{\"hex\": 5}"),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::BAD_REQUEST,
             "invalid_body",
         ),
         (
             post_json("/v1/tx", "{\"hex\": \"00\", \"x\": 1}"),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::BAD_REQUEST,
             "invalid_body",
         ),
         (
@@ -135,7 +135,7 @@ async fn error_shapes() {
                 "/v1/mining/submit",
                 "{\"job_id\":\"x\",\"extra_nonce\":\"00\",\"time\":-1,\"nonce\":1}",
             ),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::BAD_REQUEST,
             "invalid_body",
         ),
         (
@@ -524,4 +524,47 @@ async fn regression_pocket_get_pool_created_is_the_admission_time() {
     assert_eq!(tx["created"], api::seed::iso_time(admitted_at), "{tx}");
     let (_, mempool) = call(&s, get("/v1/mempool")).await;
     assert_eq!(mempool[0]["time"], admitted_at, "{mempool}");
+}
+
+/// Regression (schemathesis ST204): a 405 from the page's fallback (`TRACE /`) carried no
+/// `Allow` header, which RFC 9110 requires.
+#[tokio::test]
+async fn regression_method_not_allowed_on_the_page_lists_allowed_methods() {
+    let s = state(true);
+    for path in ["/", "/shaders/sha256d.wgsl", "/v1/status"] {
+        let req = Request::builder()
+            .method("TRACE")
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let resp = app(s.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        let allow = resp
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert!(
+            allow.as_deref().is_some_and(|a| a.contains("GET")),
+            "{path}: Allow {allow:?}"
+        );
+    }
+}
+
+/// Regression (schemathesis ST103): a body of the wrong shape on a route using the JSON
+/// extractor answered 422, undocumented and unlike every other route's 400 `invalid_body`.
+#[tokio::test]
+async fn regression_wrong_shaped_json_body_is_a_400_on_every_route() {
+    let s = state(true);
+    for (uri, body) in [
+        (
+            "/v1/mining/submit",
+            r#"{"job_id":"","extra_nonce":"","time":0,"nonce":0,"x":42}"#,
+        ),
+        ("/v1/tx", r#"{"hex":"00","x":1}"#),
+        ("/transactions/new", r#"{"hex":"00","x":1}"#),
+    ] {
+        let (status, v) = call(&s, post_json(uri, body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
+        assert_error(&v, "invalid_body");
+    }
 }

@@ -1,11 +1,49 @@
 //! The HTTP side of peering: `/v1/peers`, `/v1/p2p/*` and the seed's `/nodes/*` routes.
 
 use super::*;
+use crate::error::ErrorBody;
+use crate::views::TxAcceptedView;
 
+/// The peer service's part of the OpenAPI document (merged by [`crate::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_peers,
+    add_peer,
+    resolve_v1,
+    register_nodes,
+    resolve_seed,
+    p2p_locator,
+    p2p_hashes,
+    p2p_get_block,
+    p2p_push_block,
+    p2p_push_tx
+))]
+pub(crate) struct PeerApi;
+
+/// `POST /v1/peers`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct PeerAdded {
+    /// The peer's normalised base URL.
+    url: String,
+    /// False when it was already known.
+    added: bool,
+    /// How many peers are known now.
+    peers: usize,
+}
+
+#[utoipa::path(get, path = "/v1/peers", tag = "peers",
+    responses((status = 200, body = [PeerView], description = "every known peer and its health")))]
 async fn list_peers(State(s): State<PeerService>) -> Json<Vec<PeerView>> {
     Json(s.peers())
 }
 
+#[utoipa::path(post, path = "/v1/peers", tag = "peers", request_body = AddPeerRequest,
+    security((), ("admin_token" = [])),
+    responses((status = 201, body = PeerAdded, description = "added and saved"),
+              (status = 200, body = PeerAdded, description = "already known (saved again)"),
+              (status = 400, body = ErrorBody, description = "bad_url, malformed_json"),
+              (status = 401, body = ErrorBody, description = "no `Authorization: Bearer` token (non-dev nodes)"),
+              (status = 403, body = ErrorBody, description = "wrong token, or no --admin-token configured")))]
 async fn add_peer(
     State(s): State<PeerService>,
     headers: HeaderMap,
@@ -28,14 +66,25 @@ async fn add_peer(
     };
     Ok((
         status,
-        Json(serde_json::json!({"url": url, "added": added, "peers": s.peer_urls().len()})),
+        Json(PeerAdded {
+            url,
+            added,
+            peers: s.peer_urls().len(),
+        }),
     ))
 }
 
+#[utoipa::path(post, path = "/v1/peers/resolve", tag = "peers",
+    responses((status = 200, body = ResolveReport, description = "synced from every peer now")))]
 async fn resolve_v1(State(s): State<PeerService>) -> Json<ResolveReport> {
     Json(s.resolve().await)
 }
 
+#[utoipa::path(post, path = "/nodes/register", tag = "seed", request_body = RegisterNodesRequest,
+    security((), ("admin_token" = [])),
+    responses((status = 201, body = serde_json::Value, description = "`{message, total_nodes}`: the peers as host:port"),
+              (status = 400, body = ErrorBody, description = "missing_nodes, bad_url, malformed_json"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn register_nodes(
     State(s): State<PeerService>,
     headers: HeaderMap,
@@ -71,6 +120,9 @@ async fn register_nodes(
 
 /// The seed's consensus route: sync from every peer, say whether our chain was
 /// replaced, and list the (most recent part of the) best chain.
+#[utoipa::path(get, path = "/nodes/resolve", tag = "seed",
+    responses((status = 200, body = serde_json::Value,
+               description = "`{message, chain, length, peers}`: whether our chain was replaced, and the newest blocks")))]
 async fn resolve_seed(State(s): State<PeerService>) -> ApiResult<Json<serde_json::Value>> {
     let report = s.resolve().await;
     let engine = &s.inner.engine;
@@ -91,10 +143,15 @@ async fn resolve_seed(State(s): State<PeerService>) -> ApiResult<Json<serde_json
     })))
 }
 
+#[utoipa::path(get, path = "/v1/p2p/locator", tag = "p2p",
+    responses((status = 200, body = [String], description = "our block locator: hashes, newest first")))]
 async fn p2p_locator(State(s): State<PeerService>) -> ApiResult<Json<Vec<Hash256>>> {
     s.inner.engine.locator().map(Json).map_err(AppError::from)
 }
 
+#[utoipa::path(post, path = "/v1/p2p/hashes", tag = "p2p", request_body = HashesRequest,
+    responses((status = 200, body = [String], description = "best-chain hashes after the first locator entry we know"),
+              (status = 400, body = ErrorBody, description = "locator_too_long, malformed_json")))]
 async fn p2p_hashes(
     State(s): State<PeerService>,
     crate::extract::Body(body): crate::extract::Body,
@@ -117,6 +174,9 @@ async fn p2p_hashes(
         .map_err(AppError::from)
 }
 
+#[utoipa::path(get, path = "/v1/p2p/blocks/{hash}", tag = "p2p", params(("hash" = String, Path, description = "block hash")),
+    responses((status = 200, body = HexBody, description = "the block's consensus encoding as hex"),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn p2p_get_block(
     State(s): State<PeerService>,
     Path(hash): Path<String>,
@@ -136,6 +196,11 @@ async fn p2p_get_block(
     }
 }
 
+#[utoipa::path(post, path = "/v1/p2p/blocks", tag = "p2p", request_body = HexPush,
+    responses((status = 200, body = serde_json::Value, description = "the engine's outcome: connected, side_chain, duplicate"),
+              (status = 202, body = serde_json::Value, description = "unknown_parent: syncing from the sender"),
+              (status = 400, body = ErrorBody, description = "bad_hex, malformed, or a block that is never valid"),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn p2p_push_block(
     State(s): State<PeerService>,
     crate::extract::Body(body): crate::extract::Body,
@@ -167,6 +232,10 @@ async fn p2p_push_block(
 /// A peer's transaction. One spending an unknown transaction is held as an orphan and
 /// answered 202 (like a block with an unknown parent); one too large to hold gets the
 /// engine's refusal, as does every other refusal.
+#[utoipa::path(post, path = "/v1/p2p/tx", tag = "p2p", request_body = HexPush,
+    responses((status = 200, body = TxAcceptedView, description = "admitted to the mempool"),
+              (status = 202, body = serde_json::Value, description = "orphan: held until the transaction it spends arrives"),
+              (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn p2p_push_tx(State(s): State<PeerService>, body: axum::body::Bytes) -> ApiResult<Response> {
     let req: HexPush = parse_body(&body)?;
     let tx: Transaction = decode_hex(&req.hex, "transaction")?;

@@ -23,6 +23,7 @@
 
 mod backoff;
 mod handlers;
+pub(crate) use handlers::PeerApi;
 pub mod orphans;
 mod registry;
 mod relay;

@@ -4,7 +4,7 @@
 use super::*;
 
 /// How this node first learned of a peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PeerSource {
     Config,
@@ -109,7 +109,7 @@ impl Peer {
 }
 
 /// A peer as `GET /v1/peers` shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PeerView {
     pub url: String,
     pub source: PeerSource,

@@ -4,7 +4,7 @@
 use super::*;
 
 /// What one sync from one peer did.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct SyncReport {
     pub peer: String,
     /// Blocks fetched from the peer.
@@ -19,10 +19,11 @@ pub struct SyncReport {
 }
 
 /// The result of syncing from every peer.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ResolveReport {
     pub adopted: bool,
     pub height: u64,
+    #[schema(value_type = String)]
     pub best_hash: Hash256,
     pub peers: Vec<SyncReport>,
 }

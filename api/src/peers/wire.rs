@@ -31,35 +31,43 @@ pub(super) fn decode_hex<T: Decode>(hex_str: &str, what: &str) -> ApiResult<T> {
         .map_err(|e| AppError::bad_request("malformed", format!("{what} does not decode: {e}")))
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HashesRequest {
+    /// Block hashes, newest first (at most 256).
+    #[schema(value_type = Vec<String>, max_items = 256)]
     pub(super) locator: Vec<Hash256>,
+    /// At most this many hashes (default and max 500).
     #[serde(default)]
     pub(super) limit: Option<usize>,
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HexPush {
+    /// The consensus encoding, as hex.
+    #[schema(pattern = "^([0-9a-fA-F]{2})*$")]
     pub(super) hex: String,
+    /// The sender's own base URL (where a sync after an orphan fetches from).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) from: Option<String>,
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 pub(super) struct HexBody {
     pub(super) hex: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AddPeerRequest {
+    /// The peer's base URL, `http://host:port`.
     pub(super) url: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct RegisterNodesRequest {
+    /// Base URLs (`http://host:port`; the scheme may be left out).
     pub(super) nodes: Option<Vec<String>>,
 }
 

@@ -55,6 +55,8 @@ pub(super) fn main_blocks(e: &Engine) -> Result<Vec<(u64, Block)>, EngineError> 
     Ok(out)
 }
 
+#[utoipa::path(get, path = "/api/get_blocks", tag = "seed",
+    responses((status = 200, body = [serde_json::Value], description = "Pocket's block list: genesis and the newest blocks")))]
 pub(super) async fn get_blocks(State(s): State<AppState>) -> ApiResult<axum::Json<Vec<Value>>> {
     let blocks = read(&s.engine, main_blocks).await?;
     Ok(axum::Json(
@@ -100,6 +102,8 @@ pub(super) fn legacy_parties(tx: &Transaction) -> (Option<Address>, Option<Addre
     (from, to, amount)
 }
 
+#[utoipa::path(get, path = "/api/get_pool", tag = "seed",
+    responses((status = 200, body = [serde_json::Value], description = "Pocket's mempool list; `created` is the admission time")))]
 pub(super) async fn get_pool(State(s): State<AppState>) -> ApiResult<axum::Json<Vec<Value>>> {
     let txs = read(&s.engine, |e| {
         let mut out = Vec::new();
@@ -131,6 +135,8 @@ pub(super) async fn get_pool(State(s): State<AppState>) -> ApiResult<axum::Json<
     ))
 }
 
+#[utoipa::path(get, path = "/api/get_chainstate", tag = "seed",
+    responses((status = 200, body = serde_json::Value, description = "Pocket's UTXO set grouped by txid (at most 10,000 outputs)")))]
 pub(super) async fn get_chainstate(
     State(s): State<AppState>,
 ) -> ApiResult<axum::Json<Map<String, Value>>> {
@@ -152,6 +158,8 @@ pub(super) async fn get_chainstate(
     Ok(axum::Json(grouped))
 }
 
+#[utoipa::path(get, path = "/chain", tag = "seed",
+    responses((status = 200, body = serde_json::Value, description = "`{chain, length}`: the Bitplace seed's chain view")))]
 pub(super) async fn chain(State(s): State<AppState>) -> ApiResult<axum::Json<Value>> {
     let (length, blocks) =
         read(&s.engine, |e| Ok((e.status()?.height + 1, main_blocks(e)?))).await?;
@@ -186,12 +194,17 @@ pub(super) async fn chain(State(s): State<AppState>) -> ApiResult<axum::Json<Val
     Ok(axum::Json(json!({"chain": chain, "length": length})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HexBody {
+    /// A signed transaction's consensus encoding, as hex.
+    #[schema(pattern = "^([0-9a-fA-F]{2})*$")]
     hex: String,
 }
 
+#[utoipa::path(post, path = "/transactions/new", tag = "seed", request_body = HexBody,
+    responses((status = 201, body = serde_json::Value, description = "`{message, txid, duplicate}`: admitted, durable"),
+              (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn transactions_new(
     State(s): State<AppState>,
     crate::extract::Body(body): crate::extract::Body,
@@ -211,12 +224,18 @@ pub(super) async fn transactions_new(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BalanceQuery {
+    /// The address (required).
+    #[param(required = true)]
     address: Option<String>,
 }
 
+#[utoipa::path(get, path = "/wallet/balance", tag = "seed", params(BalanceQuery),
+    responses((status = 200, body = serde_json::Value, description = "`{balance}`: confirmed plus pending units"),
+              (status = 400, body = ErrorBody, description = "missing_address, bad_address")))]
 pub(super) async fn wallet_balance(
     State(s): State<AppState>,
     Query(q): Query<BalanceQuery>,

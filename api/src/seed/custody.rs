@@ -9,6 +9,9 @@ pub(super) async fn spendable_balance(engine: &Engine, a: Address) -> ApiResult<
     Ok((info.confirmed as i128 + info.unconfirmed as i128).max(0) as u64)
 }
 
+#[utoipa::path(get, path = "/api/get_wallets", tag = "dev",
+    responses((status = 200, body = Envelope, description = "the custody wallets: address, public key, balance (never a private key)"),
+              (status = 403, body = Envelope, description = "dev_mode_only")))]
 pub(super) async fn get_wallets(State(s): State<AppState>) -> Response {
     if let Err(e) = dev_gate(&s, "get_wallets") {
         return env_err(e);
@@ -30,6 +33,9 @@ pub(super) async fn get_wallets(State(s): State<AppState>) -> Response {
     ok(Value::Array(data))
 }
 
+#[utoipa::path(post, path = "/api/new_wallet", tag = "dev",
+    responses((status = 200, body = Envelope, description = "`data` is the new wallet's address"),
+              (status = 403, body = Envelope, description = "dev_mode_only")))]
 pub(super) async fn new_wallet(State(s): State<AppState>) -> Response {
     if let Err(e) = dev_gate(&s, "new_wallet") {
         return env_err(e);
@@ -128,6 +134,11 @@ pub async fn custody_pay(
     Ok(tx)
 }
 
+#[utoipa::path(post, path = "/api/send", tag = "dev", request_body = SendRequest,
+    responses((status = 200, body = Envelope, description = "`{data: \"Transaction is added to pool\", error: null}`"),
+              (status = 400, body = Envelope), (status = 403, body = Envelope, description = "dev_mode_only"),
+              (status = 404, body = Envelope, description = "unknown_wallet: `from` is not a custody wallet"),
+              (status = 409, body = Envelope), (status = 422, body = Envelope, description = "insufficient_funds")))]
 pub(super) async fn send(
     State(s): State<AppState>,
     crate::extract::Body(body): crate::extract::Body,
@@ -162,6 +173,9 @@ pub(super) async fn send(
     }
 }
 
+#[utoipa::path(get, path = "/wallet/new", tag = "dev",
+    responses((status = 201, body = serde_json::Value, description = "`{address, public_key, seed_phrase, warning}`: shown this once"),
+              (status = 403, body = ErrorBody, description = "dev_mode_only, cross_site")))]
 pub(super) async fn wallet_new(State(s): State<AppState>) -> ApiResult<Response> {
     dev_gate(&s, "/wallet/new")?;
     let custody = s.custody.clone().expect("dev gate checked");

@@ -13,6 +13,10 @@ pub async fn mine_now(
     read(&s.engine, move |e| e.mine_block(address, max_txs)).await
 }
 
+#[utoipa::path(post, path = "/api/mine_block", tag = "dev", request_body = MineBlockRequest,
+    responses((status = 200, body = Envelope, description = "`{data: \"Block is mined\", error: null}`"),
+              (status = 400, body = Envelope, description = "invalid_amount, invalid_parameters, bad_address"),
+              (status = 403, body = Envelope, description = "dev_mode_only")))]
 pub(super) async fn mine_block(
     State(s): State<AppState>,
     crate::extract::Body(body): crate::extract::Body,
@@ -71,6 +75,9 @@ pub(super) async fn demo(s: &AppState) -> ApiResult<()> {
     Ok(())
 }
 
+#[utoipa::path(post, path = "/api/reset_system", tag = "dev",
+    responses((status = 200, body = Envelope, description = "the chain is wiped and the demo data mined"),
+              (status = 403, body = Envelope, description = "dev_mode_only")))]
 pub(super) async fn reset_system(State(s): State<AppState>) -> Response {
     if let Err(e) = dev_gate(&s, "reset_system") {
         return env_err(e);
@@ -81,12 +88,17 @@ pub(super) async fn reset_system(State(s): State<AppState>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct MineQuery {
+    /// Who the block pays (default: the first custody wallet).
     address: Option<String>,
 }
 
+#[utoipa::path(get, path = "/mine", tag = "dev", params(MineQuery),
+    responses((status = 200, body = serde_json::Value, description = "`{message, index, height, hash, transactions, proof, previous_hash, address}`"),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "dev_mode_only, cross_site")))]
 pub(super) async fn mine(
     State(s): State<AppState>,
     Query(q): Query<MineQuery>,

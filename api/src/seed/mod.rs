@@ -20,7 +20,7 @@ use aliases::*;
 use custody::*;
 use demo::*;
 
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::Query;
 use crate::state::AppState;
 use crate::v1::{decode_tx, parse_address, read, submit};
@@ -42,6 +42,61 @@ const MAX_LEGACY_BLOCKS: u64 = 1000;
 
 /// Most UTXOs `get_chainstate` lists.
 const MAX_CHAINSTATE: usize = 10_000;
+
+/// The seeds' part of the OpenAPI document (merged by [`crate::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    get_blocks,
+    get_pool,
+    get_chainstate,
+    get_wallets,
+    new_wallet,
+    send,
+    mine_block,
+    reset_system,
+    chain,
+    transactions_new,
+    wallet_balance,
+    wallet_new,
+    mine
+))]
+pub(crate) struct SeedApi;
+
+/// Pocket's envelope, for the OpenAPI document: `data` on success, `error` (its message,
+/// shown by the stand verbatim) on failure, with our `code`/`message` beside it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the JSON that `ok` and `env_err` write
+struct Envelope {
+    data: Option<Value>,
+    error: Option<String>,
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// `POST /api/send`'s body, for the OpenAPI document ([`body_object`] checks it: Pocket's
+/// error messages for each field).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SendRequest {
+    /// A custody wallet's address.
+    from: String,
+    to: String,
+    /// Whole units, at least 1.
+    #[schema(minimum = 1)]
+    amount: u64,
+}
+
+/// `POST /api/mine_block`'s body, for the OpenAPI document (checked by [`body_object`]).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+struct MineBlockRequest {
+    /// Who the block pays.
+    address: String,
+    /// At most this many mempool transactions (default 5, at least 1).
+    #[schema(minimum = 1)]
+    tx_amount: Option<u64>,
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
