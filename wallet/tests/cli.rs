@@ -1137,3 +1137,46 @@ fn an_interactive_send_asks_for_confirmation_and_yes_skips_it() {
     );
     assert_eq!(posts(), 2, "{said}");
 }
+
+/// Regression (issue 14, item 12): on a terminal a mistyped passphrase is asked again,
+/// saying how many tries are left, and the right one then unlocks; after the last wrong
+/// try the command fails with nothing done. Run on a pseudo-terminal, since rpassword
+/// reads /dev/tty.
+#[cfg(unix)]
+#[test]
+fn regression_a_wrong_passphrase_can_be_retried_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = imported(dir.path());
+    let on_terminal = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bitplace-wallet"));
+        c.env_remove("BITPLACE_WALLET_PASSPHRASE")
+            .env_remove("BITPLACE_WALLET_BIP39_PASSPHRASE")
+            .arg("--wallet")
+            .arg(&w)
+            .args(["address", "--new"]);
+        rexpect::session::spawn_command(c, Some(20_000)).unwrap()
+    };
+    let mut p = on_terminal();
+    p.exp_string("Wallet passphrase: ").unwrap();
+    p.send_line("not it").unwrap();
+    p.exp_string("wrong passphrase; try again (2 left)")
+        .unwrap();
+    p.exp_string("Wallet passphrase: ").unwrap();
+    p.send_line(PASS).unwrap();
+    p.exp_string(ABANDON_1).unwrap();
+    p.exp_eof().unwrap();
+
+    let mut p = on_terminal();
+    for left in [2, 1] {
+        p.exp_string("Wallet passphrase: ").unwrap();
+        p.send_line("still not it").unwrap();
+        p.exp_string(&format!("try again ({left} left)")).unwrap();
+    }
+    p.exp_string("Wallet passphrase: ").unwrap();
+    p.send_line("no").unwrap();
+    p.exp_string("wrong passphrase").unwrap();
+    p.exp_eof().unwrap();
+    // Only the first session's address was handed out.
+    let v = ok_json(run(&w, &["--json", "address"]));
+    assert_eq!(v, json!({ "address": ABANDON_1 }));
+}
