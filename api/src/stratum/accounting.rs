@@ -136,7 +136,8 @@ impl WorkerStats {
             .iter()
             .filter(|(b, _)| b + window > bucket_now)
             .map(|(_, w)| w)
-            .sum();
+            // fold from +0.0: an empty f64 `sum` is -0.0, shown as "hashrate": -0.0
+            .fold(0.0, |a, w| a + w);
         let span = now.duration_since(self.origin).min(WINDOW).as_secs_f64();
         work / span.max(1.0)
     }

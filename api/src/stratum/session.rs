@@ -377,9 +377,14 @@ impl Connection {
         if clean {
             self.jobs.clear();
         }
+        // Each job carries the current time, so a job re-sent after a retarget differs
+        // from the last one in its header: pooler/cpuminer keeps mining its current work
+        // (at the old share target) while a new job's first 76 header bytes equal it,
+        // and so never saw a lowered difficulty on a quiet tip.
+        let now = u32::try_from(self.shared.engine.now()).unwrap_or(u32::MAX);
         out.push(notification(
             "mining.notify",
-            template.notify_params(&format!("{:x}", self.job_counter), clean),
+            template.notify_params(&format!("{:x}", self.job_counter), clean, now),
         ));
         self.jobs.push_back(Job {
             number: self.job_counter,

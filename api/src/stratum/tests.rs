@@ -515,3 +515,44 @@ async fn limits_refuse_with_stratum_errors() {
     assert_eq!(closed.expect("an error line")["error"][0], json!(ERR_OTHER));
     assert!(first.recv().await.is_none());
 }
+
+/// Regression (found with pooler/cpuminer 2.5.1 by hand): a quiet connection's lowered
+/// difficulty came with a job whose header equalled the last one (same tip, same ntime),
+/// and cpuminer keeps mining its current work at the old target while the header bytes
+/// are unchanged, so a 10 MH/s CPU on a far network saw no share in 70 s. A re-sent job
+/// now carries the current time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_retarget_job_differs_from_the_last_in_its_header() {
+    let mut p = ChainParams::dev();
+    p.initial_bits = CompactTarget(0x1d00ffff);
+    let now = Arc::new(AtomicU64::new(1_800_000_000));
+    let mut c = EngineConfig::new(p);
+    c.clock = Arc::new(move || now.fetch_add(1, Ordering::SeqCst));
+    let engine = Engine::in_memory(c).unwrap();
+    let config = StratumConfig {
+        start_difficulty: 1.0,
+        share_seconds: 0.2,
+        ..StratumConfig::default()
+    };
+    let (addr, _) = start(&engine, config).await;
+    let mut c = Client::connect(addr).await;
+    let worker = format!("{}.quiet", TestKey::new(3).address());
+    let (_, first) = session(&mut c, &worker).await;
+    let lowered = c.notification("mining.set_difficulty").await[0]
+        .as_f64()
+        .unwrap();
+    let lowered = if lowered == 1.0 {
+        // the first set_difficulty is the start; the lowered one follows
+        c.notification("mining.set_difficulty").await[0]
+            .as_f64()
+            .unwrap()
+    } else {
+        lowered
+    };
+    assert!(lowered < 1.0, "no share found: lowered, got {lowered}");
+    let next = c.notification("mining.notify").await;
+    assert_eq!(next[1], first[1], "same tip");
+    assert_eq!(next[8], json!(false), "same tip: not clean");
+    let ntime = |j: &Value| u32::from_str_radix(j[7].as_str().unwrap(), 16).unwrap();
+    assert!(ntime(&next) > ntime(&first), "{next} after {first}");
+}

@@ -83,7 +83,9 @@ impl JobTemplate {
     }
 
     /// `mining.notify`'s params for this template under job id `id`.
-    pub fn notify_params(&self, id: &str, clean: bool) -> Value {
+    /// `mining.notify`'s parameters for job `id` with `time` as its ntime (at least the
+    /// template's).
+    pub fn notify_params(&self, id: &str, clean: bool, time: u32) -> Value {
         let h = &self.template.header;
         json!([
             id,
@@ -96,7 +98,7 @@ impl JobTemplate {
                 .collect::<Vec<_>>(),
             format!("{:08x}", h.version),
             format!("{:08x}", h.bits.0),
-            format!("{:08x}", h.time),
+            format!("{:08x}", time.max(h.time)),
             clean,
         ])
     }
