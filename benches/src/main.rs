@@ -2,13 +2,13 @@
 //! JSON line with its figures (and, for the engine ones, the reference measured in the same
 //! run).
 
+mod connect;
 mod http;
 mod stratum;
 
 use anyhow::{Context, Result};
 use benchkit::Bench;
 use clap::{Parser, Subcommand};
-use ed25519_dalek::{Signature, VerifyingKey};
 use engine::tx::Transaction;
 use rayon::prelude::*;
 use serde_json::json;
@@ -29,6 +29,11 @@ enum Cmd {
         txs: usize,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Admit the transactions to the mempool first (not timed), as a node that
+        /// relayed them has: the block then connects without verifying their signatures
+        /// again (engine/src/sigcache.rs).
+        #[arg(long)]
+        from_mempool: bool,
     },
     /// Rebuild every projection from a log holding at least N transactions.
     Rebuild {
@@ -65,7 +70,11 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Connect { txs, runs } => connect(txs, runs),
+        Cmd::Connect {
+            txs,
+            runs,
+            from_mempool,
+        } => connect::connect(txs, runs, from_mempool),
         Cmd::Rebuild { txs, runs, ledger } => rebuild(txs, runs, ledger),
         Cmd::Submit {
             threads,
@@ -78,67 +87,9 @@ fn main() -> Result<()> {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
-}
-
-fn connect(n: usize, runs: usize) -> Result<()> {
-    let mut rates = Vec::new();
-    let mut sample = Vec::new();
-    for _ in 0..runs {
-        let dir = tempfile::tempdir()?;
-        let bench = Bench::open(Some(&dir.path().join("ledger.redb")));
-        let coins = bench.fund(n);
-        let block = bench.full_block(&coins);
-        let start = Instant::now();
-        bench
-            .engine
-            .submit_block(block.clone())
-            .context("connect")?;
-        rates.push(n as f64 / start.elapsed().as_secs_f64());
-        sample = block.txs[1..].to_vec();
-    }
-    let (single, batch) = verify_references(&sample);
-    let rate = median(rates);
-    println!(
-        "{}",
-        json!({"bench": "connect_block", "txs": n, "tx_per_s": rate.round(),
-               "ref_single_verify_per_s_all_cores": single.round(),
-               "ref_batch_verify_per_s_all_cores": batch.round(),
-               "ratio_to_batch_bound": (rate / batch * 100.0).round() / 100.0,
-               "threads": rayon::current_num_threads()})
-    );
-    Ok(())
-}
-
-/// ed25519-dalek's own rates over the same signatures, on all cores.
-fn verify_references(txs: &[Transaction]) -> (f64, f64) {
-    let items: Vec<([u8; 32], Signature, VerifyingKey)> = txs
-        .iter()
-        .map(|t| {
-            let i = &t.spends()[0];
-            (
-                t.txid().0,
-                Signature::from_bytes(&i.signature),
-                VerifyingKey::from_bytes(&i.public_key).unwrap(),
-            )
-        })
-        .collect();
-    let start = Instant::now();
-    items
-        .par_iter()
-        .for_each(|(m, s, k)| k.verify_strict(m, s).unwrap());
-    let single = items.len() as f64 / start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    items.par_chunks(256).for_each(|c| {
-        let msgs: Vec<&[u8]> = c.iter().map(|x| &x.0[..]).collect();
-        let sigs: Vec<Signature> = c.iter().map(|x| x.1).collect();
-        let keys: Vec<VerifyingKey> = c.iter().map(|x| x.2).collect();
-        ed25519_dalek::verify_batch(&msgs, &sigs, &keys).unwrap();
-    });
-    let batch = items.len() as f64 / start.elapsed().as_secs_f64();
-    (single, batch)
 }
 
 fn rebuild(n: usize, runs: usize, ledger: Option<std::path::PathBuf>) -> Result<()> {

@@ -15,6 +15,7 @@ use crate::events::{Event, RemovalReason};
 use crate::hash::Hash256;
 use crate::notify::Notification;
 use crate::params::ChainParams;
+use crate::sigcache::{SigCache, SigCacheStats, SigKey};
 use crate::store::chainstate::InputContext;
 use crate::store::codec::{decode_mempool_value, fee_rate_micro};
 use crate::store::{read, StoreError, Tables};
@@ -57,6 +58,8 @@ pub struct EngineConfig {
     pub clock: Clock,
     /// Minimum fee rate for the mempool, units per 1000 bytes.
     pub min_fee_rate: u64,
+    /// Entries of the signature cache ([`crate::sigcache`]); 0 turns it off.
+    pub sigcache_capacity: usize,
 }
 
 impl EngineConfig {
@@ -65,6 +68,7 @@ impl EngineConfig {
             params,
             clock: system_clock(),
             min_fee_rate: crate::fee::MIN_RELAY_FEE_RATE,
+            sigcache_capacity: crate::sigcache::DEFAULT_CAPACITY,
         }
     }
 }
@@ -135,6 +139,8 @@ pub(crate) struct Shared {
     pub template_cache: Mutex<Option<crate::query::TemplateCache>>,
     /// Blocks refused for good, so a repeated push is refused without validating again.
     pub invalid_blocks: Mutex<crate::invalid::InvalidBlocks>,
+    /// Signatures of admitted transactions, so a block holding them skips their check.
+    pub sigcache: SigCache,
 }
 
 impl Shared {
@@ -262,6 +268,7 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         crate::recovery::check_and_init(&db, &config.params)?;
         let (notifier, _) = broadcast::channel(65_536);
+        let sigcache = SigCache::new(config.sigcache_capacity);
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(Arc::new(db))),
             path,
@@ -269,6 +276,7 @@ impl Engine {
             notifier,
             template_cache: Mutex::new(None),
             invalid_blocks: Mutex::new(Default::default()),
+            sigcache,
         });
         let (commands, rx) = mpsc::sync_channel(MAX_BATCH * 4);
         let writer = Writer {
@@ -303,9 +311,13 @@ impl Engine {
     /// Submits a signed transaction to the mempool; returns once it is durable. Its
     /// signatures are verified on the calling thread.
     pub fn submit_tx(&self, tx: Transaction) -> Result<TxAccepted, EngineError> {
-        self.queue_tx(check_tx(tx)?)?
+        let verified = check_tx(tx)?;
+        let key = verified.sig_key();
+        let r = self
+            .queue_tx(verified)?
             .blocking_recv()
-            .map_err(|_| EngineError::Closed)?
+            .map_err(|_| EngineError::Closed)?;
+        self.remember_signatures(key, r)
     }
 
     /// Async form of [`Engine::submit_tx`]: signatures are verified on the rayon pool,
@@ -316,20 +328,53 @@ impl Engine {
             let _ = done.send(check_tx(tx));
         });
         let verified = verified.await.map_err(|_| EngineError::Closed)??;
-        self.queue_tx(verified)?
+        let key = verified.sig_key();
+        let r = self
+            .queue_tx(verified)?
             .await
-            .map_err(|_| EngineError::Closed)?
+            .map_err(|_| EngineError::Closed)?;
+        self.remember_signatures(key, r)
     }
 
     /// Submits many transactions at once (verified in parallel; they share commits);
     /// results in order.
     pub fn submit_txs(&self, txs: Vec<Transaction>) -> Vec<Result<TxAccepted, EngineError>> {
         let checked: Vec<_> = txs.into_par_iter().map(check_tx).collect();
-        let pending: Vec<_> = checked.into_iter().map(|tx| self.queue_tx(tx?)).collect();
+        let pending: Vec<_> = checked
+            .into_iter()
+            .map(|tx| -> Result<_, EngineError> {
+                let tx = tx?;
+                Ok((tx.sig_key(), self.queue_tx(tx)?))
+            })
+            .collect();
         pending
             .into_iter()
-            .map(|p| p?.blocking_recv().map_err(|_| EngineError::Closed)?)
+            .map(|p| {
+                let (key, rx) = p?;
+                let r = rx.blocking_recv().map_err(|_| EngineError::Closed)?;
+                self.remember_signatures(key, r)
+            })
             .collect()
+    }
+
+    /// Once a transaction is admitted (or known already), its strictly verified
+    /// signatures go into the cache; a refused one's do not, so only transactions that
+    /// paid their way into the mempool can push others out.
+    fn remember_signatures(
+        &self,
+        key: SigKey,
+        r: Result<TxAccepted, EngineError>,
+    ) -> Result<TxAccepted, EngineError> {
+        if r.is_ok() {
+            self.shared.sigcache.insert(key);
+        }
+        r
+    }
+
+    /// The signature cache's counters: block transactions whose signatures were skipped
+    /// (hits) or verified (misses) since the engine opened, and its size.
+    pub fn sigcache_stats(&self) -> SigCacheStats {
+        self.shared.sigcache.stats()
     }
 
     fn queue_tx(
@@ -672,8 +717,10 @@ impl Writer {
     fn accept_block_verified(&self, block: &CheckedBlock) -> Result<BlockAccepted, EngineError> {
         let (tx, rx) = mpsc::channel();
         let for_pool = block.clone();
+        let shared = self.shared.clone();
         rayon::spawn(move || {
-            let _ = tx.send(validation::verify_signatures_batch(for_pool.spends()));
+            let verdict = validation::verify_block_signatures(for_pool.spends(), &shared.sigcache);
+            let _ = tx.send(verdict);
         });
         let gate = || match rx.recv() {
             Ok(Ok(())) => Ok(()),
@@ -856,6 +903,8 @@ impl Writer {
                     replacing: None,
                 };
                 if t.check_inputs(tx.tx(), &ctx, self.params()).is_ok() {
+                    // Verified strictly just above: true whether or not this commits.
+                    self.shared.sigcache.insert(tx.sig_key());
                     t.append(Event::TxAdmitted(tx.into_tx()))?;
                     returned += 1;
                 }

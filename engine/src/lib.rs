@@ -30,6 +30,7 @@ pub mod notify;
 pub mod query;
 pub mod recovery;
 pub mod selection;
+pub mod sigcache;
 pub mod store;
 // Keys and transactions for tests; not in the production library (feature `testkit`).
 #[cfg(any(test, feature = "testkit"))]

@@ -10,6 +10,7 @@ use crate::encoding::DecodeError;
 use crate::hash::Hash256;
 use crate::params::ChainParams;
 use crate::pow::{BitsError, CompactTarget};
+use crate::sigcache::{SigCache, SigKey};
 use crate::tx::{OutPoint, Transaction, MAX_EXTRA_NONCE};
 use ed25519_dalek::Signature;
 use rayon::prelude::*;
@@ -292,16 +293,27 @@ pub fn check_loose_tx(tx: &Transaction) -> Result<(), Reject> {
 
 /// Verifies every input's signature (strict ed25519) over the txid.
 pub fn verify_signatures(tx: &Transaction) -> Result<(), Reject> {
-    let msg = tx.txid();
+    verify_signatures_over(tx, &tx.txid())
+}
+
+/// [`verify_signatures`] for a caller that has the txid (the message) already.
+fn verify_signatures_over(tx: &Transaction, txid: &Hash256) -> Result<(), Reject> {
     for (i, input) in tx.spends().iter().enumerate() {
         let key = crate::keycache::verifying_key(&input.public_key)
             .map_err(|_| Reject::BadPublicKey(i))?;
         let sig = Signature::from_bytes(&input.signature);
-        key.verify_strict(&msg.0, &sig)
+        key.verify_strict(&txid.0, &sig)
             .map_err(|_| Reject::BadSignature(i))?;
     }
     Ok(())
 }
+
+/// Transactions per batch. Consensus: every node cuts a block at the same positions.
+const CHUNK: usize = 256;
+
+/// Strict verification of one signature costs about this many signatures' share of a
+/// batch (ed25519-dalek, 256 per batch): the break-even for [`cached_chunk_verifies`].
+const STRICT_COST: usize = 2;
 
 /// Verifies all signatures of a block's transactions with ed25519 batch verification, in
 /// parallel chunks over all cores. A failing chunk is re-checked one signature at a time
@@ -311,33 +323,99 @@ pub fn verify_signatures(tx: &Transaction) -> Result<(), Reject> {
 /// reaches the same verdict for the same block (see [`verify_tx`] for why the
 /// mempool uses strict single verification instead).
 pub fn verify_signatures_batch(txs: &[Transaction]) -> Result<(), (usize, Reject)> {
-    const CHUNK: usize = 256;
+    verify_in_chunks(txs, None)
+}
+
+/// [`verify_signatures_batch`] for a block, skipping what the mempool verified strictly
+/// (`cache`, see [`crate::sigcache`]). Same verdict and same error for every block
+/// whatever the cache holds:
+///
+/// dalek's batch coefficients are derived from the whole batch, so a signature with a
+/// torsion component passes or fails depending on which others share its batch. Leaving
+/// the cached transactions out of a chunk (or re-cutting the chunks) could turn a
+/// refused block into an accepted one, or the reverse, and split nodes by their
+/// mempools. So chunks stay where they are, and one is skipped only when every
+/// transaction in it is known to pass `verify_strict` (cached, or verified strictly now):
+/// such a chunk passes the batch check too (each strictly valid signature adds exactly
+/// zero to the batch equation), so skipping it cannot change its verdict. Any other chunk
+/// is checked exactly as without a cache.
+pub fn verify_block_signatures(
+    txs: &[Transaction],
+    cache: &SigCache,
+) -> Result<(), (usize, Reject)> {
+    verify_in_chunks(txs, Some(cache))
+}
+
+fn verify_in_chunks(txs: &[Transaction], cache: Option<&SigCache>) -> Result<(), (usize, Reject)> {
     txs.par_chunks(CHUNK)
         .enumerate()
         .try_for_each(|(c, chunk)| {
-            if verify_chunk(chunk) {
+            let ids: Vec<Hash256> = chunk.iter().map(Transaction::txid).collect();
+            if cache.is_some_and(|cache| cached_chunk_verifies(chunk, &ids, cache)) {
                 return Ok(());
             }
-            for (j, tx) in chunk.iter().enumerate() {
-                verify_signatures(tx).map_err(|e| (c * CHUNK + j, e))?;
-            }
-            Ok(())
+            verify_chunk_uncached(chunk, &ids).map_err(|(j, e)| (c * CHUNK + j, e))
         })
+}
+
+/// A chunk's verdict without a cache: the batch, then one by one if it fails.
+fn verify_chunk_uncached(chunk: &[Transaction], ids: &[Hash256]) -> Result<(), (usize, Reject)> {
+    if verify_chunk(chunk, ids) {
+        return Ok(());
+    }
+    for (j, (tx, id)) in chunk.iter().zip(ids).enumerate() {
+        verify_signatures_over(tx, id).map_err(|e| (j, e))?;
+    }
+    Ok(())
+}
+
+/// True when every transaction of `chunk` provably passes `verify_strict`: found in the
+/// cache or, when the ones missing are few enough that checking them strictly costs less
+/// than the chunk's batch, verified strictly now. False says nothing about the chunk: it
+/// is then checked as without a cache ([`verify_chunk_uncached`]), whose verdict alone
+/// counts (a strict failure here may still pass that chunk's batch, as it would have).
+fn cached_chunk_verifies(chunk: &[Transaction], ids: &[Hash256], cache: &SigCache) -> bool {
+    let mut missing = Vec::new();
+    let (mut sigs, mut missing_sigs) = (0, 0);
+    for (tx, id) in chunk.iter().zip(ids) {
+        let n = tx.spends().len();
+        sigs += n;
+        if !cache.contains(&SigKey::new(id, tx)) {
+            missing.push((tx, id));
+            missing_sigs += n;
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    missing_sigs * STRICT_COST < sigs
+        && missing
+            .iter()
+            .all(|(tx, id)| verify_signatures_over(tx, id).is_ok())
 }
 
 /// A transaction whose every signature passed strict verification. Only [`verify_tx`]
 /// makes one and the writer admits nothing else to the mempool, so no path (submission,
 /// peers, re-admission after a reorganisation) can skip the check.
 #[derive(Clone, Debug)]
-pub struct VerifiedTx(Transaction);
+pub struct VerifiedTx {
+    tx: Transaction,
+    key: SigKey,
+}
 
 impl VerifiedTx {
     pub fn tx(&self) -> &Transaction {
-        &self.0
+        &self.tx
     }
 
     pub fn into_tx(self) -> Transaction {
-        self.0
+        self.tx
+    }
+
+    /// The signature cache's key for it: once admitted, a block holding these exact
+    /// bytes need not verify them again ([`crate::sigcache`]).
+    pub fn sig_key(&self) -> SigKey {
+        self.key
     }
 }
 
@@ -352,20 +430,22 @@ impl VerifiedTx {
 /// block's transactions identically, so every node reaches the same verdict, and anything
 /// `verify_strict` accepts passes any batch); the mempool is not (its batches are whatever
 /// arrived together). The strict rule admits only what every block accepts, so a template
-/// built from the mempool is never refused for its signatures.
+/// built from the mempool is never refused for its signatures. It is also what makes the
+/// signature cache sound: an entry means `verify_strict` accepted these exact bytes.
 pub fn verify_tx(tx: Transaction) -> Result<VerifiedTx, Reject> {
-    verify_signatures(&tx)?;
-    Ok(VerifiedTx(tx))
+    let txid = tx.txid();
+    verify_signatures_over(&tx, &txid)?;
+    let key = SigKey::new(&txid, &tx);
+    Ok(VerifiedTx { tx, key })
 }
 
-/// Batch-verifies a chunk; false if anything is wrong (then checked singly).
-/// Batch verification is not "strict", so weak keys are refused here first.
-fn verify_chunk(chunk: &[Transaction]) -> bool {
+/// Batch-verifies a chunk whose txids are `ids`; false if anything is wrong (then checked
+/// singly). Batch verification is not "strict", so weak keys are refused here first.
+fn verify_chunk(chunk: &[Transaction], ids: &[Hash256]) -> bool {
     let mut msgs: Vec<[u8; 32]> = Vec::new();
     let mut sigs = Vec::new();
     let mut keys = Vec::new();
-    for tx in chunk {
-        let id = tx.txid();
+    for (tx, id) in chunk.iter().zip(ids) {
         for input in tx.spends() {
             let Ok(key) = crate::keycache::verifying_key(&input.public_key) else {
                 return false;
@@ -536,6 +616,50 @@ mod tests {
             verify_signatures_batch(&txs),
             Err((37, Reject::BadSignature(0)))
         );
+    }
+
+    #[test]
+    fn cached_block_verification_gives_the_uncached_verdict() {
+        let mut txs: Vec<Transaction> = (1..=60).map(signed).collect();
+        let cache = SigCache::new(1000);
+        for tx in &txs[..50] {
+            cache.insert(SigKey::of(tx));
+        }
+        assert_eq!(verify_block_signatures(&txs, &cache), Ok(()));
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses), (50, 10));
+        // A cached txid with other signature bytes misses, and fails as without a cache.
+        if let TxInputs::Transfer(ins) = &mut txs[37].inputs {
+            ins[0].signature[5] ^= 1;
+        }
+        let uncached = verify_signatures_batch(&txs);
+        assert_eq!(uncached, Err((37, Reject::BadSignature(0))));
+        assert_eq!(verify_block_signatures(&txs, &cache), uncached);
+        // Too many missing for strict checks to pay: the chunk's batch, as before.
+        assert_eq!(verify_block_signatures(&txs, &SigCache::new(0)), uncached);
+    }
+
+    #[test]
+    fn a_fully_cached_chunk_is_not_verified_again() {
+        // Break the cache's contract on purpose (an entry for bytes that never verified)
+        // to see that a chunk whose every key hits is skipped.
+        let mut txs: Vec<Transaction> = (1..=3).map(signed).collect();
+        if let TxInputs::Transfer(ins) = &mut txs[1].inputs {
+            ins[0].signature[0] ^= 1;
+        }
+        let cache = SigCache::new(100);
+        for tx in &txs {
+            cache.insert(SigKey::of(tx));
+        }
+        assert_eq!(verify_block_signatures(&txs, &cache), Ok(()));
+        assert!(verify_signatures_batch(&txs).is_err());
+    }
+
+    #[test]
+    fn verified_tx_carries_the_key_of_its_exact_bytes() {
+        let tx = signed(9);
+        let key = SigKey::of(&tx);
+        assert_eq!(verify_tx(tx).map(|v| v.sig_key()), Ok(key));
     }
 
     #[test]

@@ -1,0 +1,94 @@
+//! `bitplace-bench connect`: one block of N signed transactions connected durably, next to
+//! ed25519-dalek's own verification rates over the same signatures in the same run.
+//!
+//! With `--from-mempool` the transactions are admitted to the mempool first (not timed),
+//! so the block's signatures are found in the engine's signature cache and only the
+//! writer's own work remains: the figure to compare with the batch bound is then how far
+//! past it the cache takes a block.
+
+use crate::median;
+use anyhow::{ensure, Context, Result};
+use benchkit::Bench;
+use ed25519_dalek::{Signature, VerifyingKey};
+use engine::tx::Transaction;
+use rayon::prelude::*;
+use serde_json::json;
+use std::time::Instant;
+
+pub fn connect(n: usize, runs: usize, from_mempool: bool) -> Result<()> {
+    let mut rates = Vec::new();
+    let mut sample = Vec::new();
+    let mut hits = 0;
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let bench = Bench::open(Some(&dir.path().join("ledger.redb")));
+        let coins = bench.fund(n);
+        let block = bench.full_block(&coins);
+        if from_mempool {
+            admit(&bench, &block.txs[1..])?;
+        }
+        let before = bench.engine.sigcache_stats().hits;
+        let start = Instant::now();
+        bench
+            .engine
+            .submit_block(block.clone())
+            .context("connect")?;
+        rates.push(n as f64 / start.elapsed().as_secs_f64());
+        hits = bench.engine.sigcache_stats().hits - before;
+        sample = block.txs[1..].to_vec();
+    }
+    let (single, batch) = verify_references(&sample);
+    let rate = median(rates);
+    println!(
+        "{}",
+        json!({"bench": "connect_block", "txs": n, "from_mempool": from_mempool,
+               "tx_per_s": rate.round(),
+               "sigcache_hits": hits,
+               "ref_single_verify_per_s_all_cores": single.round(),
+               "ref_batch_verify_per_s_all_cores": batch.round(),
+               "ratio_to_batch_bound": (rate / batch * 100.0).round() / 100.0,
+               "threads": rayon::current_num_threads()})
+    );
+    Ok(())
+}
+
+/// Admits `txs` to the mempool, as relay would have before the block came.
+fn admit(bench: &Bench, txs: &[Transaction]) -> Result<()> {
+    for r in bench.engine.submit_txs(txs.to_vec()) {
+        r.context("admit to the mempool")?;
+    }
+    ensure!(
+        bench.engine.status()?.mempool_size == txs.len() as u64,
+        "not every transaction is in the mempool"
+    );
+    Ok(())
+}
+
+/// ed25519-dalek's own rates over the same signatures, on all cores.
+fn verify_references(txs: &[Transaction]) -> (f64, f64) {
+    let items: Vec<([u8; 32], Signature, VerifyingKey)> = txs
+        .iter()
+        .map(|t| {
+            let i = &t.spends()[0];
+            (
+                t.txid().0,
+                Signature::from_bytes(&i.signature),
+                VerifyingKey::from_bytes(&i.public_key).unwrap(),
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    items
+        .par_iter()
+        .for_each(|(m, s, k)| k.verify_strict(m, s).unwrap());
+    let single = items.len() as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    items.par_chunks(256).for_each(|c| {
+        let msgs: Vec<&[u8]> = c.iter().map(|x| &x.0[..]).collect();
+        let sigs: Vec<Signature> = c.iter().map(|x| x.1).collect();
+        let keys: Vec<VerifyingKey> = c.iter().map(|x| x.2).collect();
+        ed25519_dalek::verify_batch(&msgs, &sigs, &keys).unwrap();
+    });
+    let batch = items.len() as f64 / start.elapsed().as_secs_f64();
+    (single, batch)
+}
