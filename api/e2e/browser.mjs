@@ -126,8 +126,13 @@ async function main() {
     await page.waitForSelector(`#mempool-list a[href="#/tx/${txid}"]`);
     console.log(`ok - ${txid} is in the mempool`);
     await page.goto(`${url}/#/wallet`);
-    await page.fill('#wallet-unlock-password', 'browser-pass-123').catch(() => {});
-    await page.click('#wallet-unlock-button').catch(() => {});
+    // The wallet view shows either its unlock form or the unlocked wallet (the send form);
+    // unlock only when asked (each blind attempt used to wait out a 20 s timeout).
+    await page.waitForSelector('#wallet-unlock-password, #send-to');
+    if (await page.locator('#wallet-unlock-password').isVisible()) {
+      await page.fill('#wallet-unlock-password', 'browser-pass-123');
+      await page.click('#wallet-unlock-button');
+    }
     await page.click('#dev-mine-button');
     const confirmed = async () => (await (await fetch(`${url}/v1/tx/${txid}`)).json()).confirmations;
     for (let i = 0; i < 100 && !(await confirmed() >= 1); i++) await new Promise((r) => setTimeout(r, 100));
