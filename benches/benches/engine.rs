@@ -25,17 +25,7 @@ fn connect(c: &mut Criterion) {
     });
     let bench = Bench::open(None);
     let block = bench.full_block(&bench.fund(TXS));
-    let items: Vec<([u8; 32], Signature, VerifyingKey)> = block.txs[1..]
-        .iter()
-        .map(|t| {
-            let i = &t.spends()[0];
-            (
-                t.txid().0,
-                Signature::from_bytes(&i.signature),
-                VerifyingKey::from_bytes(&i.public_key).unwrap(),
-            )
-        })
-        .collect();
+    let items = benchkit::signature_items(&block.txs[1..]);
     g.bench_function("ref_ed25519_verify_strict_single_thread", |b| {
         b.iter(|| {
             items

@@ -84,17 +84,7 @@ fn admit(bench: &Bench, txs: &[Transaction]) -> Result<()> {
 
 /// ed25519-dalek's own rates over the same signatures, on all cores.
 fn verify_references(txs: &[Transaction]) -> (f64, f64) {
-    let items: Vec<([u8; 32], Signature, VerifyingKey)> = txs
-        .iter()
-        .map(|t| {
-            let i = &t.spends()[0];
-            (
-                t.txid().0,
-                Signature::from_bytes(&i.signature),
-                VerifyingKey::from_bytes(&i.public_key).unwrap(),
-            )
-        })
-        .collect();
+    let items = benchkit::signature_items(txs);
     let start = Instant::now();
     items
         .par_iter()

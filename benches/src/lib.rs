@@ -9,6 +9,28 @@ use engine::tx::{OutPoint, Transaction};
 use engine::{Block, Engine, EngineConfig};
 use rayon::prelude::*;
 use std::path::Path;
+
+/// (txid, signature, key) of each transaction's first input: what the ed25519 reference
+/// rates (strict single and batch) are measured over, in the bench command and criterion.
+pub fn signature_items(
+    txs: &[Transaction],
+) -> Vec<(
+    [u8; 32],
+    ed25519_dalek::Signature,
+    ed25519_dalek::VerifyingKey,
+)> {
+    txs.iter()
+        .map(|t| {
+            let i = &t.spends()[0];
+            (
+                t.txid().0,
+                ed25519_dalek::Signature::from_bytes(&i.signature),
+                ed25519_dalek::VerifyingKey::from_bytes(&i.public_key)
+                    .expect("bench keys are valid points"),
+            )
+        })
+        .collect()
+}
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 

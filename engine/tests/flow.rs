@@ -214,37 +214,6 @@ fn regression_readmitted_parent_is_mined_before_its_child() {
     assert_eq!(&ids[1..], &[parent.txid(), child.txid()]);
 }
 
-/// A signature `s·B = R − T + k·A` with `T` a point of order 8: `verify_strict` refuses it,
-/// while dalek's (cofactorless, randomised) batch equation accepts it one time in eight.
-fn torsion_signed_spend(
-    secret: &curve25519_dalek::Scalar,
-    public: [u8; 32],
-    tx: &mut engine::tx::Transaction,
-    attempt: u64,
-) {
-    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
-    use curve25519_dalek::Scalar;
-    use sha2::{Digest, Sha512};
-    let txid = tx.txid();
-    let wide = |parts: &[&[u8]]| {
-        let mut h = Sha512::new();
-        for p in parts {
-            h.update(p);
-        }
-        Scalar::from_bytes_mod_order_wide(&h.finalize().into())
-    };
-    let r = wide(&[b"nonce", &attempt.to_le_bytes()]);
-    let big_r = (r * ED25519_BASEPOINT_POINT + EIGHT_TORSION[1]).compress();
-    let k = wide(&[big_r.as_bytes(), &public, &txid.0]);
-    let s = r + k * secret;
-    let mut sig = [0u8; 64];
-    sig[..32].copy_from_slice(big_r.as_bytes());
-    sig[32..].copy_from_slice(s.as_bytes());
-    if let engine::tx::TxInputs::Transfer(ins) = &mut tx.inputs {
-        ins[0].signature = sig;
-    }
-}
-
 #[test]
 fn reorg_does_not_readmit_a_transaction_whose_signature_only_a_batch_accepts() {
     use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
@@ -262,7 +231,7 @@ fn reorg_does_not_readmit_a_transaction_whose_signature_only_a_batch_accepts() {
     let odd = (0..1000)
         .map(|i| {
             let mut tx = template.clone();
-            torsion_signed_spend(&secret, public, &mut tx, i);
+            sign_first_input(&secret, public, &mut tx, i, true);
             tx
         })
         .find(|tx| verify_signatures_batch(std::slice::from_ref(tx)).is_ok())

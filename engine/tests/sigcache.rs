@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::Scalar;
 use engine::testkit::{outpoint, TestKey};
 use engine::tx::{OutPoint, Transaction, TxInputs};
@@ -106,12 +106,6 @@ fn spends(owner: &TestKey, coins: &[OutPoint]) -> Vec<Transaction> {
         .collect()
 }
 
-fn set_signature(tx: &mut Transaction, sig: [u8; 64]) {
-    if let TxInputs::Transfer(ins) = &mut tx.inputs {
-        ins[0].signature = sig;
-    }
-}
-
 /// A key as a raw scalar, so a test can sign with or without a torsion component.
 struct ScalarKey {
     secret: Scalar,
@@ -138,31 +132,10 @@ impl ScalarKey {
         tx
     }
 
-    /// An ed25519 signature of the txid with nonce `attempt`: `s·B = R + k·A`, or with
-    /// `torsion`, `R` shifted by a point of order 8 (`verify_strict` refuses it, dalek's
-    /// cofactorless batch equation accepts it one time in eight, depending on the batch).
+    /// An ed25519 signature of the txid with nonce `attempt` (with `torsion`: one only a
+    /// batch may accept, see [`sign_first_input`]).
     fn sign(&self, tx: &mut Transaction, attempt: u64, torsion: bool) {
-        use sha2::{Digest, Sha512};
-        let txid = tx.txid();
-        let wide = |parts: &[&[u8]]| {
-            let mut h = Sha512::new();
-            for p in parts {
-                h.update(p);
-            }
-            Scalar::from_bytes_mod_order_wide(&h.finalize().into())
-        };
-        let r = wide(&[b"nonce", &attempt.to_le_bytes()]);
-        let mut point = r * ED25519_BASEPOINT_POINT;
-        if torsion {
-            point += EIGHT_TORSION[1];
-        }
-        let big_r = point.compress();
-        let k = wide(&[big_r.as_bytes(), &self.public, &txid.0]);
-        let s = r + k * self.secret;
-        let mut sig = [0u8; 64];
-        sig[..32].copy_from_slice(big_r.as_bytes());
-        sig[32..].copy_from_slice(s.as_bytes());
-        set_signature(tx, sig);
+        sign_first_input(&self.secret, self.public, tx, attempt, torsion);
     }
 }
 
