@@ -329,7 +329,7 @@ fn open_offline(a: &OfflineArgs) -> Result<Engine> {
 fn rebuild(a: &OfflineArgs) -> Result<()> {
     let path = a.data_dir.join(LEDGER_FILE);
     if path.exists() {
-        if let Some(kept) = engine::recovery::repair_file(&path).context("rebuild failed")? {
+        if let Some(kept) = engine::repair_file(&path).context("rebuild failed")? {
             eprintln!(
                 "the ledger file was damaged: rebuilt it from its log (damaged file kept as {})",
                 kept.display()

@@ -534,12 +534,12 @@ impl Writer {
         let txn = self.begin()?;
         let (result, notes) = {
             let mut tables = Tables::open(&txn)?;
-            tables.now = (self.shared.config.clock)();
+            tables.set_clock((self.shared.config.clock)());
             let result = work(&mut tables).and_then(|v| gate().map(|_| v));
             if result.is_ok() {
                 tables.flush_meta()?;
             }
-            (result, std::mem::take(&mut tables.notes))
+            (result, tables.take_notes())
         };
         let outcome = match result {
             Ok(v) => txn.commit().map(|_| v).map_err(EngineError::from),
@@ -635,7 +635,7 @@ impl Writer {
     ) -> Result<TxAccepted, EngineError> {
         let tx = tx.into_tx();
         let txid = tx.txid();
-        if t.mempool.get(txid.0.as_slice())?.is_some() || t.tx_known(&txid)? {
+        if t.mempool().get(txid.0.as_slice())?.is_some() || t.tx_known(&txid)? {
             return Ok(TxAccepted {
                 txid,
                 duplicate: true,
@@ -666,7 +666,7 @@ impl Writer {
     }
 
     fn tip_height(&self, t: &Tables<'_>) -> Result<u64, EngineError> {
-        Ok(read::block_meta(&t.block_index, &t.meta.tip)?
+        Ok(read::block_meta(t.block_index(), &t.meta().tip)?
             .ok_or_else(|| StoreError::corrupt("tip is not in the block index"))?
             .height)
     }
@@ -679,10 +679,10 @@ impl Writer {
         tx: &Transaction,
         rate: u64,
     ) -> Result<(), EngineError> {
-        if (t.meta.mempool_count as usize) < self.params().mempool_max_txs {
+        if (t.meta().mempool_count as usize) < self.params().mempool_max_txs {
             return Ok(());
         }
-        let lowest = match t.mempool_rate.flushed()?.first()? {
+        let lowest = match t.mempool_by_rate()?.first()? {
             Some((k, _)) => k.value().to_vec(),
             None => return Ok(()),
         };
@@ -746,12 +746,13 @@ impl Writer {
         block: &CheckedBlock,
     ) -> Result<(BlockAccepted, Option<TipChange>), EngineError> {
         let hash = block.hash();
-        if let Some(meta) = read::block_meta(&t.block_index, &hash)? {
+        if let Some(meta) = read::block_meta(t.block_index(), &hash)? {
             let height = meta.height;
             return Ok((BlockAccepted::Duplicate { hash, height }, None));
         }
         let prev = block.block().header.prev_hash;
-        let parent = read::block_meta(&t.block_index, &prev)?.ok_or(Reject::UnknownParent(prev))?;
+        let parent =
+            read::block_meta(t.block_index(), &prev)?.ok_or(Reject::UnknownParent(prev))?;
         let height = parent.height + 1;
         let now = (self.shared.config.clock)();
         t.check_header_context(block.block(), &parent, self.params(), now)?;
@@ -761,11 +762,11 @@ impl Writer {
             u64::MAX,
             self.params(),
         )?;
-        let tip = read::block_meta(&t.block_index, &t.meta.tip)?
+        let tip = read::block_meta(t.block_index(), &t.meta().tip)?
             .ok_or_else(|| StoreError::corrupt("tip missing"))?;
         check_within_reach(block.block(), &parent, &tip)?;
         t.append(Event::BlockAccepted(block.shared().clone()))?;
-        let new = read::block_meta(&t.block_index, &hash)?
+        let new = read::block_meta(t.block_index(), &hash)?
             .ok_or_else(|| StoreError::corrupt("block just stored"))?;
         if new.chainwork <= tip.chainwork {
             return Ok((BlockAccepted::SideChain { hash, height }, None));
@@ -783,7 +784,7 @@ impl Writer {
         };
         let change = TipChange {
             tip: new,
-            mempool_size: t.meta.mempool_count,
+            mempool_size: t.meta().mempool_count,
             reorg: (reorg.disconnected > 0).then_some(reorg),
         };
         Ok((accepted, Some(change)))
@@ -795,8 +796,8 @@ impl Writer {
     fn reorganize_to(&self, t: &mut Tables<'_>, target: &Hash256) -> Result<Reorg, EngineError> {
         let (fork, branch) = self.find_fork(t, target)?;
         let mut disconnected = Vec::new();
-        while t.meta.tip != fork {
-            let tip = t.meta.tip;
+        while t.meta().tip != fork {
+            let tip = t.meta().tip;
             disconnected.push(tip);
             t.append(Event::TipDisconnected(tip))?;
         }
@@ -810,7 +811,7 @@ impl Writer {
             ..Reorg::default()
         };
         if !disconnected.is_empty() {
-            reorg.fork_height = read::block_meta(&t.block_index, &fork)?
+            reorg.fork_height = read::block_meta(t.block_index(), &fork)?
                 .ok_or_else(|| StoreError::corrupt("fork point missing"))?
                 .height;
             (reorg.returned_to_mempool, reorg.invalidated) =
@@ -827,11 +828,11 @@ impl Writer {
         target: &Hash256,
     ) -> Result<(Hash256, Vec<Hash256>), EngineError> {
         let mut branch = Vec::new();
-        let mut cur = read::block_meta(&t.block_index, target)?
+        let mut cur = read::block_meta(t.block_index(), target)?
             .ok_or_else(|| StoreError::corrupt("target missing"))?;
-        while read::main_hash_at(&t.main_chain, cur.height)? != Some(cur.hash) {
+        while read::main_hash_at(t.main_chain(), cur.height)? != Some(cur.hash) {
             branch.push(cur.hash);
-            cur = read::block_meta(&t.block_index, &cur.prev)?
+            cur = read::block_meta(t.block_index(), &cur.prev)?
                 .ok_or_else(|| StoreError::corrupt("branch parent missing"))?;
         }
         Ok((cur.hash, branch))
@@ -839,7 +840,7 @@ impl Writer {
 
     fn connect_validated(&self, t: &mut Tables<'_>, hash: &Hash256) -> Result<(), EngineError> {
         let block = t.block(hash)?;
-        let meta = read::block_meta(&t.block_index, hash)?
+        let meta = read::block_meta(t.block_index(), hash)?
             .ok_or_else(|| StoreError::corrupt("block missing"))?;
         t.check_block_txs(&block, meta.height, self.params())?;
         t.append(Event::TipConnected(*hash))?;
@@ -863,7 +864,7 @@ impl Writer {
         txid: &Hash256,
         reason: RemovalReason,
     ) -> Result<(), EngineError> {
-        if t.mempool.get(txid.0.as_slice())?.is_none() {
+        if t.mempool().get(txid.0.as_slice())?.is_none() {
             return Ok(());
         }
         for id in descendants(t, txid)?.iter().rev() {
@@ -887,7 +888,7 @@ impl Writer {
             let mut candidates = Vec::new();
             for tx in &block.txs[1..] {
                 let txid = tx.txid();
-                if !t.tx_known(&txid)? && t.mempool.get(txid.0.as_slice())?.is_none() {
+                if !t.tx_known(&txid)? && t.mempool().get(txid.0.as_slice())?.is_none() {
                     candidates.push(tx.clone());
                 }
             }
@@ -911,7 +912,7 @@ impl Writer {
             }
         }
         for (txid, tx) in mempool_in_order(t)? {
-            if t.mempool.get(txid.0.as_slice())?.is_none() {
+            if t.mempool().get(txid.0.as_slice())?.is_none() {
                 continue;
             }
             let ctx = InputContext::Mempool {
@@ -975,7 +976,7 @@ fn check_tx(tx: Transaction) -> Result<VerifiedTx, EngineError> {
 /// Mempool transactions in admission order (parents before children).
 fn mempool_in_order(t: &mut Tables<'_>) -> Result<Vec<(Hash256, Transaction)>, EngineError> {
     let mut rows = Vec::new();
-    for row in t.mempool.flushed()?.iter()? {
+    for row in t.mempool_flushed()?.iter()? {
         let (k, v) = row?;
         let (seq, _, bytes) =
             decode_mempool_value(v.value()).ok_or_else(|| StoreError::corrupt("mempool row"))?;

@@ -4,10 +4,12 @@
 //! - consensus data: the `bitplace-consensus` crate ([`hash`], [`encoding`], [`header`],
 //!   [`pow`], [`address`], [`tx`], [`merkle`], [`block`], [`params`]), re-exported here;
 //! - rules: [`validation`], [`difficulty`];
-//! - storage: [`events`] (the append-only log records), [`store`] (redb tables, the log and
-//!   its projections);
+//! - storage: [`events`] (the append-only log records), `store` (private: redb tables, the
+//!   log and its projections; only `store/fold.rs` writes projections), `recovery` (private:
+//!   replay, rebuild, verify, repair; [`repair_file`] and [`VerifyReport`] are its public
+//!   face);
 //! - the [`Engine`] that turns commands into events; [`query`] for reads, [`mining`] and
-//!   [`selection`] for block templates.
+//!   `selection` (private) for block templates.
 
 // The consensus types live in their own crate (no storage or threads, so the miner and
 // the wallet use it alone); re-exported under the old paths so `engine::tx::…` still works.
@@ -28,10 +30,12 @@ mod keycache;
 pub mod mining;
 pub mod notify;
 pub mod query;
-pub mod recovery;
-pub mod selection;
+mod recovery;
+mod selection;
 pub mod sigcache;
-pub mod store;
+// The redb tables, the log and the projections: private, so the only way to change the
+// ledger is through `Engine` (which appends events that `store/fold.rs` folds).
+mod store;
 // Keys and transactions for tests; not in the production library (feature `testkit`).
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -39,4 +43,6 @@ pub mod validation;
 
 pub use engine::{BlockAccepted, Engine, EngineConfig, TxAccepted};
 pub use error::EngineError;
+pub use recovery::{repair_file, VerifyReport};
+pub use store::StoreError;
 pub use validation::{Reject, RejectClass};

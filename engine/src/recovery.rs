@@ -23,14 +23,14 @@ pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<(), 
     txn.set_two_phase_commit(true);
     {
         let mut t = Tables::open(&txn)?;
-        t.collect_notes = false;
-        if t.head.next_seq == 0 {
+        t.without_notifications();
+        if t.head().next_seq == 0 {
             let genesis = Arc::new(params.genesis());
             let hash = genesis.hash();
             t.append(Event::BlockAccepted(genesis))?;
             t.append(Event::TipConnected(hash))?;
         } else {
-            verify_chain(&t.log, &t.head)
+            verify_chain(t.log(), t.head())
                 .map_err(|e| EngineError::Open(format!("the event log is damaged: {e}")))?;
             check_network(&t, params)?;
             catch_up(&mut t)?;
@@ -77,15 +77,15 @@ fn check_network(t: &Tables<'_>, params: &ChainParams) -> Result<(), EngineError
 }
 
 fn catch_up(t: &mut Tables<'_>) -> Result<(), EngineError> {
-    let head = t.head.next_seq;
-    if t.meta.cursor > head {
+    let head = t.head().next_seq;
+    if t.meta().cursor > head {
         return Err(EngineError::Open(format!(
             "projections claim {} records but the log has {head}: run `rebuild`",
-            t.meta.cursor
+            t.meta().cursor
         )));
     }
     t.stage_projections()?;
-    for seq in t.meta.cursor..head {
+    for seq in t.meta().cursor..head {
         let record = t.record(seq)?;
         t.fold(seq, &record.event)?;
     }
@@ -139,11 +139,11 @@ pub(crate) fn rebuild(db: &Database) -> StoreResult<Hash256> {
     drop_projections(&txn)?;
     let utxo_hash = {
         let mut t = Tables::open(&txn)?;
-        t.collect_notes = false;
-        let until = t.head.next_seq;
+        t.without_notifications();
+        let until = t.head().next_seq;
         replay(&mut t, until)?;
         t.flush_meta()?;
-        Hash256(t.meta.utxo_hash.to_big_endian())
+        Hash256(t.meta().utxo_hash.to_big_endian())
     };
     txn.commit()?;
     Ok(utxo_hash)
@@ -153,12 +153,12 @@ pub(crate) fn rebuild(db: &Database) -> StoreResult<Hash256> {
 /// projections in memory (the caller's `flush_meta` writes them).
 pub(crate) fn replay(t: &mut Tables<'_>, until: u64) -> StoreResult<()> {
     t.stage_projections()?;
-    let mut prev = if t.meta.cursor == 0 {
+    let mut prev = if t.meta().cursor == 0 {
         Hash256::ZERO
     } else {
-        Record::hash_of_bytes(&raw(t, t.meta.cursor - 1)?)
+        Record::hash_of_bytes(&raw(t, t.meta().cursor - 1)?)
     };
-    for seq in t.meta.cursor..until {
+    for seq in t.meta().cursor..until {
         let bytes = raw(t, seq)?;
         let record = Record::decode(&bytes)
             .map_err(|e| StoreError::corrupt(format!("record {seq}: {e}")))?;
@@ -170,15 +170,13 @@ pub(crate) fn replay(t: &mut Tables<'_>, until: u64) -> StoreResult<()> {
         prev = Record::hash_of_bytes(&bytes);
         t.fold(seq, &record.event)?;
         // Blocks are cached for connects that follow soon; keep replay memory bounded.
-        if t.blocks.len() > 256 {
-            t.blocks.clear();
-        }
+        t.bound_block_cache(256);
     }
     Ok(())
 }
 
 fn raw(t: &Tables<'_>, seq: u64) -> StoreResult<Vec<u8>> {
-    Ok(t.log
+    Ok(t.log()
         .get(seq)?
         .ok_or_else(|| StoreError::corrupt(format!("log record {seq} is missing")))?
         .value()
@@ -248,8 +246,8 @@ pub(crate) fn rebuild_copy_with_checkpoint(
         let txn = copy.begin_write()?;
         {
             let mut t = Tables::open(&txn)?;
-            t.collect_notes = false;
-            let until = until.unwrap_or(t.head.next_seq).min(t.head.next_seq);
+            t.without_notifications();
+            let until = until.unwrap_or(t.head().next_seq).min(t.head().next_seq);
             replay(&mut t, until)?;
             t.flush_meta()?;
         }

@@ -58,3 +58,23 @@ impl TestKey {
 pub fn outpoint(txid: Hash256, vout: u32) -> OutPoint {
     OutPoint { txid, vout }
 }
+
+/// The ledger file's raw tables, for tests that damage a file on purpose and check that
+/// the engine refuses or rebuilds it. The store itself is private to the engine; this is
+/// the narrow door tests get (four tables and the block-index row format), nothing else.
+pub mod ledger_file {
+    use redb::TableDefinition;
+
+    /// The append-only log: sequence number → encoded record.
+    pub const LOG: TableDefinition<'static, u64, &'static [u8]> = crate::store::LOG;
+    /// The projections' metadata (`cursor`, `tip`, `utxo_hash`, ...).
+    pub const PROJ_META: TableDefinition<'static, &'static str, &'static [u8]> =
+        crate::store::PROJ_META;
+    /// Block hash → [`BlockMeta`].
+    pub const BLOCK_INDEX: TableDefinition<'static, &'static [u8], &'static [u8]> =
+        crate::store::BLOCK_INDEX;
+    /// Address → balance.
+    pub const BALANCE: TableDefinition<'static, &'static [u8], u64> = crate::store::BALANCE;
+
+    pub use crate::store::codec::BlockMeta;
+}

@@ -1,12 +1,11 @@
 //! A damaged projection is never served as truth (issue 17, item 2): it is refused at
 //! open (`EngineError::Damaged`), rebuilt from the log at open (saying so), or refused on
-//! read; `recovery::repair_file` rebuilds a file whose pages fail their checksums from
+//! read; `engine::repair_file` rebuilds a file whose pages fail their checksums from
 //! its log.
 
 mod common;
 use common::*;
-use engine::store::codec::BlockMeta;
-use engine::store::{BALANCE, BLOCK_INDEX, PROJ_META};
+use engine::testkit::ledger_file::{BlockMeta, BALANCE, BLOCK_INDEX, PROJ_META};
 use engine::testkit::outpoint;
 use engine::{Address, Engine, EngineError};
 use redb::{Database, ReadableTable};
@@ -158,7 +157,7 @@ fn a_block_index_row_describing_another_block_is_not_served() {
     // the read itself refuses.
     let e = open(&l, &l.path).unwrap();
     match e.block(&target) {
-        Err(EngineError::Store(engine::store::StoreError::Damaged(why))) => {
+        Err(EngineError::Store(engine::StoreError::Damaged(why))) => {
             assert!(why.contains(&target.to_string()), "{why}")
         }
         other => panic!("a damaged block index row was served: {other:?}"),
@@ -244,7 +243,7 @@ fn every_page_of_a_small_ledger_with_a_flipped_bit_is_refused_repaired_or_served
             Err(first) => {
                 o.refused_at_open += 1;
                 // What `bitplace-node rebuild` does; a damaged log stays refused.
-                if engine::recovery::repair_file(&case).is_ok() {
+                if engine::repair_file(&case).is_ok() {
                     if let Ok(e) = open(&l, &case) {
                         o.repaired_by_rebuild_file += 1;
                         match view(&e, &l.addrs) {

@@ -29,21 +29,22 @@ use std::sync::Arc;
 
 pub(crate) type Bytes = &'static [u8];
 
-pub const LOG: TableDefinition<u64, Bytes> = TableDefinition::new("log");
-pub const LOG_HEAD: TableDefinition<&str, Bytes> = TableDefinition::new("log_head");
-pub const PROJ_META: TableDefinition<&str, Bytes> = TableDefinition::new("proj_meta");
-pub const BLOCK_INDEX: TableDefinition<Bytes, Bytes> = TableDefinition::new("block_index");
-pub const MAIN_CHAIN: TableDefinition<u64, Bytes> = TableDefinition::new("main_chain");
-pub const UTXO: TableDefinition<Bytes, Bytes> = TableDefinition::new("utxo");
-pub const ADDR_UTXO: TableDefinition<Bytes, ()> = TableDefinition::new("addr_utxo");
-pub const BALANCE: TableDefinition<Bytes, u64> = TableDefinition::new("balance");
-pub const TX_INDEX: TableDefinition<Bytes, Bytes> = TableDefinition::new("tx_index");
-pub const ADDR_HISTORY: TableDefinition<Bytes, Bytes> = TableDefinition::new("addr_history");
-pub const UNDO: TableDefinition<Bytes, Bytes> = TableDefinition::new("undo");
-pub const MEMPOOL: TableDefinition<Bytes, Bytes> = TableDefinition::new("mempool");
-pub const MEMPOOL_SPENDS: TableDefinition<Bytes, Bytes> = TableDefinition::new("mempool_spends");
-pub const MEMPOOL_RATE: TableDefinition<Bytes, ()> = TableDefinition::new("mempool_rate");
-pub const MEMPOOL_ADDR: TableDefinition<Bytes, ()> = TableDefinition::new("mempool_addr");
+pub(crate) const LOG: TableDefinition<u64, Bytes> = TableDefinition::new("log");
+pub(crate) const LOG_HEAD: TableDefinition<&str, Bytes> = TableDefinition::new("log_head");
+pub(crate) const PROJ_META: TableDefinition<&str, Bytes> = TableDefinition::new("proj_meta");
+pub(crate) const BLOCK_INDEX: TableDefinition<Bytes, Bytes> = TableDefinition::new("block_index");
+pub(crate) const MAIN_CHAIN: TableDefinition<u64, Bytes> = TableDefinition::new("main_chain");
+pub(crate) const UTXO: TableDefinition<Bytes, Bytes> = TableDefinition::new("utxo");
+pub(crate) const ADDR_UTXO: TableDefinition<Bytes, ()> = TableDefinition::new("addr_utxo");
+pub(crate) const BALANCE: TableDefinition<Bytes, u64> = TableDefinition::new("balance");
+pub(crate) const TX_INDEX: TableDefinition<Bytes, Bytes> = TableDefinition::new("tx_index");
+pub(crate) const ADDR_HISTORY: TableDefinition<Bytes, Bytes> = TableDefinition::new("addr_history");
+pub(crate) const UNDO: TableDefinition<Bytes, Bytes> = TableDefinition::new("undo");
+pub(crate) const MEMPOOL: TableDefinition<Bytes, Bytes> = TableDefinition::new("mempool");
+pub(crate) const MEMPOOL_SPENDS: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new("mempool_spends");
+pub(crate) const MEMPOOL_RATE: TableDefinition<Bytes, ()> = TableDefinition::new("mempool_rate");
+pub(crate) const MEMPOOL_ADDR: TableDefinition<Bytes, ()> = TableDefinition::new("mempool_addr");
 
 /// Why the store failed. Validation failures are [`crate::validation::Reject`], not this.
 #[derive(Debug, thiserror::Error)]
@@ -168,31 +169,36 @@ pub(crate) fn read_proj_meta(t: &impl ReadableTable<&'static str, Bytes>) -> Sto
 /// Every table opened for one write transaction, plus what that transaction changed in
 /// memory (log head, projection metadata, blocks seen) and the notifications to publish
 /// once it commits.
+///
+/// The fields are private to `store`: outside it, the writer gets read-only views (a
+/// `&Table` cannot be written) and changes the ledger only through [`Tables::append`],
+/// whose event `fold.rs` folds. So "the log is appended, then folded" holds by
+/// visibility, not by convention.
 pub struct Tables<'t> {
-    pub log: redb::Table<'t, u64, Bytes>,
-    pub log_head: redb::Table<'t, &'static str, Bytes>,
-    pub proj_meta: redb::Table<'t, &'static str, Bytes>,
-    pub block_index: redb::Table<'t, Bytes, Bytes>,
-    pub main_chain: redb::Table<'t, u64, Bytes>,
-    pub utxo: Staged<'t, Bytes, Bytes>,
-    pub addr_utxo: Staged<'t, Bytes, ()>,
-    pub balance: Staged<'t, Bytes, u64>,
-    pub tx_index: Staged<'t, Bytes, Bytes>,
-    pub addr_history: Staged<'t, Bytes, Bytes>,
-    pub undo: redb::Table<'t, Bytes, Bytes>,
-    pub mempool: Staged<'t, Bytes, Bytes>,
-    pub mempool_spends: Staged<'t, Bytes, Bytes>,
-    pub mempool_rate: Staged<'t, Bytes, ()>,
-    pub mempool_addr: Staged<'t, Bytes, ()>,
-    pub head: Head,
-    pub meta: ProjMeta,
+    log: redb::Table<'t, u64, Bytes>,
+    log_head: redb::Table<'t, &'static str, Bytes>,
+    proj_meta: redb::Table<'t, &'static str, Bytes>,
+    block_index: redb::Table<'t, Bytes, Bytes>,
+    main_chain: redb::Table<'t, u64, Bytes>,
+    utxo: Staged<'t, Bytes, Bytes>,
+    addr_utxo: Staged<'t, Bytes, ()>,
+    balance: Staged<'t, Bytes, u64>,
+    tx_index: Staged<'t, Bytes, Bytes>,
+    addr_history: Staged<'t, Bytes, Bytes>,
+    undo: redb::Table<'t, Bytes, Bytes>,
+    mempool: Staged<'t, Bytes, Bytes>,
+    mempool_spends: Staged<'t, Bytes, Bytes>,
+    mempool_rate: Staged<'t, Bytes, ()>,
+    mempool_addr: Staged<'t, Bytes, ()>,
+    head: Head,
+    meta: ProjMeta,
     /// Blocks decoded in this transaction, so connecting one just accepted needs no re-read.
-    pub blocks: HashMap<Hash256, Arc<crate::block::Block>>,
+    blocks: HashMap<Hash256, Arc<crate::block::Block>>,
     /// Filled while folding when `collect_notes` is set.
-    pub notes: Vec<Notification>,
-    pub collect_notes: bool,
+    notes: Vec<Notification>,
+    collect_notes: bool,
     /// Unix seconds stamped on the records appended (the writer sets its clock's time).
-    pub now: u64,
+    now: u64,
 }
 
 impl<'t> Tables<'t> {
@@ -301,6 +307,64 @@ impl<'t> Tables<'t> {
             self.meta.mempool_count.to_le_bytes().as_slice(),
         )?;
         Ok(())
+    }
+
+    /// The log head as this transaction left it.
+    pub(crate) fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// The projection metadata (cursor, tip, UTXO-set digest) as this transaction left it.
+    pub(crate) fn meta(&self) -> &ProjMeta {
+        &self.meta
+    }
+
+    pub(crate) fn log(&self) -> &redb::Table<'t, u64, Bytes> {
+        &self.log
+    }
+
+    pub(crate) fn block_index(&self) -> &redb::Table<'t, Bytes, Bytes> {
+        &self.block_index
+    }
+
+    pub(crate) fn main_chain(&self) -> &redb::Table<'t, u64, Bytes> {
+        &self.main_chain
+    }
+
+    pub(crate) fn mempool(&self) -> &Staged<'t, Bytes, Bytes> {
+        &self.mempool
+    }
+
+    /// The mempool rows (staged rows written back first), to walk them all.
+    pub(crate) fn mempool_flushed(&mut self) -> StoreResult<&redb::Table<'t, Bytes, Bytes>> {
+        self.mempool.flushed()
+    }
+
+    /// The mempool's fee-rate index, lowest first (staged rows written back first).
+    pub(crate) fn mempool_by_rate(&mut self) -> StoreResult<&redb::Table<'t, Bytes, ()>> {
+        self.mempool_rate.flushed()
+    }
+
+    /// Stamps the records appended from now on with `now` (the writer's clock).
+    pub(crate) fn set_clock(&mut self, now: u64) {
+        self.now = now;
+    }
+
+    /// Replays and checks publish nothing: stop collecting notifications.
+    pub(crate) fn without_notifications(&mut self) {
+        self.collect_notes = false;
+    }
+
+    /// The notifications folded so far, to publish once the transaction commits.
+    pub(crate) fn take_notes(&mut self) -> Vec<Notification> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// Forgets the decoded blocks once more than `max` are cached (long replays).
+    pub(crate) fn bound_block_cache(&mut self, max: usize) {
+        if self.blocks.len() > max {
+            self.blocks.clear();
+        }
     }
 
     /// Reads the record at `seq` from the log.
