@@ -42,7 +42,7 @@ pub const KEYS: u64 = 256;
 /// Parameters for benchmarks: easiest target, large reward, big blocks, no maturity wait.
 pub fn bench_params() -> ChainParams {
     let mut p = ChainParams::dev();
-    p.initial_bits = CompactTarget(0x207fffff);
+    p.initial_bits = CompactTarget::EASIEST;
     p.reward = 1 << 50;
     p.coinbase_maturity = 1;
     p.max_block_txs = 100_000;

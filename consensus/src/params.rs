@@ -91,7 +91,7 @@ impl ChainParams {
     pub fn dev() -> ChainParams {
         ChainParams {
             network: Network::Dev,
-            pow_limit: CompactTarget(0x207fffff),
+            pow_limit: CompactTarget::EASIEST,
             initial_bits: CompactTarget(0x1f00ffff),
             target_block_time: 5,
             retarget_interval: 1,
@@ -159,7 +159,7 @@ impl ChainParams {
     fn for_network_limit(network: Network) -> CompactTarget {
         match network {
             Network::Main => CompactTarget(0x1f00ffff),
-            Network::Dev => CompactTarget(0x207fffff),
+            Network::Dev => CompactTarget::EASIEST,
         }
     }
 }

@@ -33,6 +33,10 @@ pub enum BitsError {
 pub struct Target(pub U256);
 
 impl CompactTarget {
+    /// The easiest target any network allows (the dev network's `pow_limit`): about every
+    /// second hash meets it, so tests and benchmarks mine a block in microseconds.
+    pub const EASIEST: CompactTarget = CompactTarget(0x207fffff);
+
     /// Decodes with Bitcoin's rules; negative, zero and overflowing encodings are errors.
     pub fn to_target(self) -> Result<Target, BitsError> {
         let exponent = self.0 >> 24;

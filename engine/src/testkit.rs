@@ -3,6 +3,8 @@
 
 use crate::address::Address;
 use crate::hash::Hash256;
+use crate::params::ChainParams;
+use crate::pow::CompactTarget;
 use crate::tx::{OutPoint, Transaction, TxIn, TxInputs, TxOut, TX_VERSION};
 use ed25519_dalek::SigningKey;
 
@@ -52,6 +54,17 @@ impl TestKey {
         tx.sign_inputs(&keys);
         tx
     }
+}
+
+/// Dev parameters for tests: the easiest target (a block takes ~2 hashes), a coinbase
+/// spendable two blocks later, and a fixed difficulty (tests mine bursts of blocks on a
+/// fake clock; the dev retarget has its own tests). The one place tests get fast params.
+pub fn fast_params() -> ChainParams {
+    let mut p = ChainParams::dev();
+    p.initial_bits = CompactTarget::EASIEST;
+    p.coinbase_maturity = 2;
+    p.retarget_interval = 0;
+    p
 }
 
 /// Output `vout` of `txid`.

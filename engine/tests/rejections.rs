@@ -335,7 +335,7 @@ fn fork_block(prev: Hash256, height: u64, time: u32, txs: Vec<Transaction>) -> B
         prev_hash: prev,
         merkle_root: Hash256::ZERO,
         time,
-        bits: CompactTarget(0x207fffff),
+        bits: CompactTarget::EASIEST,
         nonce: 0,
     };
     remine(Block { header, txs: all })
@@ -397,7 +397,7 @@ fn bits_easier_than_the_network_limit_are_refused_first() {
     // Unknown parent and the easiest encodable target: without the cap this would pass
     // the proof-of-work check and get to "unknown parent".
     let mut orphan = fork_block(Hash256([7; 32]), 5, START_TIME as u32, vec![]);
-    assert_eq!(orphan.header.bits, CompactTarget(0x207fffff));
+    assert_eq!(orphan.header.bits, CompactTarget::EASIEST);
     let err = f.engine.submit_block(orphan.clone()).unwrap_err();
     assert_eq!(code(&err), "bad_bits", "{err}");
     assert_eq!(f.state(), before);

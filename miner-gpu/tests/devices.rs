@@ -59,7 +59,7 @@ fn job(en2_size: usize, mask: u32) -> Job {
         height: Some(1),
         version: 0x2000_0000,
         prev_hash: [3; 32],
-        bits: 0x207fffff,
+        bits: consensus::CompactTarget::EASIEST.0,
         time: 1_700_000_000,
         max_time: None,
         coinb1: b"c1".to_vec(),

@@ -43,7 +43,7 @@ fn seeds() -> Vec<Vec<u8>> {
         prev_hash: Hash256([9; 32]),
         merkle_root: Hash256([8; 32]),
         time: 1_800_000_000,
-        bits: CompactTarget(0x207fffff),
+        bits: CompactTarget::EASIEST,
         nonce: 42,
     };
     let block = Block {

@@ -2,8 +2,6 @@ use super::*;
 use axum::body::Body;
 use axum::http::Request;
 use engine::engine::EngineConfig;
-use engine::params::ChainParams;
-use engine::pow::CompactTarget;
 use engine::testkit::{outpoint, TestKey};
 use engine::Address;
 use serde_json::{json, Value};
@@ -15,9 +13,7 @@ const START: u64 = 1_800_000_000;
 /// Dev parameters with the easiest target (a block takes ~2 hashes) and a clock the
 /// test controls, shared by every engine of a test so block times agree.
 fn fast_engine(now: &Arc<AtomicU64>) -> Engine {
-    let mut p = ChainParams::dev();
-    p.initial_bits = CompactTarget(0x207fffff);
-    p.coinbase_maturity = 2;
+    let p = engine::testkit::fast_params();
     let n = now.clone();
     let mut c = EngineConfig::new(p);
     c.clock = Arc::new(move || n.load(SeqCst));

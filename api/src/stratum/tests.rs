@@ -21,10 +21,8 @@ use tokio::net::TcpListener;
 use tokio::net::TcpStream;
 
 fn fast_engine() -> Engine {
-    let mut p = ChainParams::dev();
-    p.initial_bits = CompactTarget(0x207fffff);
-    p.coinbase_maturity = 2;
-    p.retarget_interval = 0; // fixed difficulty: the tests check set_difficulty
+    // Fixed difficulty: the tests check set_difficulty.
+    let p = engine::testkit::fast_params();
     let now = Arc::new(AtomicU64::new(1_800_000_000));
     let mut c = EngineConfig::new(p);
     c.clock = Arc::new(move || now.fetch_add(1, Ordering::SeqCst));
@@ -217,7 +215,7 @@ async fn a_miner_gets_work_and_its_share_becomes_a_block() {
     let r = c.call("mining.authorize", json!([worker, "x"])).await;
     assert_eq!(r["result"], json!(true), "{r}");
     let diff = c.notification("mining.set_difficulty").await;
-    let expected = engine::query::difficulty(CompactTarget(0x207fffff));
+    let expected = engine::query::difficulty(CompactTarget::EASIEST);
     assert_eq!(diff[0].as_f64().unwrap(), expected);
     let job = c.notification("mining.notify").await;
     assert_eq!(job[8], json!(true), "first job is clean");

@@ -217,7 +217,7 @@ mod tests {
             prev: Hash256([2; 32]),
             seq: 12,
             time: 99,
-            bits: CompactTarget(0x207fffff),
+            bits: CompactTarget::EASIEST,
             tx_count: 3,
             size: 400,
         };

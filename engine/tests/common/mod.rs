@@ -15,16 +15,7 @@ use std::sync::Arc;
 
 pub const START_TIME: u64 = 1_800_000_000;
 
-/// Dev parameters with the easiest target, so a block takes ~2 hashes.
-pub fn fast_params() -> ChainParams {
-    let mut p = ChainParams::dev();
-    p.initial_bits = CompactTarget(0x207fffff);
-    p.coinbase_maturity = 2;
-    // Fixed difficulty: these tests mine bursts of blocks on a fake clock (the dev
-    // retarget has its own tests in difficulty.rs and tests/retarget.rs).
-    p.retarget_interval = 0;
-    p
-}
+pub use engine::testkit::fast_params;
 
 pub struct Fixture {
     pub engine: Engine,
@@ -110,7 +101,7 @@ impl Fixture {
                 prev_hash: prev,
                 merkle_root: merkle_root(&[cb.txid()]).0,
                 time,
-                bits: CompactTarget(0x207fffff),
+                bits: CompactTarget::EASIEST,
                 nonce: 0,
             };
             let t = BlockTemplate {
