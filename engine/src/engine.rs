@@ -25,9 +25,10 @@ use rayon::prelude::*;
 use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use serde::Serialize;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
 
 /// Most commands folded into one write transaction.
@@ -39,6 +40,9 @@ const MAX_BATCH: usize = 8192;
 /// a few blocks) with a wide margin, while a fork that deep must match the tip's
 /// difficulty block for block.
 pub const SIDE_CHAIN_REACH_BLOCKS: u64 = 144;
+
+/// How long reads wait after one of them failed to reopen the storage before trying again.
+const READ_REOPEN_GAP: Duration = Duration::from_secs(1);
 
 /// Seconds since the Unix epoch; injectable so tests control "now".
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -122,6 +126,9 @@ impl BlockAccepted {
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
+/// Opens the ledger's storage again after a failure (the file, or a clone of a backend).
+type Reopen = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>;
+
 enum Command {
     Tx(VerifiedTx, Reply<TxAccepted>),
     Block(CheckedBlock, Reply<BlockAccepted>),
@@ -130,10 +137,15 @@ enum Command {
 }
 
 pub(crate) struct Shared {
-    /// None while the file is being reopened after a storage failure.
+    /// None while the storage is being reopened after a failure.
     db: RwLock<Option<Arc<Database>>>,
-    /// The ledger file; None for an in-memory ledger.
-    path: Option<PathBuf>,
+    /// The handle given up after a failure: no reopen while anyone still uses it, since
+    /// two handles on one storage would each think they own its free pages.
+    discarded: Mutex<Weak<Database>>,
+    /// How to reopen after a failure; None for an in-memory ledger (nothing to reopen).
+    reopen: Option<Reopen>,
+    /// When a read's attempt to reopen last failed.
+    read_reopen_failed: Mutex<Option<Instant>>,
     pub config: EngineConfig,
     pub notifier: broadcast::Sender<Arc<Notification>>,
     pub template_cache: Mutex<Option<crate::query::TemplateCache>>,
@@ -151,32 +163,76 @@ impl Shared {
             .insert(hash, r);
     }
 
-    /// The open database, or `Unavailable` while it is being reopened.
+    /// The open database. After a storage failure the next write reopens it; a read
+    /// tries as well (a reopen writes nothing unless the log needs folding), so reads
+    /// come back as soon as the storage does, without waiting for a write. After a
+    /// read's reopen failed, reads wait [`READ_REOPEN_GAP`] before trying again: a
+    /// reopen re-checks the whole log.
     pub(crate) fn db(&self) -> Result<Arc<Database>, EngineError> {
-        let slot = self.db.read().unwrap_or_else(|e| e.into_inner());
-        slot.clone()
-            .ok_or_else(|| EngineError::Unavailable("storage is recovering from a failure".into()))
+        if let Some(db) = self.current_db() {
+            return Ok(db);
+        }
+        if !self.read_reopen_due() {
+            return Err(EngineError::Unavailable(
+                "storage is recovering from a failure".into(),
+            ));
+        }
+        let reopened = self.reopen(1);
+        if reopened.is_err() {
+            *self
+                .read_reopen_failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
+        reopened
     }
 
-    /// After an I/O failure redb refuses further commits until the file is reopened
-    /// ("latched"); drop our handle so the next write reopens it.
-    fn discard_db(&self) {
-        if self.path.is_some() {
-            *self.db.write().unwrap_or_else(|e| e.into_inner()) = None;
+    /// The open database for the writer, reopening it (with retries) after a failure.
+    fn db_for_write(&self) -> Result<Arc<Database>, EngineError> {
+        match self.current_db() {
+            Some(db) => Ok(db),
+            None => self.reopen(50),
         }
     }
 
-    /// Reopens the ledger file after [`Shared::discard_db`], re-checking the log; readers
-    /// still holding the old handle finish first (redb locks the file), so retry briefly.
-    fn reopen(&self) -> Result<Arc<Database>, EngineError> {
+    fn current_db(&self) -> Option<Arc<Database>> {
+        self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn read_reopen_due(&self) -> bool {
+        let last = self
+            .read_reopen_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        last.is_none_or(|t| t.elapsed() >= READ_REOPEN_GAP)
+    }
+
+    /// After an I/O failure redb refuses further commits until the storage is reopened
+    /// ("latched"); drop our handle so the next write reopens it.
+    fn discard_db(&self) {
+        if self.reopen.is_none() {
+            return;
+        }
+        let old = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(old) = old {
+            *self.discarded.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&old);
+        }
+    }
+
+    /// Reopens the storage after [`Shared::discard_db`], re-checking the log, in up to
+    /// `attempts` tries 20 ms apart: users of the old handle finish first (for a file,
+    /// redb also locks it until then).
+    fn reopen(&self, attempts: usize) -> Result<Arc<Database>, EngineError> {
         let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
         if let Some(db) = slot.as_ref() {
             return Ok(db.clone());
         }
-        let path = self.path.as_ref().ok_or(EngineError::Closed)?;
         let mut last = String::new();
-        for _ in 0..50 {
-            match Database::builder().open(path) {
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            match self.open_again() {
                 Ok(db) => {
                     crate::recovery::check_and_init(&db, &self.config.params)?;
                     let db = Arc::new(db);
@@ -184,13 +240,24 @@ impl Shared {
                     tracing::warn!("ledger reopened after a storage failure");
                     return Ok(db);
                 }
-                Err(e) => last = e.to_string(),
+                Err(e) => last = e,
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         Err(EngineError::Unavailable(format!(
             "cannot reopen the ledger: {last}"
         )))
+    }
+
+    fn open_again(&self) -> Result<Database, String> {
+        let reopen = self
+            .reopen
+            .as_ref()
+            .ok_or("an in-memory ledger is not reopened")?;
+        let discarded = self.discarded.lock().unwrap_or_else(|e| e.into_inner());
+        if discarded.strong_count() > 0 {
+            return Err("the failed handle is still in use".into());
+        }
+        reopen().map_err(|e| e.to_string())
     }
 }
 
@@ -238,7 +305,9 @@ impl Engine {
             Ok(_) => crate::recovery::open_file(path, true)?,
             Err(_) => Database::builder().create(path).map_err(cannot)?,
         };
-        Self::with_database(db, Some(path.to_path_buf()), config)
+        let path = path.to_path_buf();
+        let reopen: Reopen = Box::new(move || Database::builder().open(&path));
+        Self::with_database(db, Some(reopen), config)
     }
 
     /// Opens a ledger in memory (tests, benchmarks, `verify`).
@@ -249,21 +318,24 @@ impl Engine {
         Self::with_database(db, None, config)
     }
 
-    /// Opens a ledger on any redb storage backend (tests: fault injection). Like
-    /// [`Engine::in_memory`], a storage failure is not followed by a reopen.
-    pub fn with_backend(
-        backend: impl redb::StorageBackend,
+    /// Opens a ledger on any redb storage backend (tests: fault injection). After a
+    /// storage failure it reopens on a clone of `backend`, as a file ledger reopens its
+    /// file, so a test exercises the node's own recovery.
+    pub fn with_backend<B: redb::StorageBackend + Clone>(
+        backend: B,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
         let db = Database::builder()
-            .create_with_backend(backend)
+            .create_with_backend(backend.clone())
             .map_err(|e| EngineError::Open(e.to_string()))?;
-        Self::with_database(db, None, config)
+        let reopen: Reopen =
+            Box::new(move || Database::builder().create_with_backend(backend.clone()));
+        Self::with_database(db, Some(reopen), config)
     }
 
     fn with_database(
         db: Database,
-        path: Option<PathBuf>,
+        reopen: Option<Reopen>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
         crate::recovery::check_and_init(&db, &config.params)?;
@@ -271,7 +343,9 @@ impl Engine {
         let sigcache = SigCache::new(config.sigcache_capacity);
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(Arc::new(db))),
-            path,
+            discarded: Mutex::new(Weak::new()),
+            reopen,
+            read_reopen_failed: Mutex::new(None),
             config,
             notifier,
             template_cache: Mutex::new(None),
@@ -505,10 +579,7 @@ impl Writer {
     }
 
     fn begin(&self) -> Result<WriteTransaction, EngineError> {
-        let db = match self.shared.db() {
-            Ok(db) => db,
-            Err(_) => self.shared.reopen()?,
-        };
+        let db = self.shared.db_for_write()?;
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         txn.set_two_phase_commit(true);
@@ -531,6 +602,28 @@ impl Writer {
         work: impl FnOnce(&mut Tables<'_>) -> Result<T, EngineError>,
         gate: impl FnOnce() -> Result<(), EngineError>,
     ) -> Result<T, EngineError> {
+        match self.run_transaction(work, gate) {
+            Ok((v, notes)) => {
+                self.publish(notes);
+                Ok(v)
+            }
+            // Wherever in the transaction redb failed (beginning it, opening the tables,
+            // writing the meta row, committing), its handle may be latched: reopen.
+            Err(e @ EngineError::Store(StoreError::Redb(_))) => {
+                self.shared.discard_db();
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One write transaction: committed with its notifications if `work` and `gate`
+    /// succeeded, else aborted.
+    fn run_transaction<T>(
+        &self,
+        work: impl FnOnce(&mut Tables<'_>) -> Result<T, EngineError>,
+        gate: impl FnOnce() -> Result<(), EngineError>,
+    ) -> Result<(T, Vec<Notification>), EngineError> {
         let txn = self.begin()?;
         let (result, notes) = {
             let mut tables = Tables::open(&txn)?;
@@ -541,16 +634,13 @@ impl Writer {
             }
             (result, tables.take_notes())
         };
-        let outcome = match result {
-            Ok(v) => txn.commit().map(|_| v).map_err(EngineError::from),
+        match result {
+            Ok(v) => {
+                txn.commit()?;
+                Ok((v, notes))
+            }
             Err(e) => txn.abort().map_err(EngineError::from).and(Err(e)),
-        };
-        match &outcome {
-            Ok(_) => self.publish(notes),
-            Err(EngineError::Store(StoreError::Redb(_))) => self.shared.discard_db(),
-            Err(_) => {}
         }
-        outcome
     }
 
     fn publish(&self, notes: Vec<Notification>) {
@@ -615,10 +705,7 @@ impl Writer {
             Err(e) => {
                 let msg = e.to_string();
                 for reply in replies {
-                    let _ = reply.send(Err(StoreError::Corrupt(format!(
-                        "write failed, not acknowledged: {msg}"
-                    ))
-                    .into()));
+                    let _ = reply.send(Err(StoreError::WriteFailed(msg.clone()).into()));
                 }
             }
         }

@@ -16,14 +16,19 @@ use std::sync::Arc;
 
 /// Checks the log's hash chain against its head, that it belongs to `params`' network,
 /// and that the projections are exactly at the head (folding any missing records).
-/// Initializes a new log with the genesis block.
+/// Initializes a new log with the genesis block. Writes only when it changed something,
+/// so a ledger on a full disk still opens for reading. (Reopened after a failure, redb
+/// itself rewrites the header durably while repairing, so what the new handle reads is
+/// on the disk before anything is acknowledged: `engine/tests/power_loss.rs` cuts the
+/// power right after such an acknowledgement, a failed sync's writes dropped.)
 pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<(), EngineError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     txn.set_two_phase_commit(true);
-    {
+    let changed = {
         let mut t = Tables::open(&txn)?;
         t.without_notifications();
+        let changed = t.head().next_seq == 0 || t.meta().cursor != t.head().next_seq;
         if t.head().next_seq == 0 {
             let genesis = Arc::new(params.genesis());
             let hash = genesis.hash();
@@ -35,9 +40,16 @@ pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<(), 
             check_network(&t, params)?;
             catch_up(&mut t)?;
         }
-        t.flush_meta()?;
+        if changed {
+            t.flush_meta()?;
+        }
+        changed
+    };
+    if changed {
+        txn.commit()?;
+    } else {
+        txn.abort()?;
     }
-    txn.commit()?;
     check_or_rebuild_projections(db)
 }
 

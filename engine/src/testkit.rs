@@ -1,5 +1,5 @@
-//! Helpers for tests and benchmarks of this and other crates: deterministic keys and
-//! signed spends. Not used by the node itself.
+//! Helpers for tests and benchmarks of this and other crates: deterministic keys, signed
+//! spends and a disk that fails on request ([`fault`]). Not used by the node itself.
 
 use crate::address::Address;
 use crate::hash::Hash256;
@@ -7,6 +7,8 @@ use crate::params::ChainParams;
 use crate::pow::CompactTarget;
 use crate::tx::{OutPoint, Transaction, TxIn, TxInputs, TxOut, TX_VERSION};
 use ed25519_dalek::SigningKey;
+
+pub mod fault;
 
 /// A deterministic ed25519 key for tests.
 #[derive(Clone)]

@@ -54,6 +54,9 @@ pub enum StoreError {
     Redb(#[from] redb::Error),
     #[error("the data is corrupt: {0}")]
     Corrupt(String),
+    /// A write failed (a full disk, an I/O error): nothing of it was acknowledged.
+    #[error("write failed, not acknowledged: {0}")]
+    WriteFailed(String),
     /// A projection disagrees with the log (or with the rest of the projections): it is
     /// not served; `bitplace-node rebuild` rebuilds every projection from the log.
     #[error("projection damaged: {0}: run `bitplace-node rebuild`")]
