@@ -1,5 +1,5 @@
 //! Router-level tests (no sockets): every error has the `{"error", "message"}` shape and a
-//! 4xx status, never a 500.
+//! 4xx status (503 where the node's storage fails), never a 500.
 
 use api::{app, AppState, NodeConfig};
 use axum::body::Body;
@@ -567,4 +567,103 @@ async fn regression_wrong_shaped_json_body_is_a_400_on_every_route() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
         assert_error(&v, "invalid_body");
     }
+}
+
+/// A full disk through the HTTP router, on every run (it replaces the root-only tmpfs
+/// test of `reliability/tests/storage.rs`): `POST /v1/tx` answers 503 `storage_error`
+/// naming the cause and changes nothing, reads keep answering, the same submission is
+/// refused again while the disk stays full and accepted once space returns, without a
+/// restart; every acknowledged transaction survives a power loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_storage_error_and_accepts_again_once_space_returns() {
+    use engine::encoding::Encode;
+    use engine::testkit::fault::{Fault, FaultDisk, Tear};
+    use engine::testkit::{outpoint, TestKey};
+    let mut params = ChainParams::dev();
+    params.initial_bits = engine::CompactTarget(0x207fffff);
+    params.retarget_interval = 0;
+    let disk = FaultDisk::new();
+    let engine = Engine::with_backend(disk.clone(), EngineConfig::new(params.clone())).unwrap();
+    let key = TestKey::new(7);
+    let miner = engine.clone();
+    let addr = key.address();
+    let mut coin = tokio::task::spawn_blocking(move || {
+        let mut first = None;
+        for _ in 0..3 {
+            let b = miner.block_template(addr, vec![]).unwrap().mine_cpu();
+            first.get_or_insert((b.txs[0].txid(), b.txs[0].outputs[0].amount));
+            miner.submit_block(b).unwrap();
+        }
+        first.unwrap()
+    })
+    .await
+    .unwrap();
+    let s = AppState::new(engine, NodeConfig::default(), None);
+    let submit = |coin: (engine::Hash256, u64)| {
+        let tx = key.spend(&[outpoint(coin.0, 0)], &[(key.address(), coin.1)]);
+        let body = format!("{{\"hex\":\"{}\"}}", hex::encode(tx.encode()));
+        (tx.txid(), post_json("/v1/tx", &body))
+    };
+    let mut acked = Vec::new();
+    for _ in 0..3 {
+        let (txid, req) = submit(coin);
+        assert_eq!(call(&s, req).await.0, StatusCode::OK);
+        acked.push(txid);
+        coin = (txid, coin.1);
+    }
+    // Overwrites of blocks the ledger holds still succeed: chain-spend until it grows.
+    disk.arm(Fault::DiskFull(1));
+    let (refused, body) = loop {
+        assert!(acked.len() < 500, "never refused on a full disk");
+        let (txid, req) = submit(coin);
+        let (status, v) = call(&s, req).await;
+        if status != StatusCode::OK {
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+            break (txid, v);
+        }
+        acked.push(txid);
+        coin = (txid, coin.1);
+    };
+    assert_error(&body, "storage_error");
+    let msg = body["message"].as_str().unwrap();
+    assert!(msg.contains("No space left on device"), "{msg}");
+    // Reads still answer, and the refused transaction is nowhere.
+    let (status, after) = call(&s, get("/v1/status")).await;
+    assert_eq!(status, StatusCode::OK, "{after}");
+    assert_eq!(after["mempool_size"], acked.len(), "{after}");
+    let (status, _) = call(&s, get(&format!("/v1/tx/{refused}"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, v) = call(&s, submit(coin).1).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "still full: {v}");
+    let (_, again) = call(&s, get("/v1/status")).await;
+    assert_eq!(
+        again["log_length"], after["log_length"],
+        "a refused write changed the log"
+    );
+    disk.free_space();
+    let (status, v) = call(&s, submit(coin).1).await;
+    assert_eq!(status, StatusCode::OK, "space is back: {v}");
+    acked.push(refused);
+    let (status, v) = call(&s, get(&format!("/v1/tx/{refused}"))).await;
+    assert_eq!(
+        (status, &v["in_mempool"]),
+        (StatusCode::OK, &serde_json::json!(true))
+    );
+    // The power goes: what was acknowledged was on the disk.
+    let image = disk.after_power_loss(Tear::Nothing);
+    let reopened = Engine::with_backend(FaultDisk::with_image(image), EngineConfig::new(params));
+    let reopened = reopened.unwrap();
+    for t in &acked {
+        assert!(
+            reopened.transaction(t).unwrap().is_some(),
+            "acknowledged {t} lost"
+        );
+    }
+    assert!(reopened.verify().unwrap().ok());
+    eprintln!(
+        "full disk over HTTP: {} acknowledged (3 before it filled), then 503 storage_error ({msg}), again while \
+         full, 200 once space returned; all {} acknowledged kept after a power loss",
+        acked.len() - 1,
+        acked.len()
+    );
 }
