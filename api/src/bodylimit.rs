@@ -58,7 +58,7 @@ pub async fn refuse_oversized(State(s): State<AppState>, req: Request, next: Nex
 
 /// Reads and drops up to `len` bytes of the body, within [`DRAIN_MAX_BYTES`] and
 /// [`DRAIN_MAX_TIME`].
-async fn drain(req: Request, len: u64) {
+pub(crate) async fn drain(req: Request, len: u64) {
     let want = len.min(DRAIN_MAX_BYTES);
     let mut stream = req.into_body().into_data_stream();
     let read_all = async {

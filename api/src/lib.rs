@@ -76,7 +76,8 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
 }
 
 /// The whole node's router: [`app`] plus the peer service's routes, with the
-/// `bitplace_peers` and `bitplace_orphan_txs` metrics reading the service's live state.
+/// `bitplace_peers`, `bitplace_orphan_txs` and `bitplace_p2p_ban*` metrics reading the
+/// service's live state.
 pub fn node_app(state: AppState, peers: &peers::PeerService) -> Router {
     let live = peers.clone();
     state
@@ -86,6 +87,8 @@ pub fn node_app(state: AppState, peers: &peers::PeerService) -> Router {
     state
         .metrics
         .set_orphan_source(move || live.orphan_count() as u64);
+    let live = peers.clone();
+    state.metrics.set_ban_source(move || live.ban_counts());
     app_with(state, peers.router())
 }
 

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use api::custody::Custody;
-use api::peers::{PeerConfig, PeerFile, PeerService};
+use api::peers::{BanConfig, PeerConfig, PeerFile, PeerService};
 use api::{AppState, NodeConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use engine::params::{ChainParams, Network};
@@ -152,6 +152,15 @@ struct RunArgs {
     /// Apply --rate-limit to loopback clients too.
     #[arg(long)]
     rate_limit_loopback: bool,
+    /// Seconds a client address (IPv6: its /64) is refused pushes to /v1/p2p/blocks and
+    /// /v1/p2p/tx (403 banned) once its pushes broke a consensus rule or flooded orphan
+    /// blocks; a known peer at that address is ignored as long. 0 = no push bans.
+    #[arg(long, default_value_t = api::peers::BAN_SECS)]
+    ban_secs: u64,
+    /// Score and ban loopback clients' pushes too (by default they are exempt: behind a
+    /// reverse proxy on the same host every client is loopback).
+    #[arg(long)]
+    ban_loopback: bool,
     /// Start a new chain in a data directory whose ledger is gone but whose other files
     /// (peers.json, dev wallets) remain; without it such a directory is refused.
     #[arg(long)]
@@ -411,6 +420,10 @@ async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<(
             dev,
             self_url: Some(format!("http://{local}")),
             peers_file: Some(PeerFile::in_dir(&a.data_dir)),
+            bans: BanConfig {
+                ban_for: Duration::from_secs(a.ban_secs),
+                loopback: a.ban_loopback,
+            },
         },
     );
     let app = api::node_app(state.clone(), &peers);

@@ -11,6 +11,9 @@ use std::time::Duration;
 /// Reads a live count when `/metrics` is rendered.
 pub type CountSource = Box<dyn Fn() -> u64 + Send + Sync>;
 
+/// Reads the push bans' counts when `/metrics` is rendered.
+pub type BanSource = Box<dyn Fn() -> crate::peers::BanCounts + Send + Sync>;
+
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -33,6 +36,8 @@ pub struct Metrics {
     peer_source: OnceLock<CountSource>,
     /// Where `bitplace_orphan_txs` is read from: the peer service's orphan pool.
     orphan_source: OnceLock<CountSource>,
+    /// Where the `bitplace_p2p_ban*` series are read from: the peer service's bans.
+    ban_source: OnceLock<BanSource>,
     pub sse_clients: AtomicU64,
     /// Inbound connection counts, kept by the listener ([`crate::listen`]).
     pub connections: Arc<ConnStats>,
@@ -51,6 +56,14 @@ impl Metrics {
     /// Makes `bitplace_orphan_txs` read `source` at every scrape.
     pub fn set_orphan_source(&self, source: impl Fn() -> u64 + Send + Sync + 'static) {
         let _ = self.orphan_source.set(Box::new(source));
+    }
+
+    /// Makes the `bitplace_p2p_ban*` series read `source` at every scrape.
+    pub fn set_ban_source(
+        &self,
+        source: impl Fn() -> crate::peers::BanCounts + Send + Sync + 'static,
+    ) {
+        let _ = self.ban_source.set(Box::new(source));
     }
 
     /// The current peer count.
@@ -127,6 +140,25 @@ impl Metrics {
             "http_connections_timed_out_total",
             "HTTP connections closed by the header-read or idle timeout since start.",
             self.connections.timed_out.load(Ordering::Relaxed),
+        );
+        let bans = self.ban_source.get().map(|f| f()).unwrap_or_default();
+        gauge(
+            &mut out,
+            "p2p_banned_clients",
+            "Client addresses (IPv6 by /64) whose pushes to /v1/p2p/* are refused now.",
+            bans.banned,
+        );
+        counter(
+            &mut out,
+            "p2p_bans_total",
+            "Client addresses banned from pushing to /v1/p2p/* since start (invalid data or an orphan flood).",
+            bans.bans,
+        );
+        counter(
+            &mut out,
+            "p2p_banned_pushes_total",
+            "Pushes to /v1/p2p/blocks and /v1/p2p/tx refused unparsed since start: their client was banned.",
+            bans.refused,
         );
         counter(
             &mut out,

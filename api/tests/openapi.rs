@@ -35,6 +35,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/v1/peers"),
     ("post", "/v1/peers"),
+    ("get", "/v1/peers/banned"),
     ("post", "/v1/peers/resolve"),
     ("post", "/nodes/register"),
     ("get", "/nodes/resolve"),

@@ -4,6 +4,9 @@
 //! them over HTTP — both through `reqwest` and through a raw TCP client that can send
 //! bytes no well-behaved client would.
 
+pub mod blocks;
+pub mod metrics;
+
 use engine::encoding::Encode;
 use engine::testkit::{outpoint, TestKey};
 use engine::{Hash256, Transaction};

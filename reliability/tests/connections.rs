@@ -5,6 +5,7 @@
 //! timeouts close what is held, `accept` never runs out of descriptors, and a fresh
 //! client is served again within the timeout.
 
+use bitplace_reliability::metrics::metric;
 use bitplace_reliability::*;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -299,10 +300,4 @@ async fn futures_all(socks: &mut Vec<TcpStream>, wait: Duration) -> Vec<Seen> {
             seen
         })
         .collect()
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }

@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use bitplace_reliability::*;
 use engine::encoding::Encode;
 use engine::testkit::{outpoint, TestKey};
-use engine::{Block, BlockHeader, CompactTarget, Hash256, Transaction, TxInputs, TxOut};
+use engine::{Block, Hash256, Transaction, TxInputs, TxOut};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
@@ -215,13 +215,6 @@ async fn fake_peer(chain: Vec<Block>) -> String {
     format!("http://{addr}")
 }
 
-fn solve(mut header: BlockHeader) -> BlockHeader {
-    while !header.meets_target() {
-        header.nonce += 1;
-    }
-    header
-}
-
 /// A block on `prev` at `height` paying `reward` to `to`, with `txs` after the coinbase.
 fn block(
     prev: Hash256,
@@ -231,26 +224,11 @@ fn block(
     reward: u64,
     txs: Vec<Transaction>,
 ) -> Block {
-    let coinbase = Transaction::coinbase(
-        height,
-        b"fake".to_vec(),
-        vec![TxOut {
-            amount: reward,
-            address: to.address(),
-        }],
-    );
-    let mut all = vec![coinbase];
-    all.extend(txs);
-    let ids: Vec<Hash256> = all.iter().map(Transaction::txid).collect();
-    let header = solve(BlockHeader {
-        version: 1,
-        prev_hash: prev,
-        merkle_root: engine::merkle::merkle_root(&ids).0,
-        time,
-        bits: CompactTarget::EASIEST,
-        nonce: 0,
-    });
-    Block { header, txs: all }
+    let payout = vec![TxOut {
+        amount: reward,
+        address: to.address(),
+    }];
+    blocks::block(prev, height, time, b"fake", payout, txs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -283,7 +261,7 @@ async fn peer_offering_an_invalid_chain_with_more_work_is_refused() {
     let inflated = block(tip, height + 1, time, &k, 1_000_000, vec![]);
     let mut bad_merkle = good_first();
     bad_merkle.header.merkle_root = Hash256([7; 32]);
-    bad_merkle.header = solve(bad_merkle.header);
+    bad_merkle.header = blocks::solve(bad_merkle.header);
     // The status each gets is the one every route gives that refusal: 400 for data that
     // can never be valid, 422 for a ledger rule broken given the chain.
     let cases = [

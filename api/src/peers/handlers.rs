@@ -2,13 +2,23 @@
 
 use super::*;
 use crate::error::ErrorBody;
+use crate::extract::ClientIp;
 use crate::views::TxAcceptedView;
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+
+/// The most of a banned client's body read (and thrown away) before it is answered, so
+/// that a client that sent a small push reads the 403 rather than a reset connection;
+/// the rest of a larger one is left unread and the connection closed.
+const BANNED_DRAIN_BYTES: u64 = 64 * 1024;
 
 /// The peer service's part of the OpenAPI document (merged by [`crate::openapi`]).
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
     list_peers,
     add_peer,
+    list_banned,
     resolve_v1,
     register_nodes,
     resolve_seed,
@@ -72,6 +82,21 @@ async fn add_peer(
             peers: s.peer_urls().len(),
         }),
     ))
+}
+
+/// Lists the client addresses whose pushes are refused now: admin only (like
+/// registration), since it names clients' IPs.
+#[utoipa::path(get, path = "/v1/peers/banned", tag = "peers",
+    security((), ("admin_token" = [])),
+    responses((status = 200, body = [BannedView], description = "clients banned from pushing to /v1/p2p/*, longest ban first"),
+              (status = 401, body = ErrorBody, description = "no `Authorization: Bearer` token (non-dev nodes)"),
+              (status = 403, body = ErrorBody, description = "wrong token, or no --admin-token configured")))]
+async fn list_banned(
+    State(s): State<PeerService>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<BannedView>>> {
+    s.authorize(&headers)?;
+    Ok(Json(s.inner.misbehaviour.banned(std::time::Instant::now())))
 }
 
 #[utoipa::path(post, path = "/v1/peers/resolve", tag = "peers",
@@ -200,9 +225,11 @@ async fn p2p_get_block(
     responses((status = 200, body = serde_json::Value, description = "the engine's outcome: connected, side_chain, duplicate"),
               (status = 202, body = serde_json::Value, description = "unknown_parent: syncing from the sender"),
               (status = 400, body = ErrorBody, description = "bad_hex, malformed, or a block that is never valid"),
+              (status = 403, body = ErrorBody, description = "banned: this client address (IPv6: its /64) pushed a consensus-invalid block or transaction, or a flood of orphan blocks; its pushes are refused unparsed, the connection closed, until Retry-After (seconds). Or cross_site"),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn p2p_push_block(
     State(s): State<PeerService>,
+    ClientIp(ip): ClientIp,
     crate::extract::Body(body): crate::extract::Body,
 ) -> ApiResult<Response> {
     let req: HexPush = parse_body(&body)?;
@@ -214,6 +241,7 @@ async fn p2p_push_block(
     match s.submit_block(block).await {
         Ok(accepted) => Ok(Json(accepted).into_response()),
         Err(e) if matches!(e.reject(), Some(Reject::UnknownParent(_))) => {
+            s.penalise(ip, req.from.as_deref(), Offence::Orphan);
             s.sync_after_orphan(req.from);
             Ok((
                 StatusCode::ACCEPTED,
@@ -225,7 +253,12 @@ async fn p2p_push_block(
             )
                 .into_response())
         }
-        Err(e) => Err(AppError::from(e)),
+        Err(e) => {
+            if let Some(offence) = e.reject().and_then(misbehaviour::block_offence) {
+                s.penalise(ip, req.from.as_deref(), offence);
+            }
+            Err(AppError::from(e))
+        }
     }
 }
 
@@ -235,8 +268,13 @@ async fn p2p_push_block(
 #[utoipa::path(post, path = "/v1/p2p/tx", tag = "p2p", request_body = HexPush,
     responses((status = 200, body = TxAcceptedView, description = "admitted to the mempool"),
               (status = 202, body = serde_json::Value, description = "orphan: held until the transaction it spends arrives"),
-              (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn p2p_push_tx(State(s): State<PeerService>, body: axum::body::Bytes) -> ApiResult<Response> {
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "banned: this client address (IPv6: its /64) pushed a consensus-invalid block or transaction, or a flood of orphan blocks; its pushes are refused unparsed, the connection closed, until Retry-After (seconds). Or cross_site"),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn p2p_push_tx(
+    State(s): State<PeerService>,
+    ClientIp(ip): ClientIp,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
     let req: HexPush = parse_body(&body)?;
     let tx: Transaction = decode_hex(&req.hex, "transaction")?;
     let txid = tx.txid();
@@ -260,7 +298,92 @@ async fn p2p_push_tx(State(s): State<PeerService>, body: axum::body::Bytes) -> A
                 Err(AppError::from(e))
             }
         },
-        Err(e) => Err(AppError::from(e)),
+        Err(e) => {
+            if let Some(offence) = e.reject().and_then(misbehaviour::tx_offence) {
+                s.penalise(ip, req.from.as_deref(), offence);
+            }
+            Err(AppError::from(e))
+        }
+    }
+}
+
+/// Refuses a push from a banned client before its body is parsed: `403 banned` with
+/// `Retry-After`, and the connection closed (Core disconnects a discouraged peer).
+async fn refuse_banned(
+    State(s): State<PeerService>,
+    ClientIp(ip): ClientIp,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(ip) = ip else {
+        return next.run(req).await;
+    };
+    let Err((left, reason)) = s.inner.misbehaviour.check(ip, std::time::Instant::now()) else {
+        return next.run(req).await;
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    crate::bodylimit::drain(req, declared.min(BANNED_DRAIN_BYTES)).await;
+    let secs = left.as_secs_f64().ceil().max(1.0) as u64;
+    let mut resp = AppError::new(
+        StatusCode::FORBIDDEN,
+        "banned",
+        format!(
+            "pushes from {} are refused for {secs} s more: it pushed {reason}",
+            RateLimiter::key(ip)
+        ),
+    )
+    .into_response();
+    let headers = resp.headers_mut();
+    headers.insert("retry-after", HeaderValue::from(secs));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+impl PeerService {
+    /// Scores what a push from `ip` did wrong ([`misbehaviour`]); a client that reaches the
+    /// ban is said in a warning, and so is the known peer it is, if its URL names that
+    /// address ([`PeerService::peer_at`]). Requests without a client address (in-process
+    /// routers) are not scored.
+    fn penalise(&self, ip: Option<IpAddr>, from: Option<&str>, offence: Offence) {
+        let Some(ip) = ip else { return };
+        let peer = self.peer_at(from, ip);
+        // A peer we chose, pushing from its own address, relays ahead of us whenever we
+        // lag behind it (a burst as long as our lag); the syncs its orphans start are
+        // bounded by ORPHAN_SYNC_GAP already.
+        if offence == Offence::Orphan && peer.is_some() {
+            return;
+        }
+        let bans = &self.inner.misbehaviour;
+        match bans.record(ip, offence, std::time::Instant::now()) {
+            Scored::Banned => {
+                let ban_for = bans.config().ban_for;
+                tracing::warn!(
+                    client = %RateLimiter::key(ip),
+                    reason = offence.reason(),
+                    ban_secs = ban_for.as_secs(),
+                    peer = peer.as_deref().unwrap_or("-"),
+                    "client banned from pushing: misbehaved"
+                );
+                if let Some(url) = peer {
+                    let why = format!("pushed {} from {ip}", offence.reason());
+                    self.ban_peer(&url, &why, ban_for);
+                }
+            }
+            Scored::Counted(score) => {
+                tracing::debug!(client = %RateLimiter::key(ip), score, reason = offence.reason(), "push scored");
+            }
+            Scored::AlreadyBanned | Scored::Exempt => {}
+        }
+    }
+
+    /// Counts of the push bans, for `/metrics`.
+    pub fn ban_counts(&self) -> BanCounts {
+        self.inner.misbehaviour.counts(std::time::Instant::now())
     }
 }
 
@@ -271,6 +394,7 @@ impl PeerService {
         let block_limit = crate::bodylimit::peer_push_limit(self.inner.engine.params());
         Router::new()
             .route("/v1/peers", get(list_peers).post(add_peer))
+            .route("/v1/peers/banned", get(list_banned))
             .route("/v1/peers/resolve", post(resolve_v1))
             .route("/nodes/register", post(register_nodes))
             .route("/nodes/resolve", get(resolve_seed))
@@ -279,11 +403,15 @@ impl PeerService {
             .route("/v1/p2p/blocks/{hash}", get(p2p_get_block))
             .route(
                 "/v1/p2p/blocks",
-                post(p2p_push_block).layer(DefaultBodyLimit::max(block_limit)),
+                post(p2p_push_block)
+                    .layer(DefaultBodyLimit::max(block_limit))
+                    .layer(middleware::from_fn_with_state(self.clone(), refuse_banned)),
             )
             .route(
                 "/v1/p2p/tx",
-                post(p2p_push_tx).layer(DefaultBodyLimit::max(block_limit)),
+                post(p2p_push_tx)
+                    .layer(DefaultBodyLimit::max(block_limit))
+                    .layer(middleware::from_fn_with_state(self.clone(), refuse_banned)),
             )
             .with_state(self.clone())
     }

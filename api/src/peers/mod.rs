@@ -19,11 +19,13 @@
 //! - [`sync`]: fetching a peer's chain (locator → hashes → blocks) into the engine;
 //! - [`relay`]: pushing new blocks and transactions to peers, the orphan pool's retries;
 //! - [`handlers`]: the HTTP routes (`/v1/peers`, `/v1/p2p/*`, the seed's `/nodes/*`);
+//! - [`misbehaviour`]: scores of the clients pushing blocks and transactions, and bans;
 //! - [`orphans`], [`backoff`], [`store`]: the data structures those use.
 
 mod backoff;
 mod handlers;
 pub(crate) use handlers::PeerApi;
+pub mod misbehaviour;
 pub mod orphans;
 mod registry;
 mod relay;
@@ -31,9 +33,11 @@ mod store;
 mod sync;
 mod wire;
 
+pub use misbehaviour::{BanConfig, BanCounts, BannedView};
 pub use store::{PeerFile, PeerFileError, SavedPeer, PEERS_FILE};
 
 use crate::error::{ApiResult, AppError};
+use crate::ratelimit::RateLimiter;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,6 +46,7 @@ use axum::{Json, Router};
 use engine::encoding::{Decode, Encode};
 use engine::notify::NotificationKind;
 use engine::{Block, BlockAccepted, Engine, EngineError, Hash256, Reject, Transaction};
+use misbehaviour::{Misbehaviour, Offence, Scored};
 use orphans::{Inserted, Orphan, OrphanPool, OrphanRefused};
 use registry::*;
 pub use registry::{normalize_peer_url, PeerSource, PeerView};
@@ -49,6 +54,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use sync::*;
@@ -67,7 +73,8 @@ const FETCH_PARALLEL: usize = 8;
 /// Upper bound on sync rounds, so a peer cannot keep one sync going forever.
 const MAX_ROUNDS: usize = 100_000;
 
-/// How long a misbehaving peer is ignored.
+/// How long a misbehaving peer is ignored, and (by default) how long a client whose
+/// pushes misbehaved is refused pushes ([`misbehaviour`]).
 pub const BAN_SECS: u64 = 600;
 /// Least time between two syncs from one peer started by orphan block pushes: anyone can
 /// push orphans as fast as they like, and each would otherwise start a sync with every
@@ -112,6 +119,8 @@ pub struct PeerConfig {
     /// Where the known peers are saved (loaded at start, merged with `initial_peers`,
     /// rewritten on every change); None keeps them in memory only.
     pub peers_file: Option<PeerFile>,
+    /// How clients pushing invalid blocks or floods of orphans are banned.
+    pub bans: BanConfig,
 }
 
 /// Peers, sync and relay; cheap to clone.
@@ -136,6 +145,8 @@ struct Inner {
     save_lock: Mutex<()>,
     /// Transactions peers pushed before their parents.
     orphans: Mutex<OrphanPool>,
+    /// Scores and bans of the clients that push to `/v1/p2p/*`.
+    misbehaviour: Misbehaviour,
 }
 
 fn unix_now() -> u64 {
@@ -170,6 +181,7 @@ impl PeerService {
                 relay_slots: Arc::new(tokio::sync::Semaphore::new(MAX_RELAYS_IN_FLIGHT)),
                 save_lock: Mutex::new(()),
                 orphans: Mutex::new(OrphanPool::new()),
+                misbehaviour: Misbehaviour::new(config.bans.clone()),
             }),
         };
         let saved = service.load_saved();

@@ -82,11 +82,7 @@ impl Peer {
                 self.next_sync = now + backoff::throttled(*retry_after, throttled);
             }
             Err(SyncError::Misbehaved(e)) => {
-                tracing::warn!(peer = %url, ban_secs = BAN_SECS, "peer banned: misbehaved: {e}");
-                self.last_seen = Some(unix_now());
-                self.last_error = Some(format!("misbehaved: {e}"));
-                self.banned_until = Some(now + Duration::from_secs(BAN_SECS));
-                self.next_sync = now + Duration::from_secs(BAN_SECS);
+                self.ban(url, e, Duration::from_secs(BAN_SECS), now);
             }
             Err(SyncError::Deferred(e)) => {
                 self.last_seen = Some(unix_now());
@@ -98,6 +94,16 @@ impl Peer {
                 self.next_sync = now + Duration::from_secs(10);
             }
         }
+    }
+
+    /// The peer served or pushed invalid data: ignored for `ban_for`.
+    pub(super) fn ban(&mut self, url: &str, why: &str, ban_for: Duration, now: Instant) {
+        let ban_secs = ban_for.as_secs();
+        tracing::warn!(peer = %url, ban_secs, "peer banned: misbehaved: {why}");
+        self.last_seen = Some(unix_now());
+        self.last_error = Some(format!("misbehaved: {why}"));
+        self.banned_until = Some(now + ban_for);
+        self.next_sync = now + ban_for;
     }
 
     /// The peer gave a proper answer: it is up and no longer asking us to wait.
@@ -382,6 +388,26 @@ impl PeerService {
             out.push((url.clone(), at - now));
         }
         out
+    }
+
+    /// The known peer that a push's `from` names, if its URL's host is the address the
+    /// push came from (IPv6 by /64). Only then is the claim believed: anyone can write
+    /// another peer's URL into `from`, and must not get that peer banned by it. Host names
+    /// are not resolved (a peer known by name is never matched).
+    pub(super) fn peer_at(&self, from: Option<&str>, ip: IpAddr) -> Option<String> {
+        let url = normalize_peer_url(from?).ok()?;
+        let parsed = reqwest::Url::parse(&url).ok()?;
+        let host = parsed.host_str()?;
+        let host: IpAddr = host.trim_matches(['[', ']']).parse().ok()?;
+        let same = RateLimiter::key(host) == RateLimiter::key(ip);
+        (same && self.lock_peers().contains_key(&url)).then_some(url)
+    }
+
+    /// Marks the known peer at `url` misbehaving for `ban_for`.
+    pub(super) fn ban_peer(&self, url: &str, why: &str, ban_for: Duration) {
+        if let Some(p) = self.lock_peers().get_mut(url) {
+            p.ban(url, why, ban_for, Instant::now());
+        }
     }
 
     pub(super) fn due_peers(&self) -> Vec<String> {

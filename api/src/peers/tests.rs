@@ -847,3 +847,136 @@ async fn orphan_pushes_start_syncs_within_backoff_and_at_most_once_per_gap() {
     s.lock_peers().get_mut(a).unwrap().orphan_sync_at = Some(Instant::now() - ORPHAN_SYNC_GAP);
     assert_eq!(urls(s.orphan_sync_targets(Some("127.0.0.1:9"))), [a]);
 }
+
+/// A push as the listener hands it on: with the client's address.
+async fn push_from(
+    router: &Router,
+    ip: &str,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value, axum::http::HeaderMap) {
+    let client = std::net::SocketAddr::new(ip.parse().unwrap(), 40_000);
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(client));
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, json, headers)
+}
+
+fn block_push(b: &Block, from: Option<&str>) -> Value {
+    json!({ "hex": hex::encode(b.encode()), "from": from })
+}
+
+/// Issue 17 item 6: a client pushing a consensus-invalid block is banned from pushing (403
+/// `banned`, `Retry-After`, connection closed) while other clients' pushes are taken; the
+/// known peer a push names is banned too only when the push came from that peer's own
+/// address, so a forged `from` cannot get an honest peer banned.
+#[tokio::test]
+async fn an_invalid_push_bans_its_client_and_only_the_peer_it_really_came_from() {
+    let now = clock();
+    let a = fast_engine(&now);
+    let k = TestKey::new(31);
+    mine(&a, &now, k.address()).await;
+    let inflated = |e: &Engine| {
+        now.fetch_add(60, SeqCst);
+        let mut t = e.block_template(k.address(), vec![]).unwrap();
+        t.txs[0].outputs[0].amount = 1_000_000;
+        t.header.merkle_root = engine::merkle::merkle_root(&[t.txs[0].txid()]).0;
+        t.mine_cpu()
+    };
+    let honest_peer = "http://203.0.113.5:8333";
+    let s = PeerService::new(
+        a.clone(),
+        PeerConfig {
+            initial_peers: vec![honest_peer.into()],
+            ..dev_config()
+        },
+    );
+    let router = s.router();
+    let status_of = |s: &PeerService| s.peers()[0].status;
+
+    // A stranger names the honest peer in `from`: the stranger is banned, the peer is not.
+    let bad = inflated(&a);
+    let (st, r, _) = push_from(
+        &router,
+        "198.51.100.7",
+        "/v1/p2p/blocks",
+        block_push(&bad, Some(honest_peer)),
+    )
+    .await;
+    assert_eq!(
+        (st, r["error"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("coinbase_too_large")
+        ),
+        "{r}"
+    );
+    assert_ne!(status_of(&s), "misbehaving");
+    now.fetch_add(60, SeqCst);
+    let good = a.block_template(k.address(), vec![]).unwrap().mine_cpu();
+    for path in ["/v1/p2p/blocks", "/v1/p2p/tx"] {
+        let (st, r, h) = push_from(&router, "198.51.100.7", path, block_push(&good, None)).await;
+        assert_eq!(
+            (st, r["error"].clone()),
+            (StatusCode::FORBIDDEN, json!("banned")),
+            "{path}: {r}"
+        );
+        let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(retry > 0 && retry <= super::BAN_SECS, "{retry}");
+        assert_eq!(h["connection"], "close");
+    }
+    assert_eq!(
+        state(&a).0,
+        bad.header.prev_hash,
+        "the banned push changed nothing"
+    );
+    // Another client's push is taken.
+    let (st, r, _) = push_from(
+        &router,
+        "198.51.100.8",
+        "/v1/p2p/blocks",
+        block_push(&good, None),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(state(&a).0, good.hash());
+
+    // The peer itself pushes an invalid block from its own address: banned, and ignored
+    // as a sync source as long.
+    let bad = inflated(&a);
+    let (st, _, _) = push_from(
+        &router,
+        "203.0.113.5",
+        "/v1/p2p/blocks",
+        block_push(&bad, Some(honest_peer)),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status_of(&s), "misbehaving");
+    let counts = s.ban_counts();
+    assert_eq!((counts.bans, counts.banned, counts.refused), (2, 2, 2));
+    let (st, listed) = call(&router, "GET", "/v1/peers/banned", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let ips: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips.len(), 2, "{listed}");
+    assert!(
+        ips.contains(&"198.51.100.7") && ips.contains(&"203.0.113.5"),
+        "{listed}"
+    );
+}
