@@ -433,10 +433,12 @@ async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<(
             let _ = stop.wait_for(|v| *v).await;
         }));
     }
+    let mut stratum_local = None;
     if let Some(addr) = a.stratum {
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen for Stratum on {addr}"))?;
+        stratum_local = Some(l.local_addr().unwrap_or(addr));
         let engine = engine.clone();
         let config = api::stratum::StratumConfig {
             start_difficulty: a.stratum_difficulty,
@@ -454,8 +456,13 @@ async fn serve(a: RunArgs, engine: Engine, custody: Option<Custody>) -> Result<(
         });
     }
     let st = engine.status().context("status")?;
+    // The bound addresses (`--listen 127.0.0.1:0` picks a free port): scripts and the test
+    // harness read them from this line, under its own target so `RUST_LOG` can keep it.
+    let stratum_shown = stratum_local.map_or_else(|| "off".to_string(), |s| s.to_string());
     tracing::info!(
+        target: "bitplace_node::ready",
         listen = %local,
+        stratum = %stratum_shown,
         network = %st.network,
         height = st.height,
         dev,

@@ -6,23 +6,16 @@ use engine::pow::CompactTarget;
 use engine::testkit::{outpoint, TestKey};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use testnode::{fast_chain_args, Bound, ChildGuard, NodeSpec};
 
 struct Node {
-    child: Child,
+    child: ChildGuard,
     base: String,
-    dir: std::path::PathBuf,
-    dev: bool,
-    args: Vec<String>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    bound: Bound,
+    spec: NodeSpec,
+    _logs: tempfile::TempDir,
 }
 
 impl Node {
@@ -32,43 +25,40 @@ impl Node {
 
     /// Starts the node with extra command-line arguments.
     async fn start_with(dir: &std::path::Path, dev: bool, args: &[String]) -> Node {
-        let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bitplace-node"));
-        cmd.arg("--data-dir")
-            .arg(dir)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if dev {
-            cmd.arg("--dev");
-        }
-        cmd.args(args);
-        let child = cmd.spawn().unwrap();
-        let node = Node {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            dir: dir.to_path_buf(),
-            dev,
-            args: args.to_vec(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = reqwest::get(format!("{}/healthz", node.base)).await {
-                if r.status().is_success() {
-                    return node;
-                }
-            }
-            assert!(Instant::now() < deadline, "node did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        Node::launch(Node::spec(dir, dev).args(args))
+    }
+
+    /// The node binary on `dir` (`--dev` when asked), its log in a directory of its own.
+    fn spec(dir: &std::path::Path, dev: bool) -> NodeSpec {
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_bitplace-node"));
+        // The data directory is exactly `dir`: keep the log out of it.
+        let spec = NodeSpec::new(bin, dir, std::path::Path::new(""));
+        spec.args(dev.then_some("--dev"))
+    }
+
+    fn launch(mut spec: NodeSpec) -> Node {
+        let logs = tempfile::tempdir().unwrap();
+        spec.log = logs.path().join("node.log");
+        Node::run(spec, logs)
+    }
+
+    fn run(spec: NodeSpec, logs: tempfile::TempDir) -> Node {
+        let started = spec.start().unwrap_or_else(|e| panic!("{e}"));
+        Node {
+            child: started.child,
+            base: started.bound.url(),
+            bound: started.bound,
+            spec,
+            _logs: logs,
         }
     }
 
+    /// SIGKILL (no shutdown path runs), then the same node again on the same ports.
     async fn restart_after_kill(mut self) -> Node {
-        self.child.kill().unwrap(); // SIGKILL: no shutdown path runs
-        self.child.wait().unwrap();
-        let (dir, dev, args) = (self.dir.clone(), self.dev, self.args.clone());
-        Node::start_with(&dir, dev, &args).await
+        self.child.0.kill().unwrap();
+        self.child.0.wait().unwrap();
+        self.spec.pin(&self.bound);
+        Node::run(self.spec, self._logs)
     }
 
     fn url(&self, path: &str) -> String {
@@ -137,13 +127,6 @@ impl Node {
         assert_eq!(st, 200, "{r}");
         assert_eq!(r["accepted"], true);
         r
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -347,10 +330,9 @@ async fn a_registered_peer_is_known_after_a_restart() {
     assert_eq!(peer_list(&node).await, both);
 
     // A corrupt list is not fatal: the node starts with its flags (and logs a warning).
-    let (dir_path, args) = (node.dir.clone(), node.args.clone());
     drop(node);
-    std::fs::write(dir_path.join("peers.json"), "{ not json").unwrap();
-    let node = Node::start_with(&dir_path, true, &args).await;
+    std::fs::write(dir.path().join("peers.json"), "{ not json").unwrap();
+    let node = Node::start_with(dir.path(), true, &flag).await;
     assert_eq!(peer_list(&node).await, both[1..]);
 }
 
@@ -526,7 +508,7 @@ async fn sigterm_stops_cleanly_then_rebuild_and_verify_agree() {
     let (_, st) = node.get("/v1/status").await;
     // An open event stream must not hold the shutdown up.
     let _feed = Sse::open(&node, "blocks", None).await;
-    let pid = node.child.id().to_string();
+    let pid = node.child.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -534,7 +516,7 @@ async fn sigterm_stops_cleanly_then_rebuild_and_verify_agree() {
         .success());
     let deadline = Instant::now() + Duration::from_secs(8);
     let code = loop {
-        if let Some(s) = node.child.try_wait().unwrap() {
+        if let Some(s) = node.child.0.try_wait().unwrap() {
             break s;
         }
         assert!(Instant::now() < deadline, "no exit after SIGTERM");
@@ -643,32 +625,9 @@ async fn web_root_serves_spa_and_api_stays_json() {
     std::fs::write(web.path().join("index.html"), "<h1>stand</h1>").unwrap();
     std::fs::create_dir(web.path().join("assets")).unwrap();
     std::fs::write(web.path().join("assets/app.js"), "x=1").unwrap();
-    let port = free_port();
-    let child = node_cmd()
-        .args([
-            "--dev",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .arg("--web-root")
-        .arg(web.path())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let node = Node {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        dir: dir.path().into(),
-        dev: true,
-        args: vec![],
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while reqwest::get(node.url("/healthz")).await.is_err() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let node = Node::launch(
+        Node::spec(dir.path(), true).args(["--web-root".as_ref(), web.path().as_os_str()]),
+    );
     let page = reqwest::get(node.url("/some/client/route")).await.unwrap();
     assert_eq!(page.status(), 200);
     assert_eq!(page.text().await.unwrap(), "<h1>stand</h1>");
@@ -723,9 +682,6 @@ async fn rate_limit_applies_to_real_connections() {
     assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
 }
 
-/// The easiest dev target, so nonce searches in these tests take a few hashes.
-const EASY: &str = "207fffff";
-
 async fn status(node: &Node) -> Value {
     let (st, v) = node.get("/v1/status").await;
     assert_eq!(st, 200, "{v}");
@@ -760,7 +716,7 @@ async fn mine_dev(node: &Node, address: &str) {
 #[tokio::test]
 async fn three_nodes_mined_apart_converge_on_the_most_work_chain() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let args = ["--difficulty", EASY].map(String::from);
+    let args = fast_chain_args();
     let mut nodes = Vec::new();
     for d in &dirs {
         nodes.push(Node::start_with(d.path(), true, &args).await);
@@ -962,9 +918,12 @@ fn unhex(v: &Value) -> Vec<u8> {
 #[tokio::test]
 async fn stratum_miner_share_becomes_a_block() {
     let dir = tempfile::tempdir().unwrap();
-    let stratum = format!("127.0.0.1:{}", free_port());
-    let args = ["--difficulty", EASY, "--stratum", &stratum].map(String::from);
-    let node = Node::start_with(dir.path(), true, &args).await;
+    let node = Node::launch(
+        Node::spec(dir.path(), true)
+            .args(fast_chain_args())
+            .with_stratum(),
+    );
+    let stratum = node.bound.stratum.expect("stratum bound").to_string();
     let miner = TestKey::new(60);
     let before = status(&node).await;
 

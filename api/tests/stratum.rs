@@ -8,56 +8,23 @@ use engine::hash::Hash256;
 use engine::testkit::TestKey;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-struct NodeGuard(Child);
-
-impl Drop for NodeGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts the node with Stratum on; returns it, its base URL and the Stratum address.
-async fn start_node(dir: &std::path::Path, args: &[&str]) -> (NodeGuard, String, String) {
-    let (port, sport) = (free_port(), free_port());
-    let stratum = format!("127.0.0.1:{sport}");
-    let child = Command::new(env!("CARGO_BIN_EXE_bitplace-node"))
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["--stratum", &stratum])
+/// Starts the node with Stratum on; returns it (killed on drop), its base URL and the
+/// Stratum address. Its log lives in `dir`, beside the data directory.
+fn start_node(dir: &std::path::Path, args: &[&str]) -> (testnode::NodeProcess, String, String) {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_bitplace-node"));
+    let spec = testnode::NodeProcess::spec(bin, dir)
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = NodeGuard(child);
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !reqwest::get(format!("{base}/healthz"))
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "node did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (guard, base, stratum)
+        .with_stratum();
+    let node = testnode::NodeProcess::launch(&spec);
+    let stratum = node.bound.stratum.expect("stratum bound").to_string();
+    let base = node.url.clone();
+    (node, base, stratum)
 }
 
 fn unhex(v: &Value) -> Vec<u8> {
@@ -301,7 +268,7 @@ async fn a_cpu_miner_far_below_the_network_difficulty_gets_shares_and_is_account
         "--stratum-share-seconds",
         "0.5",
     ];
-    let (_node, base, stratum) = start_node(dir.path(), &args).await;
+    let (_node, base, stratum) = start_node(dir.path(), &args);
     let worker = format!("{}.cpu0", TestKey::new(70).address());
 
     let before = workers_event(&base, |l| l == &json!([])).await;

@@ -57,6 +57,17 @@ pub fn connect(n: usize, runs: usize, from_mempool: bool) -> Result<()> {
     Ok(())
 }
 
+/// The durable connect rate (tx/s) of one block of `n` fresh transactions, once: the
+/// reference other benches (sync) set their figure against in the same run.
+pub fn connect_rate(n: usize) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let bench = Bench::open(Some(&dir.path().join("ledger.redb")));
+    let block = bench.full_block(&bench.fund(n));
+    let start = Instant::now();
+    bench.engine.submit_block(block).context("connect")?;
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
 /// CPU time of every thread of this process so far, in nanoseconds (Linux: the first
 /// field of each thread's schedstat), or None where that is not available. Why: on a
 /// machine with fewer cores than work, the time a block takes hides how much of the

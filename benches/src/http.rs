@@ -19,8 +19,7 @@ use futures_util::StreamExt;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,29 +41,40 @@ pub struct Target {
     pub client_threads: usize,
 }
 
-/// A spawned node, killed on drop.
-struct Spawned {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Node {
     base: String,
     http: reqwest::Client,
-    _spawned: Option<Spawned>,
+    /// The node this harness started (killed on drop) and its data directory.
+    _spawned: Option<(testnode::Started, tempfile::TempDir)>,
 }
 
-pub(crate) fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// The node binary: `given`, else `bitplace-node` next to this executable.
+pub(crate) fn node_bin(given: Option<&PathBuf>) -> Result<PathBuf> {
+    let bin = match given {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("executable has no directory")?
+            .join("bitplace-node"),
+    };
+    ensure!(
+        bin.exists(),
+        "{} not found: build it first (cargo build --release -p bitplace-api) or pass --node-bin",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// A dev node on the fast chain, built for load: huge rewards, big blocks, no rate limit.
+fn spawn_node(bin: &Path) -> Result<(testnode::Started, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let spec = testnode::NodeSpec::new(bin, &dir.path().join("data"), &dir.path().join("node.log"))
+        .args(testnode::fast_dev_args())
+        .args(["--coinbase-maturity", "1"])
+        .args(["--reward", &(1u64 << 50).to_string()])
+        .args(["--max-block-txs", "100000", "--rate-limit", "0"])
+        .env("RUST_LOG", "warn");
+    Ok((spec.start()?, dir))
 }
 
 impl Node {
@@ -77,37 +87,8 @@ impl Node {
         let (base, spawned) = match (&t.node, t.spawn) {
             (Some(url), _) => (url.trim_end_matches('/').to_string(), None),
             (None, true) => {
-                let bin = match &t.node_bin {
-                    Some(b) => b.clone(),
-                    None => std::env::current_exe()?
-                        .parent()
-                        .context("executable has no directory")?
-                        .join("bitplace-node"),
-                };
-                ensure!(
-                    bin.exists(),
-                    "{} not found: build it first (cargo build --release -p bitplace-api) or pass --node-bin",
-                    bin.display()
-                );
-                let dir = tempfile::tempdir()?;
-                let port = free_port()?;
-                let child = Command::new(&bin)
-                    .args(["--dev", "--listen", &format!("127.0.0.1:{port}")])
-                    .arg("--data-dir")
-                    .arg(dir.path())
-                    .args(["--difficulty", "207fffff", "--retarget-interval", "0"])
-                    .args(["--coinbase-maturity", "1"])
-                    .args(["--reward", &(1u64 << 50).to_string()])
-                    .args(["--max-block-txs", "100000", "--rate-limit", "0"])
-                    .env("RUST_LOG", "warn")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::inherit())
-                    .spawn()
-                    .with_context(|| format!("cannot start {}", bin.display()))?;
-                (
-                    format!("http://127.0.0.1:{port}"),
-                    Some(Spawned { child, _dir: dir }),
-                )
+                let spawned = spawn_node(&node_bin(t.node_bin.as_ref())?)?;
+                (spawned.0.bound.url(), Some(spawned))
             }
             (None, false) => bail!("give --node URL or --spawn"),
         };

@@ -61,7 +61,13 @@ pub struct Bench {
 
 impl Bench {
     pub fn open(path: Option<&Path>) -> Bench {
-        let now = Arc::new(AtomicU64::new(1_800_000_000));
+        Bench::open_at(path, 1_800_000_000)
+    }
+
+    /// Like [`Bench::open`], with the clock starting at `start` (Unix seconds): blocks
+    /// meant for a real node must not be ahead of its clock.
+    pub fn open_at(path: Option<&Path>, start: u64) -> Bench {
+        let now = Arc::new(AtomicU64::new(start));
         let n = now.clone();
         let clock: Clock = Arc::new(move || n.fetch_add(1, Ordering::SeqCst));
         let mut config = EngineConfig::new(bench_params());

@@ -5,6 +5,7 @@
 mod connect;
 mod http;
 mod stratum;
+mod sync;
 
 use anyhow::{Context, Result};
 use benchkit::Bench;
@@ -66,6 +67,10 @@ enum Cmd {
     /// Many Stratum connections submitting at vardiff rate, then new tips: shares/s,
     /// submit → reply latency, node CPU and RSS, tip → clean job latency.
     StratumLoad(stratum::StratumArgs),
+    /// A new node syncing a chain of N signed transactions from a peer (two nodes on
+    /// loopback), next to the engine's block-connect rate in the same run: tx/s, ratio,
+    /// ledger bytes against raw block bytes.
+    Sync(sync::SyncArgs),
 }
 
 fn main() -> Result<()> {
@@ -84,6 +89,7 @@ fn main() -> Result<()> {
         Cmd::HttpSubmit(a) => http::http_submit(a),
         Cmd::SseLatency(a) => http::sse_latency(a),
         Cmd::StratumLoad(a) => stratum::stratum_load(a),
+        Cmd::Sync(a) => sync::sync(a),
     }
 }
 

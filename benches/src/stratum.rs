@@ -8,13 +8,12 @@
 //! the share difficulty (1e-8, ~43 hashes a share), so the clients' shares cost them
 //! almost nothing and essentially never are blocks; the tips come from this harness.
 
-use crate::http::{free_port, ms, pct, runtime, solve_template};
+use crate::http::{ms, node_bin, pct, runtime, solve_template};
 use anyhow::{bail, ensure, Context, Result};
 use engine::hash::Hash256;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,58 +42,39 @@ pub struct StratumArgs {
 }
 
 struct Spawned {
-    child: Child,
+    node: testnode::Started,
     _dir: tempfile::TempDir,
     base: String,
     stratum: String,
 }
 
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn spawn(a: &StratumArgs) -> Result<Spawned> {
-    let bin = match &a.node_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("executable has no directory")?
-            .join("bitplace-node"),
-    };
-    ensure!(
-        bin.exists(),
-        "{} not found: build it first or pass --node-bin",
-        bin.display()
-    );
+    let bin = node_bin(a.node_bin.as_ref())?;
     let dir = tempfile::tempdir()?;
-    let (port, sport) = (free_port()?, free_port()?);
-    let stratum = format!("127.0.0.1:{sport}");
-    let child = Command::new(&bin)
-        .args(["--network", "dev", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--difficulty", "1e00ffff", "--rate-limit", "0"])
-        .args(["--stratum", &stratum, "--stratum-difficulty", "1e-8"])
-        .args(["--stratum-share-seconds", &a.share_seconds.to_string()])
-        .args([
-            "--stratum-max-per-ip",
-            "0",
-            "--stratum-max-connections",
-            "0",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let spec =
+        testnode::NodeSpec::new(&bin, &dir.path().join("data"), &dir.path().join("node.log"))
+            .args(["--network", "dev"])
+            .args(["--difficulty", "1e00ffff", "--rate-limit", "0"])
+            .args(["--stratum-difficulty", "1e-8"])
+            .args(["--stratum-share-seconds", &a.share_seconds.to_string()])
+            .args([
+                "--stratum-max-per-ip",
+                "0",
+                "--stratum-max-connections",
+                "0",
+            ])
+            .env("RUST_LOG", "warn")
+            .with_stratum();
+    let node = spec.start()?;
+    let stratum = node
+        .bound
+        .stratum
+        .context("no Stratum address in the ready line")?;
     Ok(Spawned {
-        child,
+        base: node.bound.url(),
+        stratum: stratum.to_string(),
+        node,
         _dir: dir,
-        base: format!("http://127.0.0.1:{port}"),
-        stratum,
     })
 }
 
@@ -310,7 +290,7 @@ async fn stratum_load_async(a: StratumArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Share phase: everything submitted and answered in the window counts.
-    let pid = node.child.id();
+    let pid = node.node.child.0.id();
     let (cpu0, _) = proc_usage(pid)?;
     let (acc0, t0) = (rec.accepted.load(Ordering::Relaxed), Instant::now());
     rec.latencies.lock().unwrap().clear();

@@ -40,10 +40,14 @@ impl Node {
     }
 
     fn start_with(extra: &[&str]) -> Node {
+        Node::launch(|spec| spec.args(extra))
+    }
+
+    /// A dev node whose spec `more` adds to.
+    fn launch(more: impl FnOnce(testnode::NodeSpec) -> testnode::NodeSpec) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let mut args = vec!["--dev"];
-        args.extend_from_slice(extra);
-        let process = testnode::NodeProcess::start(&node_bin(), dir.path(), &args);
+        let spec = testnode::NodeProcess::spec(&node_bin(), dir.path()).args(["--dev"]);
+        let process = testnode::NodeProcess::launch(&more(spec));
         Node {
             base: process.url.clone(),
             process,
@@ -53,14 +57,9 @@ impl Node {
 
     /// A dev node that also serves Stratum; returns it and the pool URL.
     fn start_stratum() -> (Node, String) {
-        let stratum = format!("127.0.0.1:{}", testnode::free_port());
-        let node = Node::start_with(&["--stratum", &stratum]);
-        // The Stratum listener opens right after the HTTP one: wait until it accepts.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&stratum).is_err() {
-            assert!(Instant::now() < deadline, "stratum not up; {}", node.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let node = Node::launch(testnode::NodeSpec::with_stratum);
+        // The ready line comes once both listeners are bound.
+        let stratum = node.process.bound.stratum.expect("stratum bound");
         (node, format!("stratum+tcp://{stratum}"))
     }
 

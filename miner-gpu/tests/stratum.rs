@@ -516,7 +516,11 @@ async fn a_refused_authorization_ends_the_miner_within_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_that_is_down_is_retried_with_backoff() {
-    let port = testnode::free_port();
+    // A port nothing listens on (bound a moment ago, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
     let url = format!("stratum+tcp://127.0.0.1:{port}");
     let reports = Arc::new(Mutex::new(Vec::new()));
     let r2 = reports.clone();

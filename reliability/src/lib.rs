@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -66,13 +66,13 @@ pub fn node_bin() -> PathBuf {
     .clone()
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the node binds it right after).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+pub use testnode::fast_chain_args;
+
+/// `--dev` on the fast chain (`testnode::fast_chain_args`), then `extra`.
+pub fn fast_dev(extra: &[&str]) -> Vec<String> {
+    let mut args = testnode::fast_dev_args();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
 
 /// Runs `bitplace-node <args>` to completion (offline subcommands).
@@ -128,98 +128,112 @@ pub fn env_usize(name: &str, default: usize) -> usize {
 }
 
 /// A running (or killed) `bitplace-node`. Dropping it SIGKILLs the process.
+///
+/// Started through `testnode` on `--listen 127.0.0.1:0`: `port` (and `stratum_port`) are
+/// what the node's ready line says, and a restart keeps them.
 pub struct Node {
     child: Option<Child>,
+    /// 0 until the first run printed its ready line.
     pub port: u16,
     pub stratum_port: Option<u16>,
+    stratum: bool,
     pub dir: PathBuf,
     pub args: Vec<String>,
     /// stderr of every run, appended (kept outside the data dir, so a full data
     /// filesystem does not also lose the logs).
     pub log: PathBuf,
+    /// Where the current run's output starts in `log`.
+    run_starts_at: u64,
     _log_dir: tempfile::TempDir,
     pub api: Api,
 }
 
 impl Node {
-    /// Starts a node on a free port over `dir` with extra `args` (e.g. `--dev`) and waits
-    /// until `/healthz` answers.
-    pub async fn start(dir: &Path, args: &[&str]) -> Node {
+    /// Starts a node over `dir` with extra `args` (e.g. `--dev`) and waits until it is
+    /// ready.
+    pub async fn start(dir: &Path, args: impl IntoIterator<Item = impl AsRef<str>>) -> Node {
         let mut node = Node::spawn(dir, args);
         node.wait_ready().await;
         node
     }
 
     /// Starts the process without waiting for it.
-    pub fn spawn(dir: &Path, args: &[&str]) -> Node {
-        let log_dir = tempfile::tempdir().unwrap();
-        let mut node = Node {
-            child: None,
-            port: free_port(),
-            stratum_port: None,
-            dir: dir.to_path_buf(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            log: log_dir.path().join("node.log"),
-            _log_dir: log_dir,
-            api: Api::default(),
-        };
-        node.api.base = format!("http://127.0.0.1:{}", node.port);
+    pub fn spawn(dir: &Path, args: impl IntoIterator<Item = impl AsRef<str>>) -> Node {
+        let mut node = Node::new(dir, args, false);
         node.launch();
         node
     }
 
-    /// Starts a node that also serves Stratum on a free port.
-    pub async fn start_with_stratum(dir: &Path, args: &[&str]) -> Node {
-        let log_dir = tempfile::tempdir().unwrap();
-        let mut node = Node {
-            child: None,
-            port: free_port(),
-            stratum_port: Some(free_port()),
-            dir: dir.to_path_buf(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            log: log_dir.path().join("node.log"),
-            _log_dir: log_dir,
-            api: Api::default(),
-        };
-        node.api.base = format!("http://127.0.0.1:{}", node.port);
+    /// Starts a node that also serves Stratum.
+    pub async fn start_with_stratum(
+        dir: &Path,
+        args: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Node {
+        let mut node = Node::new(dir, args, true);
         node.launch();
         node.wait_ready().await;
         node
     }
 
-    fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut cmd = self.command();
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-        if let Some(sp) = self.stratum_port {
-            cmd.arg("--stratum").arg(format!("127.0.0.1:{sp}"));
+    fn new(dir: &Path, args: impl IntoIterator<Item = impl AsRef<str>>, stratum: bool) -> Node {
+        let log_dir = tempfile::tempdir().unwrap();
+        Node {
+            child: None,
+            port: 0,
+            stratum_port: None,
+            stratum,
+            dir: dir.to_path_buf(),
+            args: args.into_iter().map(|s| s.as_ref().to_string()).collect(),
+            log: log_dir.path().join("node.log"),
+            run_starts_at: 0,
+            _log_dir: log_dir,
+            api: Api::default(),
         }
-        self.child = Some(cmd.spawn().expect("spawn bitplace-node"));
+    }
+
+    /// What the next run starts: this node's data directory, flags and (once known) ports.
+    fn spec(&self) -> testnode::NodeSpec {
+        let mut spec = testnode::NodeSpec::new(&node_bin(), &self.dir, &self.log)
+            .args(&self.args)
+            .env("RUST_LOG", "warn");
+        if self.port != 0 {
+            spec.listen.set_port(self.port);
+        }
+        if self.stratum {
+            spec = spec.with_stratum();
+            if let (Some(s), Some(p)) = (spec.stratum.as_mut(), self.stratum_port) {
+                s.set_port(p);
+            }
+        }
+        spec
+    }
+
+    fn launch(&mut self) {
+        let spec = self.spec();
+        self.run_starts_at = testnode::log_len(&self.log);
+        self.child = Some(spec.spawn().unwrap_or_else(|e| panic!("{e}")));
     }
 
     /// The node's stderr so far (for failure messages).
     pub fn log_tail(&self) -> String {
-        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let start = s.len().saturating_sub(4000);
-        let start = (start..s.len())
-            .find(|&i| s.is_char_boundary(i))
-            .unwrap_or(0);
-        s[start..].to_string()
+        testnode::log_tail(&self.log)
     }
 
-    /// Waits for `/healthz`; panics with the node's log if it exits or takes too long.
+    /// The ready line of the current run, if it has printed one; records its ports.
+    fn take_ready(&mut self) -> bool {
+        let Some(bound) = testnode::ready_in(&self.log, self.run_starts_at) else {
+            return false;
+        };
+        self.port = bound.api.port();
+        self.stratum_port = bound.stratum.map(|s| s.port());
+        self.api.base = bound.url();
+        true
+    }
+
+    /// Waits for the ready line; panics with the node's log if it exits or takes too long.
     pub async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = self.api.http.get(self.api.url("/healthz")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
+        let deadline = Instant::now() + testnode::START_TIMEOUT;
+        while !self.take_ready() {
             if let Some(st) = self.try_wait() {
                 panic!(
                     "bitplace-node exited during startup ({st}); log:\n{}",
@@ -255,51 +269,31 @@ impl Node {
         }
     }
 
-    /// Starts the process again over the same data directory and port.
+    /// Starts the process again over the same data directory and ports.
     pub async fn restart(&mut self) {
         self.kill();
         self.launch();
         self.wait_ready().await;
     }
 
-    /// The node binary on this node's data directory, port and extra flags.
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(node_bin());
-        cmd.arg("--data-dir")
-            .arg(&self.dir)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .args(&self.args)
-            .env("RUST_LOG", "warn");
-        cmd
-    }
-
     /// Starts the process again and waits for it to exit (it is expected to refuse):
-    /// `Some(output)` if it exited, `None` if it came up and serves `/healthz` instead
-    /// (it then runs under `self`).
+    /// `Some(output)` if it exited (its stderr: what this run logged), `None` if it came
+    /// up instead (it then runs under `self`).
     pub fn start_expecting_exit(&mut self, within: Duration) -> Option<Output> {
         self.kill();
-        let mut cmd = self.command();
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn bitplace-node");
+        self.launch();
         let deadline = Instant::now() + within;
-        let health = request("GET", b"/healthz", None, b"");
-        while Instant::now() < deadline {
-            if child.try_wait().unwrap().is_some() {
-                return Some(child.wait_with_output().unwrap());
-            }
-            if matches!(
-                raw_http(self.port, &health, Duration::from_secs(2)),
-                Ok((200, _))
-            ) {
-                break;
+        while Instant::now() < deadline && !self.take_ready() {
+            if let Some(status) = self.try_wait() {
+                self.child = None;
+                return Some(Output {
+                    status,
+                    stdout: Vec::new(),
+                    stderr: testnode::read_from(&self.log, self.run_starts_at).into_bytes(),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Still running: hand it to `self` so it is killed on drop, report None.
-        self.child = Some(child);
         None
     }
 }

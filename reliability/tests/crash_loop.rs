@@ -109,17 +109,7 @@ async fn sigkill_loop_keeps_every_acknowledged_transaction() {
     eprintln!("crash loop: {kills} kills, seed {}", rng.0);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut node = Node::start(
-        &data,
-        &[
-            "--dev",
-            "--difficulty",
-            "207fffff",
-            "--retarget-interval",
-            "0",
-        ],
-    )
-    .await;
+    let mut node = Node::start(&data, fast_dev(&[])).await;
     let funder = TestKey::new(100);
     let faddr = funder.address().to_string();
     let senders: Vec<TestKey> = (0..SENDERS).map(TestKey::new).collect();

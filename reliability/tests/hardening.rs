@@ -5,13 +5,6 @@
 use bitplace_reliability::*;
 use std::time::Duration;
 
-const FAST: [&str; 5] = [
-    "--dev",
-    "--difficulty",
-    "207fffff",
-    "--retarget-interval",
-    "0",
-];
 const T: Duration = Duration::from_secs(20);
 
 /// A raw POST with extra header lines.
@@ -31,7 +24,7 @@ fn post_with(port: u16, path: &str, headers: &[&str], body: &[u8]) -> (u16, Stri
 #[tokio::test]
 async fn cross_site_requests_cannot_move_dev_funds_or_reset_the_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &FAST).await;
+    let node = Node::start(dir.path(), fast_dev(&[])).await;
     let (st, _) = node.post("/api/reset_system", &serde_json::json!({})).await;
     assert_eq!(st, 200);
     let (_, wallets) = node.get("/api/get_wallets").await;
@@ -147,7 +140,7 @@ fn get_with(port: u16, path: &str, headers: &[&str]) -> (u16, String) {
 #[tokio::test]
 async fn cross_site_gets_cannot_mine_or_create_wallets() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &FAST).await;
+    let node = Node::start(dir.path(), fast_dev(&[])).await;
     let wallets = |v: &serde_json::Value| v["data"].as_array().map_or(0, Vec::len);
     let (_, w) = node.get("/api/get_wallets").await;
     let wallets_before = wallets(&w);
@@ -181,7 +174,7 @@ async fn cross_site_gets_cannot_mine_or_create_wallets() {
 #[tokio::test]
 async fn the_page_forbids_framing_and_referrers() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]).await;
+    let node = Node::start(dir.path(), &[] as &[&str]).await;
     let r = node.http.get(node.url("/")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let h = r.headers();
@@ -251,7 +244,7 @@ async fn web_root_serves_no_symlink_leaving_the_root_and_no_dotfile() {
 #[tokio::test]
 async fn a_data_dir_whose_ledger_was_deleted_is_refused_unless_reinit() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = Node::start(dir.path(), &FAST).await;
+    let mut node = Node::start(dir.path(), fast_dev(&[])).await;
     node.post("/api/new_wallet", &serde_json::json!({})).await;
     let miner = engine::testkit::TestKey::new(1).address().to_string();
     node.mine(&miner, 1).await;

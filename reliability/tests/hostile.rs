@@ -426,7 +426,9 @@ async fn openapi_query_parameters_were_documented_as_path_parameters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_http_changes_nothing_and_never_5xx() {
     let tmp = tempfile::tempdir().unwrap();
-    let flags = ["--network", "dev", "--difficulty", "207fffff"];
+    let fast = fast_chain_args();
+    let mut flags = vec!["--network", "dev"];
+    flags.extend(fast.iter().map(String::as_str));
     let (_, addr) = prepared(tmp.path(), &flags[2..]).await;
     let mut node = Node::start(tmp.path(), &flags).await;
     let before = node.fingerprint().await;
@@ -490,17 +492,7 @@ async fn hostile_http_changes_nothing_and_never_5xx() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_dev_routes_never_5xx() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut node = Node::start(
-        tmp.path(),
-        &[
-            "--dev",
-            "--difficulty",
-            "207fffff",
-            "--retarget-interval",
-            "0",
-        ],
-    )
-    .await;
+    let mut node = Node::start(tmp.path(), fast_dev(&[])).await;
     let addr = TestKey::new(1).address().to_string();
     let (st, openapi) = node.get("/v1/openapi.json").await;
     assert_eq!(st, 200);
@@ -558,12 +550,11 @@ fn stratum_exchange(port: u16, lines: &[Vec<u8>], quiet: Duration) -> Result<Vec
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_stratum_lines_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_, addr) = prepared(tmp.path(), &["--difficulty", "207fffff"]).await;
-    let mut node = Node::start_with_stratum(
-        tmp.path(),
-        &["--network", "dev", "--difficulty", "207fffff"],
-    )
-    .await;
+    let fast = fast_chain_args();
+    let mut flags = vec!["--network", "dev"];
+    flags.extend(fast.iter().map(String::as_str));
+    let (_, addr) = prepared(tmp.path(), &flags[2..]).await;
+    let mut node = Node::start_with_stratum(tmp.path(), &flags).await;
     let sport = node.stratum_port.unwrap();
     let before = node.fingerprint().await;
     let mut lines: Vec<Vec<u8>> = vec![

@@ -7,19 +7,11 @@ use engine::encoding::Encode;
 use engine::testkit::TestKey;
 use serde_json::json;
 
-const FAST: [&str; 5] = [
-    "--dev",
-    "--difficulty",
-    "207fffff",
-    "--retarget-interval",
-    "0",
-];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resubmitted_transactions_and_blocks_apply_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut a = Node::start(&tmp.path().join("a"), &FAST).await;
-    let b = Node::start(&tmp.path().join("b"), &FAST).await;
+    let mut a = Node::start(&tmp.path().join("a"), fast_dev(&[])).await;
+    let b = Node::start(&tmp.path().join("b"), fast_dev(&[])).await;
     let k = TestKey::new(500);
     let ka = k.address().to_string();
     for _ in 0..2 {

@@ -23,14 +23,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-const FAST: [&str; 5] = [
-    "--dev",
-    "--difficulty",
-    "207fffff",
-    "--retarget-interval",
-    "0",
-];
-
 async fn connect(node: &Node, peer: &Node) {
     let (st, r) = node.post("/v1/peers", &json!({"url": peer.api.base})).await;
     assert!(st == 200 || st == 201, "{st} {r}");
@@ -47,7 +39,7 @@ async fn partitioned_nodes_heal_onto_one_chain() {
     let tmp = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
     for i in 0..3 {
-        nodes.push(Node::start(&tmp.path().join(format!("n{i}")), &FAST).await);
+        nodes.push(Node::start(&tmp.path().join(format!("n{i}")), fast_dev(&[])).await);
     }
     // Partitioned: each mines its own branch; node 1 the longest.
     let keys: Vec<TestKey> = (0..3).map(|i| TestKey::new(200 + i)).collect();
@@ -119,14 +111,14 @@ async fn reorg_deeper_than_ten_blocks_returns_transactions_to_the_mempool() {
     let k = TestKey::new(300);
     let ka = k.address().to_string();
     // A shared prefix: 4 blocks, then the data directory is copied (no peering needed).
-    let mut a = Node::start(&da, &FAST).await;
+    let mut a = Node::start(&da, fast_dev(&[])).await;
     for _ in 0..4 {
         a.mine(&ka, 1).await;
     }
     a.kill();
     copy_dir(&da, &db);
     a.restart().await;
-    let b = Node::start(&db, &FAST).await;
+    let b = Node::start(&db, fast_dev(&[])).await;
     // Side A: two payments confirmed, then 12 blocks in all.
     let coins: Vec<_> = a.utxos(&ka).await.into_iter().filter(|c| c.3).collect();
     assert!(coins.len() >= 2);
@@ -234,7 +226,7 @@ fn block(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn peer_offering_an_invalid_chain_with_more_work_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(tmp.path(), &FAST).await;
+    let node = Node::start(tmp.path(), fast_dev(&[])).await;
     let k = TestKey::new(400);
     for _ in 0..3 {
         node.mine(&k.address().to_string(), 1).await;

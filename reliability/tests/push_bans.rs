@@ -12,14 +12,6 @@ use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::time::Duration;
 
-const FAST: [&str; 5] = [
-    "--dev",
-    "--difficulty",
-    "207fffff",
-    "--retarget-interval",
-    "0",
-];
-
 /// A client of `node` whose connections come from `source`.
 fn client_from(node: &Node, source: &str) -> Api {
     let source: IpAddr = source.parse().unwrap();
@@ -55,8 +47,7 @@ fn paying(k: &TestKey, amount: u64) -> Vec<TxOut> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_invalid_pusher_and_an_orphan_flooder_are_banned_while_others_are_served() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut args = FAST.to_vec();
-    args.extend(["--ban-loopback", "--ban-secs", "60"]);
+    let args = fast_dev(&["--ban-loopback", "--ban-secs", "60"]);
     let node = Node::start(tmp.path(), &args).await;
     let k = TestKey::new(71);
     node.mine(&k.address().to_string(), 1).await;
@@ -201,7 +192,7 @@ async fn an_invalid_pusher_and_an_orphan_flooder_are_banned_while_others_are_ser
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_pushers_are_exempt_by_default() {
     let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(tmp.path(), &FAST).await;
+    let node = Node::start(tmp.path(), fast_dev(&[])).await;
     let k = TestKey::new(72);
     let (prev, height, time) = tip(&node).await;
     let inflated = blocks::block(

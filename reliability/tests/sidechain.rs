@@ -8,14 +8,6 @@ use engine::testkit::{outpoint, TestKey};
 use engine::{Block, BlockHeader, CompactTarget, Hash256, Transaction, TxOut};
 use serde_json::{json, Value};
 
-const FAST: [&str; 5] = [
-    "--dev",
-    "--difficulty",
-    "207fffff",
-    "--retarget-interval",
-    "0",
-];
-
 fn solve(mut header: BlockHeader) -> BlockHeader {
     while !header.meets_target() {
         header.nonce += 1;
@@ -53,7 +45,7 @@ fn hash_of(v: &Value) -> Hash256 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn big_blocks_off_an_early_block_are_not_stored() {
     let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(tmp.path(), &FAST).await;
+    let node = Node::start(tmp.path(), fast_dev(&[])).await;
     let miner = TestKey::new(2).address().to_string();
     for _ in 0..150 {
         node.mine(&miner, 1).await;
@@ -123,17 +115,7 @@ async fn a_block_view_is_paged() {
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start(
         tmp.path(),
-        &[
-            "--dev",
-            "--difficulty",
-            "207fffff",
-            "--retarget-interval",
-            "0",
-            "--coinbase-maturity",
-            "0",
-            "--reward",
-            "1000",
-        ],
+        &fast_dev(&["--coinbase-maturity", "0", "--reward", "1000"]),
     )
     .await;
     let k = TestKey::new(5);

@@ -13,14 +13,6 @@ use bitplace_reliability::*;
 use engine::testkit::TestKey;
 use std::time::Duration;
 
-const FAST: [&str; 5] = [
-    "--dev",
-    "--difficulty",
-    "207fffff",
-    "--retarget-interval",
-    "0",
-];
-
 /// What a client sees: status fingerprint plus the balances of the keys used.
 async fn view(node: &Node, addrs: &[String]) -> (String, u64, u64, String, Vec<String>) {
     let f = node.fingerprint().await;
@@ -41,7 +33,7 @@ async fn damaged_ledger_is_refused_or_served_unchanged() {
     let orig = tmp.path().join("orig");
     let keys: Vec<TestKey> = (0..3).map(|i| TestKey::new(600 + i)).collect();
     let addrs: Vec<String> = keys.iter().map(|k| k.address().to_string()).collect();
-    let mut node = Node::start(&orig, &FAST).await;
+    let mut node = Node::start(&orig, fast_dev(&[])).await;
     for i in 0..6 {
         node.mine(&addrs[i % 2], 10).await;
     }
@@ -81,7 +73,7 @@ async fn damaged_ledger_is_refused_or_served_unchanged() {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("ledger.redb"), &bytes).unwrap();
-        let mut n = Node::spawn(&dir, &FAST);
+        let mut n = Node::spawn(&dir, fast_dev(&[]));
         n.kill();
         match n.start_expecting_exit(Duration::from_secs(15)) {
             Some(out) => {
@@ -132,7 +124,7 @@ async fn flipped_projection_bytes_are_refused_or_rebuilt_never_served() {
     let orig = tmp.path().join("orig");
     let keys: Vec<TestKey> = (0..2).map(|i| TestKey::new(700 + i)).collect();
     let addrs: Vec<String> = keys.iter().map(|k| k.address().to_string()).collect();
-    let mut node = Node::start(&orig, &FAST).await;
+    let mut node = Node::start(&orig, fast_dev(&[])).await;
     for i in 0..4 {
         node.mine(&addrs[i % 2], 1).await;
     }
@@ -178,7 +170,7 @@ async fn flipped_projection_bytes_are_refused_or_rebuilt_never_served() {
         let mut bytes = ledger.clone();
         bytes[at] ^= 0x10;
         std::fs::write(dir.join("ledger.redb"), &bytes).unwrap();
-        let mut n = Node::spawn(&dir, &FAST);
+        let mut n = Node::spawn(&dir, fast_dev(&[]));
         n.kill();
         if let Some(out) = n.start_expecting_exit(Duration::from_secs(15)) {
             let err = String::from_utf8_lossy(&out.stderr).to_string();
@@ -233,7 +225,7 @@ async fn flipped_projection_bytes_are_refused_or_rebuilt_never_served() {
 #[tokio::test]
 async fn empty_ledger_file_is_taken_for_a_new_chain() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut node = Node::start(tmp.path(), &FAST).await;
+    let mut node = Node::start(tmp.path(), fast_dev(&[])).await;
     node.mine(&TestKey::new(1).address().to_string(), 1).await;
     node.kill();
     std::fs::write(tmp.path().join("ledger.redb"), b"").unwrap();

@@ -1,0 +1,184 @@
+//! `bitplace-bench sync`: a new node catching up with a peer, next to the engine's own
+//! block-connect rate measured in the same run (issue 15's goal: ≥ 0.8× connect).
+//!
+//! The chain (funding blocks, then blocks of `--block-txs` signed one-input transactions)
+//! is built in process on the bench parameters, then pushed to node A through its public
+//! peer route (`POST /v1/p2p/blocks`), in order. Node B starts empty with `--peer A` and is
+//! timed from its ready line until its tip and UTXO-set hash are A's. Both nodes run the
+//! same chain flags as the local engine, so they agree on every block.
+
+use crate::connect::connect_rate;
+use crate::http::{node_bin, runtime};
+use anyhow::{ensure, Context, Result};
+use benchkit::Bench;
+use engine::encoding::Encode;
+use engine::Block;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct SyncArgs {
+    /// Signed transactions in the chain (besides the funding ones).
+    #[arg(long, default_value_t = 100_000)]
+    pub txs: usize,
+    /// Transactions per block (≤ 40,000: a block stays under the node's 8 MB).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=40_000))]
+    pub block_txs: u64,
+    /// The node binary (default: bitplace-node next to this executable).
+    #[arg(long)]
+    pub node_bin: Option<PathBuf>,
+    /// Give up when B has not caught up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
+}
+
+/// The chain flags that make a node agree with `benchkit::bench_params` on every block
+/// these benches build (the node's 8 MB block limit is the one difference; blocks stay
+/// under it).
+fn bench_chain_args() -> Vec<String> {
+    let p = benchkit::bench_params();
+    let mut args = testnode::fast_dev_args();
+    for (flag, value) in [
+        ("--coinbase-maturity", p.coinbase_maturity.to_string()),
+        ("--reward", p.reward.to_string()),
+        ("--max-block-txs", p.max_block_txs.to_string()),
+        ("--rate-limit", "0".to_string()),
+    ] {
+        args.extend([flag.to_string(), value]);
+    }
+    args
+}
+
+/// A node on the bench chain in `dir`, peering with `peer` when given.
+fn start_node(bin: &Path, dir: &Path, peer: Option<&str>) -> Result<testnode::Started> {
+    let mut spec = testnode::NodeSpec::new(bin, &dir.join("data"), &dir.join("node.log"))
+        .args(bench_chain_args())
+        .env("RUST_LOG", "warn");
+    if let Some(url) = peer {
+        spec = spec.args(["--peer", url]);
+    }
+    Ok(spec.start()?)
+}
+
+/// Every block of the local engine's best chain after genesis, in order.
+fn best_chain(bench: &Bench) -> Result<Vec<Block>> {
+    let height = bench.engine.status()?.height;
+    (1..=height)
+        .map(|h| {
+            let hash = bench.engine.block_hash_at(h)?.context("main chain gap")?;
+            Ok(bench
+                .engine
+                .block(&hash)?
+                .context("indexed block missing")?
+                .1)
+        })
+        .collect()
+}
+
+/// Builds the chain: funding blocks, then blocks of `block_txs` transactions each.
+fn build_chain(txs: usize, block_txs: usize) -> Result<Vec<Block>> {
+    // The node refuses blocks more than 2 h ahead of its clock: start a day back.
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        - 86_400;
+    let bench = Bench::open_at(None, start);
+    let coins = bench.fund(txs);
+    for chunk in coins.chunks(block_txs) {
+        let block = bench.full_block(chunk);
+        bench.engine.submit_block(block).context("local block")?;
+    }
+    best_chain(&bench)
+}
+
+pub fn sync(a: SyncArgs) -> Result<()> {
+    let bin = node_bin(a.node_bin.as_ref())?;
+    let blocks = build_chain(a.txs, a.block_txs as usize)?;
+    let raw_block_bytes: usize = blocks.iter().map(|b| b.encode().len()).sum();
+    let chain_txs: usize = blocks.iter().map(|b| b.txs.len()).sum();
+    let connect = connect_rate(a.block_txs as usize)?;
+    let rt = runtime(2)?;
+    let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let node_a = start_node(&bin, dirs.0.path(), None)?;
+    let a_url = node_a.bound.url();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    rt.block_on(push_chain(&http, &a_url, &blocks))?;
+    let want = rt.block_on(status(&http, &a_url))?;
+    let started = Instant::now();
+    let node_b = start_node(&bin, dirs.1.path(), Some(&a_url))?;
+    let b_url = node_b.bound.url();
+    let deadline = Duration::from_secs(a.timeout_secs);
+    rt.block_on(wait_caught_up(&http, &b_url, &want, started, deadline))?;
+    let secs = started.elapsed().as_secs_f64();
+    let ledger_bytes = std::fs::metadata(dirs.1.path().join("data/ledger.redb"))?.len();
+    let rate = chain_txs as f64 / secs;
+    println!(
+        "{}",
+        json!({"bench": "sync", "txs": a.txs, "chain_txs": chain_txs, "blocks": blocks.len(),
+               "block_txs": a.block_txs, "seconds": (secs * 100.0).round() / 100.0,
+               "tx_per_s": rate.round(), "connect_tx_per_s": connect.round(),
+               "ratio_to_connect": (rate / connect * 100.0).round() / 100.0,
+               "ledger_bytes": ledger_bytes, "raw_block_bytes": raw_block_bytes,
+               "ledger_to_raw": (ledger_bytes as f64 / raw_block_bytes as f64 * 100.0).round() / 100.0})
+    );
+    drop((node_a, node_b));
+    Ok(())
+}
+
+/// Pushes every block to the node in order, each answered before the next.
+async fn push_chain(http: &reqwest::Client, base: &str, blocks: &[Block]) -> Result<()> {
+    for (i, b) in blocks.iter().enumerate() {
+        let r = http
+            .post(format!("{base}/v1/p2p/blocks"))
+            .json(&json!({"hex": hex::encode(b.encode())}))
+            .send()
+            .await?;
+        let status = r.status();
+        ensure!(
+            status.is_success(),
+            "block {} refused: {status} {}",
+            i + 1,
+            r.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn status(http: &reqwest::Client, base: &str) -> Result<Value> {
+    Ok(http
+        .get(format!("{base}/v1/status"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// Polls B until its best block and UTXO-set hash are `want`'s.
+async fn wait_caught_up(
+    http: &reqwest::Client,
+    base: &str,
+    want: &Value,
+    started: Instant,
+    within: Duration,
+) -> Result<()> {
+    let same = |s: &Value| {
+        s["best_hash"] == want["best_hash"] && s["utxo_set_hash"] == want["utxo_set_hash"]
+    };
+    loop {
+        let now = status(http, base).await?;
+        if same(&now) {
+            return Ok(());
+        }
+        ensure!(
+            started.elapsed() < within,
+            "not caught up after {within:?}: at height {} of {}",
+            now["height"],
+            want["height"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
