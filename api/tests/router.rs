@@ -580,7 +580,7 @@ async fn a_full_disk_answers_503_storage_error_and_accepts_again_once_space_retu
     use engine::testkit::fault::{Fault, FaultDisk, Tear};
     use engine::testkit::{outpoint, TestKey};
     let mut params = ChainParams::dev();
-    params.initial_bits = engine::CompactTarget(0x207fffff);
+    params.initial_bits = engine::CompactTarget::EASIEST;
     params.retarget_interval = 0;
     let disk = FaultDisk::new();
     let engine = Engine::with_backend(disk.clone(), EngineConfig::new(params.clone())).unwrap();
