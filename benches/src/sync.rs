@@ -113,7 +113,10 @@ pub fn sync(a: SyncArgs) -> Result<()> {
     let deadline = Duration::from_secs(a.timeout_secs);
     rt.block_on(wait_caught_up(&http, &b_url, &want, started, deadline))?;
     let secs = started.elapsed().as_secs_f64();
-    let ledger_bytes = std::fs::metadata(dirs.1.path().join("data/ledger.redb"))?.len();
+    drop((node_a, node_b));
+    let ledger = dirs.1.path().join("data/ledger.redb");
+    let ledger_bytes = std::fs::metadata(&ledger)?.len();
+    let usage = storage_usage(&ledger)?;
     let rate = chain_txs as f64 / secs;
     println!(
         "{}",
@@ -122,10 +125,17 @@ pub fn sync(a: SyncArgs) -> Result<()> {
                "tx_per_s": rate.round(), "connect_tx_per_s": connect.round(),
                "ratio_to_connect": (rate / connect * 100.0).round() / 100.0,
                "ledger_bytes": ledger_bytes, "raw_block_bytes": raw_block_bytes,
-               "ledger_to_raw": (ledger_bytes as f64 / raw_block_bytes as f64 * 100.0).round() / 100.0})
+               "ledger_to_raw": (ledger_bytes as f64 / raw_block_bytes as f64 * 100.0).round() / 100.0,
+               "storage": usage})
     );
-    drop((node_a, node_b));
     Ok(())
+}
+
+/// Where the synced ledger's bytes go (the node is stopped; the file opened in process).
+fn storage_usage(ledger: &Path) -> Result<engine::query::StorageUsage> {
+    let engine = engine::Engine::open(ledger, engine::EngineConfig::new(benchkit::bench_params()))
+        .context("open the synced ledger")?;
+    Ok(engine.storage_usage()?)
 }
 
 /// Pushes every block to the node in order, each answered before the next.

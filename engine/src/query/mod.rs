@@ -5,15 +5,18 @@
 //! - [`views`]: the shapes returned (serialised as-is by the HTTP API);
 //! - [`chain`]: status, blocks, locators; [`txs`]: transactions and the mempool;
 //!   [`address`]: balances, history, UTXOs; [`template`]: block templates;
-//!   [`replay`]: the log replayed as notifications for reconnecting subscribers.
+//!   [`replay`]: the log replayed as notifications for reconnecting subscribers;
+//!   [`storage`]: where the ledger file's bytes go, per table and per event kind.
 
 mod address;
 mod chain;
 mod replay;
+mod storage;
 mod template;
 mod txs;
 mod views;
 
+pub use storage::{LogKindUsage, StorageUsage, TableUsage};
 pub(crate) use template::TemplateCache;
 pub use views::*;
 use views::{input_info, utxo_info};
