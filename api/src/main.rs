@@ -347,6 +347,13 @@ fn rebuild(a: &OfflineArgs) -> Result<()> {
     }
     let engine = open_offline(a)?;
     let hash = engine.rebuild().context("rebuild failed")?;
+    drop(engine);
+    // The rebuild rewrote every projection row: hand the old pages back to the disk.
+    let c = engine::compact_file(&path).context("compaction after the rebuild failed")?;
+    eprintln!(
+        "compacted the ledger file: {} → {} bytes",
+        c.before, c.after
+    );
     println!("{}", hex::encode(hash.0));
     Ok(())
 }

@@ -43,6 +43,6 @@ pub mod validation;
 
 pub use engine::{BlockAccepted, Engine, EngineConfig, TxAccepted};
 pub use error::EngineError;
-pub use recovery::{repair_file, VerifyReport};
+pub use recovery::{compact_file, repair_file, Compaction, VerifyReport};
 pub use store::StoreError;
 pub use validation::{Reject, RejectClass};

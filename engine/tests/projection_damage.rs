@@ -266,3 +266,24 @@ fn every_page_of_a_small_ledger_with_a_flipped_bit_is_refused_repaired_or_served
     assert!(tried >= 50, "only {tried} flips in the time allowed");
     assert!(o.refused_at_open > 0, "no flip was noticed at all");
 }
+
+#[test]
+fn a_rebuilt_ledger_compacts_smaller_and_serves_the_same() {
+    let l = small_ledger();
+    let e = open(&l, &l.path).unwrap();
+    e.rebuild().unwrap();
+    drop(e);
+    let c = engine::compact_file(&l.path).unwrap();
+    assert!(
+        c.after < c.before,
+        "a rebuild leaves free pages to give back: {c:?}"
+    );
+    assert_eq!(std::fs::metadata(&l.path).unwrap().len(), c.after);
+    let e = open(&l, &l.path).unwrap();
+    assert_eq!(view(&e, &l.addrs).unwrap(), l.last);
+    assert!(e.verify().unwrap().ok());
+    drop(e);
+    // Nothing left to give back: a second compaction keeps the file as it is.
+    let again = engine::compact_file(&l.path).unwrap();
+    assert!(again.after <= again.before, "{again:?}");
+}
