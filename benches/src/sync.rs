@@ -117,6 +117,7 @@ pub fn sync(a: SyncArgs) -> Result<()> {
     let ledger = dirs.1.path().join("data/ledger.redb");
     let ledger_bytes = std::fs::metadata(&ledger)?.len();
     let usage = storage_usage(&ledger)?;
+    let rebuilt_bytes = rebuild_offline(&bin, &dirs.1.path().join("data"))?;
     let rate = chain_txs as f64 / secs;
     println!(
         "{}",
@@ -126,9 +127,27 @@ pub fn sync(a: SyncArgs) -> Result<()> {
                "ratio_to_connect": (rate / connect * 100.0).round() / 100.0,
                "ledger_bytes": ledger_bytes, "raw_block_bytes": raw_block_bytes,
                "ledger_to_raw": (ledger_bytes as f64 / raw_block_bytes as f64 * 100.0).round() / 100.0,
+               "ledger_bytes_after_rebuild": rebuilt_bytes,
                "storage": usage})
     );
     Ok(())
+}
+
+/// `bitplace-node rebuild` on the stopped node's data (it compacts the file after):
+/// the size a rebuilt ledger settles at.
+fn rebuild_offline(bin: &Path, data: &Path) -> Result<u64> {
+    let out = std::process::Command::new(bin)
+        .arg("rebuild")
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "bitplace-node rebuild failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(std::fs::metadata(data.join("ledger.redb"))?.len())
 }
 
 /// Where the synced ledger's bytes go (the node is stopped; the file opened in process).
