@@ -30,6 +30,9 @@ pub struct StatusView {
     pub tip_time: u32,
     pub median_time_past: u32,
     pub hashrate_estimate: f64,
+    /// Bytes of stored blocks off the best chain within reach of the tip (what
+    /// `--max-side-chain-mb` bounds).
+    pub side_chain_bytes: u64,
 }
 
 impl StatusView {
@@ -50,6 +53,7 @@ impl StatusView {
             tip_time: s.tip_time,
             median_time_past: s.median_time_past,
             hashrate_estimate: s.hashrate_estimate,
+            side_chain_bytes: s.side_chain_bytes,
         }
     }
 }

@@ -6,7 +6,9 @@ use crate::hash::Hash256;
 use crate::header::BlockHeader;
 use crate::pow::CompactTarget;
 use crate::tx::{Transaction, TxOut};
-use serde::{Deserialize, Serialize};
+/// Chain work (and [`ChainParams::min_chain_work`]).
+pub use primitive_types::U256;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 
@@ -64,6 +66,38 @@ pub struct ChainParams {
     pub max_future_secs: u32,
     /// Most transactions the mempool holds before evicting the lowest fee rate.
     pub mempool_max_txs: usize,
+    /// Work our best chain must have before this node stores side-chain block bodies
+    /// (and before sync fetches a peer's chain that claims less): below it, a branch
+    /// that is not the best is cheap junk, not a fork worth keeping (Bitcoin Core's
+    /// `nMinimumChainWork`). 0 on every network for now: a real value is only known
+    /// once a chain has history worth protecting.
+    #[serde(default, with = "u256_serde")]
+    pub min_chain_work: U256,
+}
+
+/// Chain work as a 64-digit big-endian hex string, as every API shows it.
+mod u256_serde {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &U256, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::pow::u256_hex(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<U256, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_chain_work(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses chain work written in hex (up to 64 digits, `0x` optional).
+pub fn parse_chain_work(text: &str) -> Result<U256, String> {
+    let hex = text.trim().trim_start_matches("0x").trim_start_matches("0X");
+    if hex.is_empty() || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "`{text}` is not chain work in hex (1 to 64 hex digits, like 1000000)"
+        ));
+    }
+    U256::from_str_radix(hex, 16).map_err(|e| format!("`{text}`: {e:?}"))
 }
 
 impl ChainParams {
@@ -81,6 +115,7 @@ impl ChainParams {
             max_block_bytes: 8_000_000,
             max_future_secs: 2 * 60 * 60,
             mempool_max_txs: 200_000,
+            min_chain_work: U256::zero(),
         }
     }
 
@@ -102,6 +137,7 @@ impl ChainParams {
             max_block_bytes: 8_000_000,
             max_future_secs: 2 * 60 * 60,
             mempool_max_txs: 200_000,
+            min_chain_work: U256::zero(),
         }
     }
 
@@ -184,6 +220,20 @@ mod tests {
         let mut custom = ChainParams::dev();
         custom.initial_bits = CompactTarget(0x1e00ffff);
         assert_eq!(custom.genesis_hash(), ChainParams::dev().genesis_hash());
+    }
+
+    #[test]
+    fn min_chain_work_parses_hex_and_round_trips() {
+        assert_eq!(parse_chain_work("0").unwrap(), U256::zero());
+        assert_eq!(parse_chain_work("0x1000").unwrap(), U256::from(0x1000));
+        assert!(parse_chain_work("").is_err());
+        assert!(parse_chain_work("xyz").is_err());
+        assert!(parse_chain_work(&"f".repeat(65)).is_err());
+        let mut p = ChainParams::main();
+        p.min_chain_work = U256::from(0xabcdef);
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(json.contains("0000abcdef"), "{json}");
+        assert_eq!(serde_json::from_str::<ChainParams>(&json).unwrap(), p);
     }
 
     #[test]

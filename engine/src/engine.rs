@@ -17,7 +17,7 @@ use crate::notify::Notification;
 use crate::params::ChainParams;
 use crate::sigcache::{SigCache, SigCacheStats, SigKey};
 use crate::store::chainstate::InputContext;
-use crate::store::codec::{decode_mempool_value, fee_rate_micro};
+use crate::store::codec::{decode_mempool_value, fee_rate_micro, BlockMeta};
 use crate::store::{read, StoreError, Tables};
 use crate::tx::{OutPoint, Transaction};
 use crate::validation::{self, CheckedBlock, Reject, VerifiedTx};
@@ -40,6 +40,9 @@ const MAX_BATCH: usize = 8192;
 /// a few blocks) with a wide margin, while a fork that deep must match the tip's
 /// difficulty block for block.
 pub const SIDE_CHAIN_REACH_BLOCKS: u64 = 144;
+/// Default budget for the bytes of stored side-chain blocks within reach of the tip.
+/// Honest forks are a block or two deep; 64 MB holds eight full (8 MB) competing blocks.
+pub const DEFAULT_MAX_SIDE_CHAIN_BYTES: u64 = 64 * 1000 * 1000;
 
 /// How long reads wait after one of them failed to reopen the storage before trying again.
 const READ_REOPEN_GAP: Duration = Duration::from_secs(1);
@@ -64,6 +67,10 @@ pub struct EngineConfig {
     pub min_fee_rate: u64,
     /// Entries of the signature cache ([`crate::sigcache`]); 0 turns it off.
     pub sigcache_capacity: usize,
+    /// Most bytes of stored blocks off the best chain within reach of the tip
+    /// ([`SIDE_CHAIN_REACH_BLOCKS`]); a side block past it is refused (`side_chain_full`)
+    /// unless it makes its branch the best chain.
+    pub max_side_chain_bytes: u64,
 }
 
 impl EngineConfig {
@@ -73,6 +80,7 @@ impl EngineConfig {
             clock: system_clock(),
             min_fee_rate: crate::fee::MIN_RELAY_FEE_RATE,
             sigcache_capacity: crate::sigcache::DEFAULT_CAPACITY,
+            max_side_chain_bytes: DEFAULT_MAX_SIDE_CHAIN_BYTES,
         }
     }
 }
@@ -852,6 +860,9 @@ impl Writer {
         let tip = read::block_meta(t.block_index(), &t.meta().tip)?
             .ok_or_else(|| StoreError::corrupt("tip missing"))?;
         check_within_reach(block.block(), &parent, &tip)?;
+        if branch_work(block.block(), &parent)? <= tip.chainwork {
+            self.check_side_room(t, block.block(), &tip)?;
+        }
         t.append(Event::BlockAccepted(block.shared().clone()))?;
         let new = read::block_meta(t.block_index(), &hash)?
             .ok_or_else(|| StoreError::corrupt("block just stored"))?;
@@ -1019,16 +1030,63 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// A block that would sit off the best chain is stored only when our best chain has
+    /// the minimum chain work (below it, anything but the best chain is cheap junk) and
+    /// the side blocks within reach of the tip leave room for it in the budget. The sum
+    /// is read from the side-block projection, so it holds across restarts and rebuilds.
+    fn check_side_room(&self, t: &Tables<'_>, block: &Block, tip: &BlockMeta) -> Result<(), EngineError> {
+        if tip.chainwork < self.params().min_chain_work {
+            return Err(Reject::BelowMinChainWork.into());
+        }
+        let max = self.shared.config.max_side_chain_bytes;
+        let used = side_bytes_within_reach(t.side_blocks(), tip)?;
+        let size = block.size() as u64;
+        if used.saturating_add(size) > max {
+            return Err(Reject::SideChainFull { used, size, max }.into());
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of the stored blocks off the main chain whose chainwork is within reach of the
+/// tip's: the side blocks that could still become the best chain. Blocks further behind
+/// stay in the log (it is append-only) but no longer count, so the budget frees up as
+/// the tip moves on.
+pub(crate) fn side_bytes_within_reach(
+    side: &impl ReadableTable<crate::store::Bytes, u64>,
+    tip: &BlockMeta,
+) -> Result<u64, EngineError> {
+    let floor = tip.chainwork.saturating_sub(reach_work(tip)?);
+    let from = crate::store::codec::side_block_key(&floor, &Hash256::ZERO);
+    let mut used = 0u64;
+    for row in side.range(from.as_slice()..).map_err(StoreError::from)? {
+        used = used.saturating_add(row.map_err(StoreError::from)?.1.value());
+    }
+    Ok(used)
+}
+
+/// The work of the chain ending in `block`.
+fn branch_work(block: &Block, parent: &BlockMeta) -> Result<primitive_types::U256, Reject> {
+    let work = block.header.bits.work().map_err(Reject::InvalidBits)?;
+    Ok(parent.chainwork.saturating_add(work))
+}
+
+/// [`SIDE_CHAIN_REACH_BLOCKS`] blocks of the tip's work.
+fn reach_work(tip: &BlockMeta) -> Result<primitive_types::U256, Reject> {
+    let per_block = tip
+        .bits
+        .work()
+        .map_err(Reject::InvalidBits)?
+        .max(1u64.into());
+    Ok(per_block.saturating_mul(SIDE_CHAIN_REACH_BLOCKS.into()))
+}
+
 /// Refuses `block` when its branch's work is more than [`SIDE_CHAIN_REACH_BLOCKS`]
 /// tip-blocks of work below the tip's: it could not become the best chain before the
 /// honest chain moves on, so its body is not worth a place in the log.
-fn check_within_reach(
-    block: &Block,
-    parent: &crate::store::codec::BlockMeta,
-    tip: &crate::store::codec::BlockMeta,
-) -> Result<(), Reject> {
-    let work = block.header.bits.work().map_err(Reject::InvalidBits)?;
-    let branch = parent.chainwork.saturating_add(work);
+fn check_within_reach(block: &Block, parent: &BlockMeta, tip: &BlockMeta) -> Result<(), Reject> {
+    let branch = branch_work(block, parent)?;
     if branch >= tip.chainwork {
         return Ok(());
     }
@@ -1037,8 +1095,7 @@ fn check_within_reach(
         .work()
         .map_err(Reject::InvalidBits)?
         .max(1u64.into());
-    let reach = per_block.saturating_mul(SIDE_CHAIN_REACH_BLOCKS.into());
-    if branch.saturating_add(reach) >= tip.chainwork {
+    if branch.saturating_add(reach_work(tip)?) >= tip.chainwork {
         return Ok(());
     }
     let behind = (tip.chainwork - branch) / per_block;

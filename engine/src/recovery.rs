@@ -237,6 +237,7 @@ pub(crate) fn projection_digests(db: &Database) -> StoreResult<Vec<(&'static str
         ("mempool_spends", table_digest(db, MEMPOOL_SPENDS)?),
         ("mempool_rate", table_digest(db, MEMPOOL_RATE)?),
         ("mempool_addr", table_digest(db, MEMPOOL_ADDR)?),
+        ("side_blocks", table_digest(db, SIDE_BLOCKS)?),
     ])
 }
 

@@ -104,6 +104,10 @@ pub enum Reject {
     GenesisMismatch,
     #[error("block's branch is {behind} blocks of work behind the tip, past the {reach} a side chain may be: it cannot become the best chain")]
     ForkTooFarBehind { behind: u64, reach: u64 },
+    #[error("our best chain has less work than the minimum chain work: side-chain blocks are not stored until it has")]
+    BelowMinChainWork,
+    #[error("side-chain storage is full: {used} bytes of side blocks within reach of the tip, this block of {size} would pass the budget of {max}")]
+    SideChainFull { used: u64, size: u64, max: u64 },
 }
 
 impl Reject {
@@ -148,6 +152,8 @@ impl Reject {
             TooManyTxs { .. } => "too_many_txs",
             GenesisMismatch => "genesis_mismatch",
             ForkTooFarBehind { .. } => "fork_too_far_behind",
+            BelowMinChainWork => "below_min_chain_work",
+            SideChainFull { .. } => "side_chain_full",
         }
     }
 
@@ -193,8 +199,8 @@ impl Reject {
             | UnknownParent(_)
             | TimeTooNew { .. } => Conflict,
             // Not invalid: this node keeps no body whose chain cannot become the best.
-            FeeTooLow { .. } | ForkTooFarBehind { .. } => PolicyRule,
-            MempoolFull => PolicyCapacity,
+            FeeTooLow { .. } | ForkTooFarBehind { .. } | BelowMinChainWork => PolicyRule,
+            MempoolFull | SideChainFull { .. } => PolicyCapacity,
         }
     }
 
@@ -212,6 +218,8 @@ impl Reject {
                 | Reject::UnknownParent(_)
                 | Reject::MissingInput(..)
                 | Reject::MempoolFull
+                | Reject::BelowMinChainWork
+                | Reject::SideChainFull { .. }
         )
     }
 }

@@ -460,3 +460,140 @@ fn a_block_refused_for_a_garbled_signature_is_not_remembered_as_invalid() {
         engine::BlockAccepted::Connected { .. }
     ));
 }
+
+/// An engine over the ledger file in `dir` with `params` and a side-chain budget of `max`
+/// bytes, on the fixture's clock.
+fn open_with_budget(
+    dir: &std::path::Path,
+    params: engine::params::ChainParams,
+    max: u64,
+    now: &std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> engine::Engine {
+    let mut c = config(params, now);
+    c.max_side_chain_bytes = max;
+    engine::Engine::open(dir.join("ledger.redb"), c).unwrap()
+}
+
+/// A sibling of the tip (a tie: stored on a side branch), told apart by its time.
+fn tip_sibling(e: &engine::Engine, nth: u32) -> Block {
+    let tip = e.status().unwrap();
+    let parent = e.block_hash_at(tip.height - 1).unwrap().unwrap();
+    fork_block(parent, tip.height, tip.tip_time + nth, vec![])
+}
+
+fn side_outcome(e: &engine::Engine, b: &Block) -> Result<engine::BlockAccepted, EngineError> {
+    e.submit_block(b.clone())
+}
+
+/// Issue 17 item 1: stored side-chain bodies within reach of the tip are bounded. Past
+/// the budget a side block is refused by policy (`side_chain_full`, nothing written)
+/// unless it makes its branch the best chain; the count comes from the projections, so a
+/// restart and a rebuild give the same answer, and blocks that fall out of reach stop
+/// counting.
+#[test]
+fn side_chain_storage_stops_at_its_budget_across_restarts_and_rebuilds() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(START_TIME));
+    let probe = {
+        let f = Fixture::new();
+        f.mine(key(1).address());
+        f.mine(key(1).address());
+        tip_sibling(&f.engine, 1).size() as u64
+    };
+    // Room for two sibling blocks, not three.
+    let max = probe * 5 / 2;
+    let e = open_with_budget(dir.path(), fast_params(), max, &now);
+    let f = Fixture {
+        engine: e,
+        now: now.clone(),
+        dir: None,
+    };
+    for _ in 0..4 {
+        f.mine(key(1).address());
+    }
+    let e = &f.engine;
+    assert_eq!(e.status().unwrap().side_chain_bytes, 0);
+    let (a, b, c) = (tip_sibling(e, 1), tip_sibling(e, 2), tip_sibling(e, 3));
+    for s in [&a, &b] {
+        let r = side_outcome(e, s).unwrap();
+        assert!(matches!(r, engine::BlockAccepted::SideChain { .. }), "{r:?}");
+    }
+    let used = (a.size() + b.size()) as u64;
+    assert_eq!(e.status().unwrap().side_chain_bytes, used);
+    let before = f.state();
+    let err = side_outcome(e, &c).unwrap_err();
+    assert_eq!(code(&err), "side_chain_full", "{err}");
+    assert!(!err.reject().unwrap().is_consensus(), "policy, not consensus");
+    assert_eq!(f.state(), before, "nothing stored");
+    assert!(e.block(&c.hash()).unwrap().is_none());
+    drop(f);
+
+    // After a restart: the same count, the same refusal.
+    let e = open_with_budget(dir.path(), fast_params(), max, &now);
+    assert_eq!(e.status().unwrap().side_chain_bytes, used);
+    assert_eq!(code(&side_outcome(&e, &c).unwrap_err()), "side_chain_full");
+    // After a rebuild of every projection from the log: the same again.
+    e.rebuild().unwrap();
+    assert_eq!(e.status().unwrap().side_chain_bytes, used);
+    assert_eq!(code(&side_outcome(&e, &c).unwrap_err()), "side_chain_full");
+    assert!(e.verify().unwrap().ok());
+
+    // A block that makes its side branch the best chain is taken however full it is; the
+    // tip it replaces now counts as a side block.
+    let tip = e.status().unwrap();
+    let on_a = fork_block(a.hash(), tip.height + 1, tip.tip_time + 10, vec![]);
+    let r = e.submit_block(on_a.clone()).unwrap();
+    assert!(matches!(r, engine::BlockAccepted::Reorganized { .. }), "{r:?}");
+    let old_tip = e.block(&tip.best_hash).unwrap().unwrap().0.size as u64;
+    assert_eq!(
+        e.status().unwrap().side_chain_bytes,
+        b.size() as u64 + old_tip
+    );
+
+    // Side blocks more than the reach behind no longer count: the budget frees up.
+    let f = Fixture {
+        engine: e,
+        now,
+        dir: None,
+    };
+    for _ in 0..engine::engine::SIDE_CHAIN_REACH_BLOCKS + 2 {
+        f.mine(key(1).address());
+    }
+    assert_eq!(f.engine.status().unwrap().side_chain_bytes, 0);
+    let late = tip_sibling(&f.engine, 1);
+    assert!(matches!(
+        side_outcome(&f.engine, &late).unwrap(),
+        engine::BlockAccepted::SideChain { .. }
+    ));
+    assert_eq!(
+        f.engine.status().unwrap().side_chain_bytes,
+        late.size() as u64
+    );
+}
+
+/// Issue 17 item 1: while our best chain has less than the minimum chain work, no side
+/// block body is stored (`below_min_chain_work`, policy); blocks extending the best chain
+/// still are, and once it has the work, side blocks are stored as before.
+#[test]
+fn below_the_minimum_chain_work_no_side_block_is_stored() {
+    let mut p = fast_params();
+    let per_block = CompactTarget::EASIEST.work().unwrap();
+    // Genesis plus five blocks reach it.
+    p.min_chain_work = per_block * 6u64;
+    let f = Fixture::with_params(p);
+    for _ in 0..3 {
+        f.mine(key(1).address());
+    }
+    let e = &f.engine;
+    let before = f.state();
+    let err = side_outcome(e, &tip_sibling(e, 1)).unwrap_err();
+    assert_eq!(code(&err), "below_min_chain_work", "{err}");
+    assert!(!err.reject().unwrap().is_consensus());
+    assert_eq!(f.state(), before, "nothing stored");
+    // The best chain still grows; at the minimum work side blocks are stored again.
+    for _ in 0..2 {
+        f.mine(key(1).address());
+    }
+    let r = side_outcome(e, &tip_sibling(e, 1)).unwrap();
+    assert!(matches!(r, engine::BlockAccepted::SideChain { .. }), "{r:?}");
+}

@@ -31,6 +31,16 @@ pub(super) fn hashrate(
     ))
 }
 
+/// What the side-chain budget counts now. A ledger that never had a write since the
+/// side-block table was added has no such table: nothing counted yet.
+fn side_chain_bytes(s: &Snapshot, tip: &BlockMeta) -> Result<u64, EngineError> {
+    match s.txn.open_table(SIDE_BLOCKS) {
+        Ok(side) => crate::engine::side_bytes_within_reach(&side, tip),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `work` hashes over `secs` seconds, the span floored at one second per block.
 fn work_per_second(work: U256, secs: u32, blocks: u64) -> f64 {
     let span = u64::from(secs).max(blocks) as f64;
@@ -60,6 +70,7 @@ impl Engine {
             tip_time: tip.time,
             median_time_past: median_after(&index, &tip)?,
             hashrate_estimate: hashrate(&index, &tip)?,
+            side_chain_bytes: side_chain_bytes(&s, &tip)?,
         })
     }
 

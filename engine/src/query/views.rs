@@ -25,6 +25,9 @@ pub struct Status {
     /// Hashes per second: the work of the last 20 blocks (genesis never) over their time
     /// span, floored at one second per block.
     pub hashrate_estimate: f64,
+    /// Bytes of stored blocks off the best chain within reach of the tip: what the
+    /// side-chain budget (`EngineConfig::max_side_chain_bytes`) counts.
+    pub side_chain_bytes: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]

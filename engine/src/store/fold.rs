@@ -108,6 +108,8 @@ impl Tables<'_> {
         };
         self.block_index
             .insert(hash.0.as_slice(), meta.encode().as_slice())?;
+        // Every block is stored off the main chain until a TipConnected says otherwise.
+        self.mark_side(&meta, true)?;
         self.blocks.insert(hash, block.clone());
         self.note(
             seq,
@@ -177,6 +179,7 @@ impl Tables<'_> {
         self.apply_balances(balances)?;
         self.undo.insert(hash.0.as_slice(), undo.as_slice())?;
         self.main_chain.insert(meta.height, hash.0.as_slice())?;
+        self.mark_side(&meta, false)?;
         self.meta.tip = *hash;
         if self.collect_notes {
             let txids = block.txids();
@@ -242,6 +245,7 @@ impl Tables<'_> {
         }
         self.apply_balances(balances)?;
         self.main_chain.remove(meta.height)?;
+        self.mark_side(&meta, true)?;
         self.meta.tip = meta.prev;
         self.note(
             seq,
@@ -309,12 +313,25 @@ impl Tables<'_> {
         self.mempool_spends.clear()?;
         self.mempool_rate.clear()?;
         self.mempool_addr.clear()?;
+        self.side_blocks.retain(|_, _| false)?;
         self.blocks.clear();
         self.meta = super::ProjMeta {
             cursor: seq,
             ..Default::default()
         };
         self.note(seq, NotificationKind::Reset, Vec::new());
+        Ok(())
+    }
+
+    /// Adds a block to, or removes it from, the side-block rows.
+    fn mark_side(&mut self, meta: &BlockMeta, side: bool) -> StoreResult<()> {
+        let key = side_block_key(&meta.chainwork, &meta.hash);
+        if side {
+            self.side_blocks
+                .insert(key.as_slice(), u64::from(meta.size))?;
+        } else {
+            self.side_blocks.remove(key.as_slice())?;
+        }
         Ok(())
     }
 

@@ -11,19 +11,21 @@
 //!   genesis to the tip with heights, parents and chainwork = parent's + work(bits) on
 //!   every row; the tip's record is its block; the UTXO-set hash and count recomputed
 //!   from the UTXO table equal the ones kept in `proj_meta`; every balance row equals
-//!   the sum of its address's unspent outputs.
+//!   the sum of its address's unspent outputs; there is one side-block row per indexed
+//!   block off the main chain (a ledger written before that table existed has none, so
+//!   it is rebuilt once).
 //!
 //! A mismatch is [`StoreError::Damaged`]: never served, and repaired by rebuilding the
 //! projections from the log.
 
 use super::codec::{BlockMeta, UtxoEntry};
 use super::{read, read_head, read_proj_meta, read_record, StoreError, StoreResult};
-use super::{BALANCE, BLOCK_INDEX, LOG, LOG_HEAD, MAIN_CHAIN, PROJ_META, UTXO};
+use super::{BALANCE, BLOCK_INDEX, LOG, LOG_HEAD, MAIN_CHAIN, PROJ_META, SIDE_BLOCKS, UTXO};
 use crate::block::Block;
 use crate::events::Event;
 use crate::hash::Hash256;
 use primitive_types::U256;
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::collections::HashMap;
 
 /// The block a block-index row points at must be the block the row describes.
@@ -57,7 +59,9 @@ pub fn check_projections(db: &Database) -> StoreResult<()> {
         )));
     }
     let index = txn.open_table(BLOCK_INDEX)?;
-    let tip = check_main_chain(&index, &txn.open_table(MAIN_CHAIN)?, &meta.tip)?;
+    let main = txn.open_table(MAIN_CHAIN)?;
+    let tip = check_main_chain(&index, &main, &meta.tip)?;
+    check_side_blocks(&txn, index.len()?, main.len()?)?;
     match read_record(&txn.open_table(LOG)?, tip.seq)?.event {
         Event::BlockAccepted(b) => check_block_meta(&tip, &b)?,
         _ => return Err(StoreError::damaged("the tip's log record is not a block")),
@@ -110,6 +114,23 @@ fn check_main_chain(
             "the tip is not the end of the main chain",
         )),
     }
+}
+
+/// The side-block rows (the side-chain budget's accounting) must number the indexed
+/// blocks off the main chain.
+fn check_side_blocks(txn: &redb::ReadTransaction, indexed: u64, main: u64) -> StoreResult<()> {
+    let rows = match txn.open_table(SIDE_BLOCKS) {
+        Ok(t) => t.len()?,
+        Err(redb::TableError::TableDoesNotExist(_)) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    if rows != indexed.saturating_sub(main) {
+        return Err(StoreError::damaged(format!(
+            "{rows} side-block rows for {} blocks off the main chain",
+            indexed.saturating_sub(main)
+        )));
+    }
+    Ok(())
 }
 
 /// Recomputes the UTXO-set hash, count and per-address balances from the UTXO table.

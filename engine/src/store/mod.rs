@@ -45,6 +45,9 @@ pub(crate) const MEMPOOL_SPENDS: TableDefinition<Bytes, Bytes> =
     TableDefinition::new("mempool_spends");
 pub(crate) const MEMPOOL_RATE: TableDefinition<Bytes, ()> = TableDefinition::new("mempool_rate");
 pub(crate) const MEMPOOL_ADDR: TableDefinition<Bytes, ()> = TableDefinition::new("mempool_addr");
+/// Stored blocks off the main chain, keyed by chainwork (big-endian) ‖ hash, valued by
+/// their size: the side-chain storage budget sums the rows within reach of the tip.
+pub(crate) const SIDE_BLOCKS: TableDefinition<Bytes, u64> = TableDefinition::new("side_blocks");
 
 /// Why the store failed. Validation failures are [`crate::validation::Reject`], not this.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +196,7 @@ pub struct Tables<'t> {
     mempool_spends: Staged<'t, Bytes, Bytes>,
     mempool_rate: Staged<'t, Bytes, ()>,
     mempool_addr: Staged<'t, Bytes, ()>,
+    side_blocks: redb::Table<'t, Bytes, u64>,
     head: Head,
     meta: ProjMeta,
     /// Blocks decoded in this transaction, so connecting one just accepted needs no re-read.
@@ -226,6 +230,7 @@ impl<'t> Tables<'t> {
             mempool_spends: Staged::new(txn.open_table(MEMPOOL_SPENDS)?),
             mempool_rate: Staged::new(txn.open_table(MEMPOOL_RATE)?),
             mempool_addr: Staged::new(txn.open_table(MEMPOOL_ADDR)?),
+            side_blocks: txn.open_table(SIDE_BLOCKS)?,
             head,
             meta,
             blocks: HashMap::new(),
@@ -334,6 +339,10 @@ impl<'t> Tables<'t> {
         &self.main_chain
     }
 
+    pub(crate) fn side_blocks(&self) -> &redb::Table<'t, Bytes, u64> {
+        &self.side_blocks
+    }
+
     pub(crate) fn mempool(&self) -> &Staged<'t, Bytes, Bytes> {
         &self.mempool
     }
@@ -422,5 +431,6 @@ pub fn drop_projections(txn: &WriteTransaction) -> StoreResult<()> {
     txn.delete_table(MEMPOOL_SPENDS)?;
     txn.delete_table(MEMPOOL_RATE)?;
     txn.delete_table(MEMPOOL_ADDR)?;
+    txn.delete_table(SIDE_BLOCKS)?;
     Ok(())
 }
