@@ -91,7 +91,10 @@ mod u256_serde {
 
 /// Parses chain work written in hex (up to 64 digits, `0x` optional).
 pub fn parse_chain_work(text: &str) -> Result<U256, String> {
-    let hex = text.trim().trim_start_matches("0x").trim_start_matches("0X");
+    let hex = text
+        .trim()
+        .trim_start_matches("0x")
+        .trim_start_matches("0X");
     if hex.is_empty() || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!(
             "`{text}` is not chain work in hex (1 to 64 hex digits, like 1000000)"

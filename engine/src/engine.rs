@@ -1035,7 +1035,12 @@ impl Writer {
     /// the minimum chain work (below it, anything but the best chain is cheap junk) and
     /// the side blocks within reach of the tip leave room for it in the budget. The sum
     /// is read from the side-block projection, so it holds across restarts and rebuilds.
-    fn check_side_room(&self, t: &Tables<'_>, block: &Block, tip: &BlockMeta) -> Result<(), EngineError> {
+    fn check_side_room(
+        &self,
+        t: &Tables<'_>,
+        block: &Block,
+        tip: &BlockMeta,
+    ) -> Result<(), EngineError> {
         if tip.chainwork < self.params().min_chain_work {
             return Err(Reject::BelowMinChainWork.into());
         }

@@ -516,14 +516,20 @@ fn side_chain_storage_stops_at_its_budget_across_restarts_and_rebuilds() {
     let (a, b, c) = (tip_sibling(e, 1), tip_sibling(e, 2), tip_sibling(e, 3));
     for s in [&a, &b] {
         let r = side_outcome(e, s).unwrap();
-        assert!(matches!(r, engine::BlockAccepted::SideChain { .. }), "{r:?}");
+        assert!(
+            matches!(r, engine::BlockAccepted::SideChain { .. }),
+            "{r:?}"
+        );
     }
     let used = (a.size() + b.size()) as u64;
     assert_eq!(e.status().unwrap().side_chain_bytes, used);
     let before = f.state();
     let err = side_outcome(e, &c).unwrap_err();
     assert_eq!(code(&err), "side_chain_full", "{err}");
-    assert!(!err.reject().unwrap().is_consensus(), "policy, not consensus");
+    assert!(
+        !err.reject().unwrap().is_consensus(),
+        "policy, not consensus"
+    );
     assert_eq!(f.state(), before, "nothing stored");
     assert!(e.block(&c.hash()).unwrap().is_none());
     drop(f);
@@ -543,7 +549,10 @@ fn side_chain_storage_stops_at_its_budget_across_restarts_and_rebuilds() {
     let tip = e.status().unwrap();
     let on_a = fork_block(a.hash(), tip.height + 1, tip.tip_time + 10, vec![]);
     let r = e.submit_block(on_a.clone()).unwrap();
-    assert!(matches!(r, engine::BlockAccepted::Reorganized { .. }), "{r:?}");
+    assert!(
+        matches!(r, engine::BlockAccepted::Reorganized { .. }),
+        "{r:?}"
+    );
     let old_tip = e.block(&tip.best_hash).unwrap().unwrap().0.size as u64;
     assert_eq!(
         e.status().unwrap().side_chain_bytes,
@@ -595,5 +604,8 @@ fn below_the_minimum_chain_work_no_side_block_is_stored() {
         f.mine(key(1).address());
     }
     let r = side_outcome(e, &tip_sibling(e, 1)).unwrap();
-    assert!(matches!(r, engine::BlockAccepted::SideChain { .. }), "{r:?}");
+    assert!(
+        matches!(r, engine::BlockAccepted::SideChain { .. }),
+        "{r:?}"
+    );
 }
