@@ -111,6 +111,17 @@ struct RunArgs {
         |p| p.coinbase_maturity.to_string(),
     ))]
     coinbase_maturity: Option<u64>,
+    #[arg(long, value_parser = engine::params::parse_chain_work, help = with_defaults(
+        "Minimum chain work, in hex: while our best chain has less, side-chain blocks are \
+         not stored and peers whose chain claims less are not synced from",
+        |p| format!("{:x}", p.min_chain_work),
+    ))]
+    min_chain_work: Option<engine::params::U256>,
+    /// Most megabytes (10^6 bytes) of stored blocks off the best chain within 144 blocks
+    /// of work of the tip; a side block past it is refused (side_chain_full) unless it
+    /// makes its branch the best chain.
+    #[arg(long, default_value_t = engine::engine::DEFAULT_MAX_SIDE_CHAIN_BYTES / 1_000_000)]
+    max_side_chain_mb: u64,
     /// Token for admin routes (peer registration) outside dev mode [default: none: admin
     /// routes refused; dev mode needs none].
     #[arg(long, env = "BITPLACE_ADMIN_TOKEN", hide_env_values = true)]
@@ -281,18 +292,21 @@ fn params(a: &RunArgs) -> Result<ChainParams> {
     if let Some(m) = a.coinbase_maturity {
         p.coinbase_maturity = m;
     }
+    if let Some(w) = a.min_chain_work {
+        p.min_chain_work = w;
+    }
     Ok(p)
 }
 
 /// Files that only a node which ran here leaves behind.
 const LEFT_BEHIND: &[&str] = &[api::peers::PEERS_FILE, api::custody::FILE_NAME];
 
-fn open_engine(data_dir: &Path, params: ChainParams, reinit: bool) -> Result<Engine> {
+fn open_engine(data_dir: &Path, config: EngineConfig, reinit: bool) -> Result<Engine> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let path = data_dir.join(LEDGER_FILE);
     check_ledger_not_lost(data_dir, &path, reinit)?;
-    Engine::open(&path, EngineConfig::new(params))
+    Engine::open(&path, config)
         .with_context(|| format!("cannot open the ledger {}", path.display()))
 }
 
@@ -384,7 +398,9 @@ fn run(a: RunArgs) -> Result<()> {
             bail!("--web-root {}: no index.html there", root.display());
         }
     }
-    let engine = open_engine(&a.data_dir, params, a.reinit)?;
+    let mut config = EngineConfig::new(params);
+    config.max_side_chain_bytes = a.max_side_chain_mb.saturating_mul(1_000_000);
+    let engine = open_engine(&a.data_dir, config, a.reinit)?;
     let custody = if dev {
         Some(Custody::open(&a.data_dir)?)
     } else {

@@ -593,6 +593,7 @@ fn help_documents_every_chain_flag_with_its_main_and_dev_default() {
         ("--reward", "5000000000", "10"),
         ("--halving-interval", "210000", "0"),
         ("--coinbase-maturity", "100", "1"),
+        ("--min-chain-work", "0", "0"),
     ] {
         let at = help
             .find(flag)
@@ -611,6 +612,7 @@ fn help_documents_every_chain_flag_with_its_main_and_dev_default() {
         "--admin-token",
         "--web-root",
         "--log-format",
+        "--max-side-chain-mb",
     ] {
         let at = help.find(flag).unwrap();
         let text: String = help[at..].split("\n  -").next().unwrap().to_string();

@@ -200,25 +200,47 @@ async fn p2p_hashes(
 }
 
 #[utoipa::path(get, path = "/v1/p2p/blocks/{hash}", tag = "p2p", params(("hash" = String, Path, description = "block hash")),
-    responses((status = 200, body = HexBody, description = "the block's consensus encoding as hex"),
-              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content(
+                  (Vec<u8> = "application/octet-stream"),
+                  (HexBody = "application/json")),
+               description = "the block's consensus encoding: raw bytes when the request sends `Accept: application/octet-stream` (what sync asks for), otherwise `{hex}`"),
+              (status = 400, body = ErrorBody, description = "bad_hash"),
+              (status = 404, body = ErrorBody, description = "not_found")))]
 async fn p2p_get_block(
     State(s): State<PeerService>,
     Path(hash): Path<String>,
-) -> ApiResult<Json<HexBody>> {
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let hash: Hash256 = hash
         .parse()
         .map_err(|e| AppError::bad_request("bad_hash", format!("{e}")))?;
-    match s.inner.engine.block(&hash).map_err(AppError::from)? {
-        Some((_, block)) => Ok(Json(HexBody {
-            hex: hex::encode(block.encode()),
-        })),
-        None => Err(AppError::new(
+    let Some((_, block)) = s.inner.engine.block(&hash).map_err(AppError::from)? else {
+        return Err(AppError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no block {hash}"),
-        )),
+        ));
+    };
+    // The bytes once, not a hex copy twice their size inside a JSON document.
+    let bytes = block.encode();
+    drop(block);
+    if wants_octets(&headers) {
+        let kind = [(header::CONTENT_TYPE, OCTET_STREAM)];
+        return Ok((kind, bytes).into_response());
     }
+    Ok(Json(HexBody {
+        hex: hex::encode(bytes),
+    })
+    .into_response())
+}
+
+/// Whether the client asked for raw bytes (`Accept: application/octet-stream`).
+fn wants_octets(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().starts_with(OCTET_STREAM)))
 }
 
 #[utoipa::path(post, path = "/v1/p2p/blocks", tag = "p2p", request_body = HexPush,

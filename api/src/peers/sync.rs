@@ -77,6 +77,11 @@ pub(super) fn classify_block_error(e: EngineError) -> SyncError {
     }
 }
 
+/// Chain work as `/v1/status` writes it (hex).
+fn chain_work(hex: &str) -> Option<engine::params::U256> {
+    engine::params::parse_chain_work(hex).ok()
+}
+
 impl PeerService {
     /// Syncs from every usable peer, one after another, and says whether our chain changed.
     pub async fn resolve(&self) -> ResolveReport {
@@ -196,6 +201,7 @@ impl PeerService {
                 break;
             }
             if progress.is_none() {
+                self.check_peer_reaches_min_work(url).await?;
                 progress = Some(SyncProgress::start(self, url).await);
             }
             for chunk in unknown.chunks(FETCH_PARALLEL) {
@@ -237,6 +243,32 @@ impl PeerService {
         Ok(())
     }
 
+    /// While our best chain is below the minimum chain work, a peer whose chain does not
+    /// reach it is not fetched from: its blocks could only be low-work junk to us. The
+    /// peer's claim (its `/v1/status` chainwork) decides; a peer that lies about it still
+    /// has to serve blocks that pass every check, and none of them is stored off the best
+    /// chain until ours has the work (the engine's `below_min_chain_work`).
+    async fn check_peer_reaches_min_work(&self, url: &str) -> Result<(), SyncError> {
+        let min = self.inner.engine.params().min_chain_work;
+        if min.is_zero() {
+            return Ok(());
+        }
+        let ours = chain_work(&self.inner.engine.status()?.chainwork);
+        if ours.is_some_and(|w| w >= min) {
+            return Ok(());
+        }
+        let status: serde_json::Value = self.get_json(url, "/v1/status", 1 << 16).await?;
+        let theirs = status["chainwork"].as_str().and_then(chain_work);
+        match theirs {
+            Some(w) if w >= min => Ok(()),
+            _ => Err(SyncError::Deferred(format!(
+                "the peer's chain (work {}) is below the minimum chain work {}: not fetched",
+                status["chainwork"].as_str().unwrap_or("unknown"),
+                engine::pow::u256_hex(&min)
+            ))),
+        }
+    }
+
     /// The peer's best height, for the progress lines only (None if it does not say).
     async fn peer_height(&self, url: &str) -> Option<u64> {
         let status: serde_json::Value = self.get_json(url, "/v1/status", 1 << 16).await.ok()?;
@@ -251,11 +283,9 @@ impl PeerService {
             .max_block_bytes
             .saturating_mul(2)
             .saturating_add(1024);
-        let body: HexBody = self
-            .get_json(url, &format!("/v1/p2p/blocks/{hash}"), max)
+        let bytes = self
+            .get_block_bytes(url, &format!("/v1/p2p/blocks/{hash}"), max)
             .await?;
-        let bytes = hex::decode(&body.hex)
-            .map_err(|e| SyncError::Misbehaved(format!("block {hash}: bad hex: {e}")))?;
         let block = Block::decode(&bytes)
             .map_err(|e| SyncError::Misbehaved(format!("block {hash} does not decode: {e}")))?;
         if block.hash() != hash {

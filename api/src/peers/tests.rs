@@ -588,6 +588,26 @@ async fn malformed_requests_get_json_errors() {
     let (_, hex_body) = call(&r, "GET", &format!("/v1/p2p/blocks/{genesis}"), None, None).await;
     let bytes = hex::decode(hex_body["hex"].as_str().unwrap()).unwrap();
     assert_eq!(Block::decode(&bytes).unwrap().hash(), genesis);
+    // What sync asks for: the consensus bytes themselves, no JSON around them.
+    let req = Request::get(format!("/v1/p2p/blocks/{genesis}"))
+        .header("accept", "application/octet-stream")
+        .body(Body::empty())
+        .unwrap();
+    let resp = r.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/octet-stream",
+        "raw bytes"
+    );
+    let raw = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    assert_eq!(
+        raw.as_ref(),
+        bytes.as_slice(),
+        "the same bytes as the hex form"
+    );
 }
 
 #[test]
@@ -979,4 +999,45 @@ async fn an_invalid_push_bans_its_client_and_only_the_peer_it_really_came_from()
         ips.contains(&"198.51.100.7") && ips.contains(&"203.0.113.5"),
         "{listed}"
     );
+}
+
+/// Issue 17 item 1: while our chain is below the minimum chain work, a peer whose chain
+/// does not reach it is not fetched from (retried later, not banned); once its chain has
+/// the work, sync fetches it as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_chain_below_the_minimum_chain_work_is_not_fetched() {
+    let now = clock();
+    let a = fast_engine(&now);
+    let mut p = engine::testkit::fast_params();
+    let per_block = p.initial_bits.work().unwrap();
+    p.min_chain_work = per_block * 8u64;
+    let n = now.clone();
+    let mut c = EngineConfig::new(p);
+    c.clock = Arc::new(move || n.load(SeqCst));
+    let b = Engine::in_memory(c).unwrap();
+    let key = TestKey::new(1);
+    for _ in 0..3 {
+        mine(&a, &now, key.address()).await;
+    }
+    let sa = PeerService::new(a.clone(), dev_config());
+    let sb = PeerService::new(b.clone(), dev_config());
+    // The whole node's routes: sync reads the peer's chain work from its /v1/status.
+    let state = crate::AppState::new(a.clone(), crate::NodeConfig::default(), None);
+    let url_a = serve(crate::node_app(state, &sa)).await;
+    sb.add_peer(&url_a, PeerSource::Registered).unwrap();
+    let report = sb.sync_from(&url_a).await;
+    assert_eq!(report.fetched, 0, "{report:?}");
+    let error = report.error.clone().unwrap_or_default();
+    assert!(error.contains("minimum chain work"), "{report:?}");
+    assert_eq!(b.status().unwrap().height, 0);
+    let peer = sb.peers().into_iter().next().unwrap();
+    assert_ne!(peer.status, "banned", "{:?}", peer.status);
+    // Genesis and seven blocks reach the minimum: fetched and adopted.
+    for _ in 0..4 {
+        mine(&a, &now, key.address()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let report = sb.sync_from(&url_a).await;
+    assert!(report.error.is_none() && report.adopted, "{report:?}");
+    assert_eq!(b.status().unwrap().best_hash, a.status().unwrap().best_hash);
 }

@@ -5,7 +5,8 @@
 //! - `POST /v1/p2p/hashes {locator:[hash...], limit}` → `[hash...]`: best-chain hashes
 //!   after the first locator entry on our best chain (after genesis if none).
 //! - `GET /v1/p2p/locator` → `[hash...]`: our own locator (diagnostics).
-//! - `GET /v1/p2p/blocks/{hash}` → `{hex}`.
+//! - `GET /v1/p2p/blocks/{hash}` → the block's consensus bytes with `Accept:
+//!   application/octet-stream` (what sync sends), `{hex}` otherwise (older callers).
 //! - `POST /v1/p2p/blocks {hex, from?}`: a peer pushes a block; `from` is its own base
 //!   URL. A block with an unknown parent answers 202 and starts a sync from `from` when
 //!   it is a known peer, otherwise from every known peer; never from one that is banned
@@ -71,12 +72,24 @@ pub(super) struct RegisterNodesRequest {
     pub(super) nodes: Option<Vec<String>>,
 }
 
-/// Reads at most `max` bytes of a peer's answer: a hostile peer must not make us buffer
-/// an unbounded body.
+/// The media type of raw consensus bytes.
+pub(super) const OCTET_STREAM: &str = "application/octet-stream";
+
+/// Reads at most `max` bytes of a peer's JSON answer.
 pub(super) async fn read_json<R: DeserializeOwned>(
-    mut resp: reqwest::Response,
+    resp: reqwest::Response,
     max: usize,
 ) -> Result<R, SyncError> {
+    let (_, buf) = read_bounded(resp, max).await?;
+    serde_json::from_slice(&buf).map_err(|e| SyncError::Misbehaved(format!("bad JSON: {e}")))
+}
+
+/// Reads at most `max` bytes of a peer's answer, with its content type: a hostile peer
+/// must not make us buffer an unbounded body.
+pub(super) async fn read_bounded(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<(String, Vec<u8>), SyncError> {
     let status = resp.status();
     if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
         return Err(SyncError::Throttled {
@@ -92,6 +105,12 @@ pub(super) async fn read_json<R: DeserializeOwned>(
             "answer larger than {max} bytes"
         )));
     }
+    let kind = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let mut buf = Vec::new();
     while let Some(chunk) = resp
         .chunk()
@@ -105,10 +124,35 @@ pub(super) async fn read_json<R: DeserializeOwned>(
         }
         buf.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&buf).map_err(|e| SyncError::Misbehaved(format!("bad JSON: {e}")))
+    Ok((kind, buf))
 }
 
 impl PeerService {
+    /// A block's consensus bytes, asked for raw; a peer that still answers `{hex}` (one
+    /// from before the raw form) is understood too.
+    pub(super) async fn get_block_bytes(
+        &self,
+        base: &str,
+        path: &str,
+        max: usize,
+    ) -> Result<Vec<u8>, SyncError> {
+        let resp = self
+            .inner
+            .http
+            .get(format!("{base}{path}"))
+            .header(header::ACCEPT, OCTET_STREAM)
+            .send()
+            .await
+            .map_err(|e| SyncError::Unreachable(e.to_string()))?;
+        let (kind, buf) = read_bounded(resp, max).await?;
+        if kind.starts_with(OCTET_STREAM) {
+            return Ok(buf);
+        }
+        let body: HexBody = serde_json::from_slice(&buf)
+            .map_err(|e| SyncError::Misbehaved(format!("bad JSON: {e}")))?;
+        hex::decode(&body.hex).map_err(|e| SyncError::Misbehaved(format!("bad hex: {e}")))
+    }
+
     pub(super) async fn get_json<R: DeserializeOwned>(
         &self,
         base: &str,
