@@ -667,3 +667,70 @@ async fn a_full_disk_answers_503_storage_error_and_accepts_again_once_space_retu
         acked.len()
     );
 }
+
+/// Issue 17 item 1: the seeds' chain views are paged (`offset`, `limit`, `X-Next-Offset`)
+/// so no request builds the whole chain; the default call keeps the seeds' shape.
+#[tokio::test]
+async fn seed_chain_views_are_paged_and_the_default_call_keeps_its_shape() {
+    let engine = Engine::in_memory(EngineConfig::new(engine::testkit::fast_params())).unwrap();
+    let to = engine::testkit::TestKey::new(1).address();
+    for _ in 0..6 {
+        let b = engine.block_template(to, vec![]).unwrap().mine_cpu();
+        engine.submit_block(b).unwrap();
+    }
+    let s = AppState::new(engine, NodeConfig::default(), None);
+    let page = |uri: &str| {
+        let (s, req) = (s.clone(), get(uri));
+        async move {
+            let resp = app(s).oneshot(req).await.unwrap();
+            let status = resp.status();
+            let next = resp
+                .headers()
+                .get("x-next-offset")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            (status, v, next)
+        }
+    };
+    let hash_at = |h: u64| s.engine.block_hash_at(h).unwrap().unwrap().to_string();
+    let (status, all, next) = page("/api/get_blocks").await;
+    assert_eq!(status, StatusCode::OK);
+    let all = all.as_array().unwrap().clone();
+    assert_eq!(all.len(), 7, "genesis and six blocks");
+    assert_eq!(next, None, "nothing more");
+    assert!(all[0]["serializedBlock"].is_string());
+    let mut walked = Vec::new();
+    let mut uri = "/api/get_blocks?offset=0&limit=3".to_string();
+    loop {
+        let (status, items, next) = page(&uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        let items = items.as_array().unwrap().clone();
+        assert!(items.len() <= 3, "{uri}");
+        walked.extend(items);
+        match next {
+            Some(n) => uri = format!("/api/get_blocks?offset={n}&limit=3"),
+            None => break,
+        }
+    }
+    assert_eq!(walked, all, "the pages add up to the default list");
+    let (_, chain, next) = page("/chain?offset=2&limit=2").await;
+    assert_eq!(chain["length"], 7);
+    let rows = chain["chain"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["height"], 2);
+    assert_eq!(rows[1]["hash"], hash_at(3));
+    assert_eq!(next, Some(4));
+    let (_, chain, next) = page("/chain").await;
+    assert_eq!(chain["chain"].as_array().unwrap().len(), 7);
+    assert_eq!(next, None);
+    let (_, one, _) = page("/chain?offset=0&limit=0").await;
+    assert_eq!(
+        one["chain"].as_array().unwrap().len(),
+        1,
+        "limit 0 lists one"
+    );
+    let (status, v, _) = page("/api/get_blocks?offset=abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"], "bad_query");
+}

@@ -3,6 +3,7 @@
 //! `/wallet/balance`, each a view over the engine's projections in the seed's shape.
 
 use super::*;
+use engine::query::BlockInfo;
 
 pub(super) fn pocket_tx(tx: &Transaction, created: &str, included: Option<&str>) -> String {
     let inputs: Vec<String> = tx
@@ -31,53 +32,118 @@ pub(super) fn pocket_tx(tx: &Transaction, created: &str, included: Option<&str>)
     v.to_string()
 }
 
-/// Heights the legacy views list: all while short, else genesis plus the newest.
-pub(super) fn legacy_heights(tip: u64) -> Vec<u64> {
-    if tip < MAX_LEGACY_BLOCKS {
-        (0..=tip).collect()
-    } else {
-        std::iter::once(0)
-            .chain(tip + 2 - MAX_LEGACY_BLOCKS..=tip)
-            .collect()
+/// Which blocks a legacy chain view lists. Without `offset`: the seeds' own selection
+/// (genesis plus the newest, at most [`MAX_LEGACY_BLOCKS`]); with it: best-chain heights
+/// from `offset` upward. Either way the page ends once its blocks reach
+/// [`LEGACY_PAGE_BYTES`] (a block is never cut), and `X-Next-Offset` names the height
+/// the next page starts at, so one request never builds the whole chain in memory.
+#[derive(Deserialize, utoipa::IntoParams, Clone, Copy, Default)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ChainPage {
+    /// Height of the first block listed [default: genesis plus the newest blocks].
+    offset: Option<u64>,
+    /// At most this many blocks [default and max: 1000]; the page also ends at 4 MB of
+    /// blocks (at least one block).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u64>,
+}
+
+/// The blocks of one legacy page, and the height the next page starts at.
+pub(super) struct LegacyPage {
+    blocks: Vec<(u64, Block)>,
+    next_offset: Option<u64>,
+}
+
+impl LegacyPage {
+    /// The page's blocks as JSON, with `X-Next-Offset` when more follow.
+    fn respond(next_offset: Option<u64>, body: Value) -> Response {
+        let mut resp = axum::Json(body).into_response();
+        if let Some(next) = next_offset {
+            resp.headers_mut()
+                .insert("x-next-offset", axum::http::HeaderValue::from(next));
+        }
+        resp
     }
 }
 
-pub(super) fn main_blocks(e: &Engine) -> Result<Vec<(u64, Block)>, EngineError> {
+/// The index rows (hash, height, size) a page may list, oldest first.
+fn page_candidates(e: &Engine, page: ChainPage) -> Result<Vec<BlockInfo>, EngineError> {
+    let limit = page
+        .limit
+        .unwrap_or(MAX_LEGACY_BLOCKS)
+        .clamp(1, MAX_LEGACY_BLOCKS) as usize;
+    if let Some(offset) = page.offset {
+        return e.blocks(offset, limit);
+    }
     let tip = e.status()?.height;
-    let mut out = Vec::new();
-    for h in legacy_heights(tip) {
-        if let Some(hash) = e.block_hash_at(h)? {
-            if let Some((_, b)) = e.block(&hash)? {
-                out.push((h, b));
-            }
+    if tip < MAX_LEGACY_BLOCKS {
+        return e.blocks(0, limit);
+    }
+    let mut rows = e.blocks(0, 1)?;
+    rows.extend(e.blocks(tip + 2 - MAX_LEGACY_BLOCKS, limit.saturating_sub(1))?);
+    Ok(rows)
+}
+
+/// Loads the blocks of `page`, one at a time, until the next would pass
+/// [`LEGACY_PAGE_BYTES`] (sizes come from the index, before a block is read).
+pub(super) fn main_blocks(e: &Engine, page: ChainPage) -> Result<LegacyPage, EngineError> {
+    let rows = page_candidates(e, page)?;
+    let mut blocks = Vec::new();
+    let mut bytes = 0usize;
+    for row in &rows {
+        let size = row.size as usize;
+        if !blocks.is_empty() && bytes + size > LEGACY_PAGE_BYTES {
+            return Ok(LegacyPage {
+                blocks,
+                next_offset: Some(row.height),
+            });
+        }
+        if let Some((_, b)) = e.block(&row.hash)? {
+            bytes += size;
+            blocks.push((row.height, b));
         }
     }
-    Ok(out)
+    // A paged call that filled its limit may have more after it.
+    let next_offset = match (page.offset, rows.last()) {
+        (Some(_), Some(last)) if e.block_hash_at(last.height + 1)?.is_some() => {
+            Some(last.height + 1)
+        }
+        _ => None,
+    };
+    Ok(LegacyPage {
+        blocks,
+        next_offset,
+    })
 }
 
-#[utoipa::path(get, path = "/api/get_blocks", tag = "seed",
-    responses((status = 200, body = [serde_json::Value], description = "Pocket's block list: genesis and the newest blocks")))]
-pub(super) async fn get_blocks(State(s): State<AppState>) -> ApiResult<axum::Json<Vec<Value>>> {
-    let blocks = read(&s.engine, main_blocks).await?;
-    Ok(axum::Json(
-        blocks
-            .iter()
-            .map(|(h, b)| {
-                let time = iso_time(b.header.time as u64);
-                let txs: Vec<String> = b.txs.iter().map(|t| pocket_tx(t, &time, Some(&time))).collect();
-                let prev = if *h == 0 { String::new() } else { b.header.prev_hash.to_string() };
-                let serialized = json!({
-                    "timeStamp": time,
-                    "transactions": txs,
-                    "txsRootNode": b.header.merkle_root,
-                    "prevHash": prev,
-                    "hash": b.hash(),
-                    "nonce": b.header.nonce,
-                });
-                json!({"hash": b.hash(), "txsRootNode": b.header.merkle_root, "serializedBlock": serialized.to_string()})
-            })
-            .collect(),
-    ))
+#[utoipa::path(get, path = "/api/get_blocks", tag = "seed", params(ChainPage),
+    responses((status = 200, body = [serde_json::Value], description = "Pocket's block list: genesis and the newest blocks, or `offset`/`limit` pages; header `X-Next-Offset` names where the next page starts",
+                  headers(("x-next-offset" = u64, description = "height of the next page's first block, when more follow"))),
+              (status = 400, body = ErrorBody, description = "bad_query")))]
+pub(super) async fn get_blocks(
+    State(s): State<AppState>,
+    Query(page): Query<ChainPage>,
+) -> ApiResult<Response> {
+    let page = read(&s.engine, move |e| main_blocks(e, page)).await?;
+    let items: Vec<Value> = page
+        .blocks
+        .iter()
+        .map(|(h, b)| {
+            let time = iso_time(b.header.time as u64);
+            let txs: Vec<String> = b.txs.iter().map(|t| pocket_tx(t, &time, Some(&time))).collect();
+            let prev = if *h == 0 { String::new() } else { b.header.prev_hash.to_string() };
+            let serialized = json!({
+                "timeStamp": time,
+                "transactions": txs,
+                "txsRootNode": b.header.merkle_root,
+                "prevHash": prev,
+                "hash": b.hash(),
+                "nonce": b.header.nonce,
+            });
+            json!({"hash": b.hash(), "txsRootNode": b.header.merkle_root, "serializedBlock": serialized.to_string()})
+        })
+        .collect();
+    Ok(LegacyPage::respond(page.next_offset, Value::Array(items)))
 }
 
 /// Sender (the first input's address), main recipient and amount sent to others.
@@ -158,12 +224,20 @@ pub(super) async fn get_chainstate(
     Ok(axum::Json(grouped))
 }
 
-#[utoipa::path(get, path = "/chain", tag = "seed",
-    responses((status = 200, body = serde_json::Value, description = "`{chain, length}`: the Bitplace seed's chain view")))]
-pub(super) async fn chain(State(s): State<AppState>) -> ApiResult<axum::Json<Value>> {
-    let (length, blocks) =
-        read(&s.engine, |e| Ok((e.status()?.height + 1, main_blocks(e)?))).await?;
-    let chain: Vec<Value> = blocks
+#[utoipa::path(get, path = "/chain", tag = "seed", params(ChainPage),
+    responses((status = 200, body = serde_json::Value, description = "`{chain, length}`: the Bitplace seed's chain view (genesis and the newest blocks, or `offset`/`limit` pages; `length` is the whole chain's); header `X-Next-Offset` names where the next page starts",
+                  headers(("x-next-offset" = u64, description = "height of the next page's first block, when more follow"))),
+              (status = 400, body = ErrorBody, description = "bad_query")))]
+pub(super) async fn chain(
+    State(s): State<AppState>,
+    Query(page): Query<ChainPage>,
+) -> ApiResult<Response> {
+    let (length, page) = read(&s.engine, move |e| {
+        Ok((e.status()?.height + 1, main_blocks(e, page)?))
+    })
+    .await?;
+    let chain: Vec<Value> = page
+        .blocks
         .iter()
         .map(|(h, b)| {
             let txs: Vec<Value> = b
@@ -191,7 +265,10 @@ pub(super) async fn chain(State(s): State<AppState>) -> ApiResult<axum::Json<Val
             })
         })
         .collect();
-    Ok(axum::Json(json!({"chain": chain, "length": length})))
+    Ok(LegacyPage::respond(
+        page.next_offset,
+        json!({"chain": chain, "length": length}),
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -37,8 +37,12 @@ use engine::{
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-/// Most blocks the legacy chain views list (genesis plus the newest ones).
+/// Most blocks the legacy chain views list (genesis plus the newest ones) per page.
 const MAX_LEGACY_BLOCKS: u64 = 1000;
+
+/// A legacy chain page ends once its blocks reach this many bytes (their JSON is a few
+/// times that), at least one block: a page of full blocks is bounded like one of small ones.
+const LEGACY_PAGE_BYTES: usize = 4 * 1000 * 1000;
 
 /// Most UTXOs `get_chainstate` lists.
 const MAX_CHAINSTATE: usize = 10_000;
