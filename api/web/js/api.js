@@ -50,7 +50,10 @@ export const api = {
   status: () => get("/v1/status"),
   /** Blocks with heights from..from+limit-1 (ascending from `from`). */
   blocks: (from, limit) => get(`/v1/blocks?from=${from}&limit=${limit}`),
+  /** A block and the first page of its transactions (`next_offset` says if more follow). */
   block: (hashOrHeight) => get(`/v1/blocks/${seg(hashOrHeight)}`),
+  /** The page of a block's transactions starting at index `offset`. */
+  blockPage: (hashOrHeight, offset) => get(`/v1/blocks/${seg(hashOrHeight)}?offset=${offset}`),
   tx: (txid) => get(`/v1/tx/${seg(txid)}`),
   address: (addr) => get(`/v1/addresses/${seg(addr)}`),
   /** The newest `limit` block summaries (oldest first). */

@@ -9,6 +9,7 @@ import { ago, duration, plural } from "../js/format.js";
 import { changeFlags, sentAmount, feeRate, blockReward } from "../js/txinfo.js";
 import { RateMeter } from "../js/rate.js";
 import { networkLabel } from "../js/views/status.js";
+import { TxPages } from "../js/txpages.js";
 
 const chain = [
   { height: 12, time: 1130, bits: 0x1f00ffff },
@@ -128,4 +129,28 @@ test("rate meter: amounts per second over the window", () => {
   assert.equal(m.rate(), 0, "nothing in the last second");
   m.reset();
   assert.equal(m.rate(), 0);
+});
+
+test("a block's transactions a page at a time: pages follow next_offset and add up to the block", async () => {
+  const all = Array.from({ length: 7 }, (_, i) => ({ txid: `t${i}` }));
+  const pageOf = (offset) => ({
+    hash: "bb", tx_count: all.length, tx_offset: offset, txs: all.slice(offset, offset + 3),
+    ...(offset + 3 < all.length ? { next_offset: offset + 3 } : {}),
+  });
+  const asked = [];
+  const pages = new TxPages(pageOf(0), async (offset) => { asked.push(offset); return pageOf(offset); });
+  assert.equal(pages.total, 7);
+  assert.ok(pages.more);
+  const [second, again] = await Promise.all([pages.loadMore(), pages.loadMore()]);
+  assert.deepEqual(second.map((r) => r.index), [3, 4, 5], "indices in the block");
+  assert.equal(again, second, "concurrent clicks share one request");
+  assert.deepEqual(await pages.loadMore(), [{ tx: all[6], index: 6 }]);
+  assert.equal(pages.more, false, "the last page has no next_offset");
+  assert.deepEqual(await pages.loadMore(), [], "nothing fetched past the end");
+  assert.deepEqual(asked, [3, 6]);
+  assert.deepEqual(pages.txs, all);
+  const single = new TxPages({ hash: "cc", tx_count: 1, tx_offset: 0, txs: [all[0]] }, () => assert.fail("no fetch"));
+  assert.equal(single.more, false);
+  const wrong = new TxPages(pageOf(0), async () => ({ ...pageOf(3), hash: "other" }));
+  await assert.rejects(wrong.loadMore(), /asked for block bb/);
 });

@@ -10,6 +10,7 @@ import { withCopy } from "../copy.js";
 import { changeFlags, sentAmount, feeRate, blockReward } from "../txinfo.js";
 import { difficultySeries, intervalSeries, hashrateSeries, mean, Samples } from "../charts.js";
 import { chartCard } from "./charts.js";
+import { TxPages } from "../txpages.js";
 
 const PAGE = 15; // blocks per page of the list
 const CHART_BLOCKS = 120; // blocks the charts are drawn from
@@ -176,11 +177,41 @@ export async function block(root, [id], ctx) {
         ["Nonce", String(hd.nonce)],
         ["Version", String(hd.version)],
       ]),
-      h("h3", {}, plural(b.txs.length, "transaction")),
-      table(["#", "Txid", "Kind", "Outputs", "Fee"], b.txs.map((t, i) => [
-        String(i), link.tx(t.txid), t.coinbase ? "coinbase" : "transfer",
-        units(t.outputs.reduce((s, o) => s + BigInt(o.amount), 0n)), t.coinbase ? "—" : units(t.fee),
-      ]))));
+      h("h3", {}, plural(b.tx_count ?? b.txs.length, "transaction")),
+      blockTxs(b)));
+}
+
+const txRow = (t, i) => [
+  String(i), link.tx(t.txid), t.coinbase ? "coinbase" : "transfer",
+  units(t.outputs.reduce((s, o) => s + BigInt(o.amount), 0n)), t.coinbase ? "—" : units(t.fee),
+];
+
+/** The block's transactions, a page at a time: a "more" control fetches the next page. */
+function blockTxs(b) {
+  const pages = new TxPages(b, (offset) => api.blockPage(b.hash, offset));
+  const list = testid(table(["#", "Txid", "Kind", "Outputs", "Fee"], b.txs.map((t, i) => txRow(t, (b.tx_offset ?? 0) + i))), "block-txs");
+  const shown = h("p", { class: "muted", "data-testid": "block-txs-shown" });
+  const more = h("button", { type: "button", "data-testid": "block-txs-more" }, "Show more transactions");
+  const update = () => {
+    shown.textContent = `${plural(pages.txs.length, "transaction")} of ${pages.total} shown`;
+    more.hidden = !pages.more;
+  };
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    try {
+      const rows = await pages.loadMore();
+      const body = list.querySelector("tbody") ?? list;
+      for (const { tx, index } of rows) body.append(h("tr", {}, txRow(tx, index).map((c) => h("td", {}, c))));
+    } catch (e) {
+      shown.textContent = `Could not load more: ${e.message}`;
+      return;
+    } finally {
+      more.disabled = false;
+    }
+    update();
+  });
+  update();
+  return h("div", {}, list, shown, more);
 }
 
 // ------------------------------------------------------------------ transaction
