@@ -361,7 +361,9 @@ fn outcome(a: &BlockAccepted) -> &'static str {
 
 #[utoipa::path(post, path = "/v1/mining/submit", tag = "mining", request_body = MiningSubmit,
     responses((status = 200, body = SubmitView), (status = 409, body = ErrorBody, description = "stale_job"),
-              (status = 400, body = ErrorBody, description = "high_hash, bad_extra_nonce, ...")))]
+              (status = 400, body = ErrorBody, description = "high_hash, bad_extra_nonce, ..."),
+              (status = 422, body = ErrorBody, description = "a block that would sit off the best chain while it is below the minimum chain work (below_min_chain_work), or other rule breaks given the chain"),
+              (status = 503, body = ErrorBody, description = "side_chain_full: a block that would sit off the best chain finds the side-chain budget full; or timeout, storage_error, shutting_down")))]
 pub async fn submit_work(
     State(s): State<AppState>,
     Json(b): Json<MiningSubmit>,

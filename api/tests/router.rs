@@ -676,7 +676,7 @@ async fn seed_chain_views_are_paged_and_the_default_call_keeps_its_shape() {
     let to = engine::testkit::TestKey::new(1).address();
     for _ in 0..6 {
         let b = engine.block_template(to, vec![]).unwrap().mine_cpu();
-        engine.submit_block(b).unwrap();
+        engine.submit_block_async(b).await.unwrap();
     }
     let s = AppState::new(engine, NodeConfig::default(), None);
     let page = |uri: &str| {

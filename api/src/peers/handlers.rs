@@ -248,7 +248,9 @@ fn wants_octets(headers: &HeaderMap) -> bool {
               (status = 202, body = serde_json::Value, description = "unknown_parent: syncing from the sender"),
               (status = 400, body = ErrorBody, description = "bad_hex, malformed, or a block that is never valid"),
               (status = 403, body = ErrorBody, description = "banned: this client address (IPv6: its /64) pushed a consensus-invalid block or transaction, or a flood of orphan blocks; its pushes are refused unparsed, the connection closed, until Retry-After (seconds). Or cross_site"),
-              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+              (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "a rule broken given the chain, or a policy refusal that does not penalise the sender: fork_too_far_behind, below_min_chain_work"),
+              (status = 503, body = ErrorBody, description = "side_chain_full: stored side-chain blocks within reach of the tip would pass --max-side-chain-mb (nothing written, the sender not penalised); or timeout, storage_error, shutting_down")))]
 async fn p2p_push_block(
     State(s): State<PeerService>,
     ClientIp(ip): ClientIp,
