@@ -5,37 +5,28 @@
 use bitplace_reliability::*;
 use engine::encoding::Encode;
 use engine::testkit::{outpoint, TestKey};
-use engine::{Block, BlockHeader, CompactTarget, Hash256, Transaction, TxOut};
+use engine::{Block, Hash256, Transaction, TxOut};
 use serde_json::{json, Value};
 
-fn solve(mut header: BlockHeader) -> BlockHeader {
-    while !header.meets_target() {
-        header.nonce += 1;
-    }
-    header
+/// A solved block paying 1 unit to a test key (the shared helper, one payout).
+fn block(prev: Hash256, height: u64, time: u32, tag: &[u8], txs: Vec<Transaction>) -> Block {
+    let payout = vec![TxOut {
+        amount: 1,
+        address: TestKey::new(1).address(),
+    }];
+    bitplace_reliability::blocks::block(prev, height, time, tag, payout, txs)
 }
 
-fn block(prev: Hash256, height: u64, time: u32, tag: &[u8], txs: Vec<Transaction>) -> Block {
-    let coinbase = Transaction::coinbase(
-        height,
-        tag.to_vec(),
-        vec![TxOut {
-            amount: 1,
-            address: TestKey::new(1).address(),
-        }],
-    );
-    let mut all = vec![coinbase];
-    all.extend(txs);
-    let ids: Vec<Hash256> = all.iter().map(Transaction::txid).collect();
-    let header = solve(BlockHeader {
-        version: 1,
-        prev_hash: prev,
-        merkle_root: engine::merkle::merkle_root(&ids).0,
-        time,
-        bits: CompactTarget::EASIEST,
-        nonce: 0,
-    });
-    Block { header, txs: all }
+/// Self-made transactions spending made-up inputs, 100 outputs each (signed, so every
+/// context-free check passes): about 176 KB of junk per block.
+fn junk_txs(salt: u8) -> Vec<Transaction> {
+    let k = TestKey::new(3);
+    (0..60u8)
+        .map(|i| {
+            let outs: Vec<_> = (0..100).map(|_| (k.address(), 1)).collect();
+            k.spend(&[outpoint(Hash256([i ^ salt; 32]), u32::from(salt))], &outs)
+        })
+        .collect()
 }
 
 fn hash_of(v: &Value) -> Hash256 {
@@ -53,17 +44,6 @@ async fn big_blocks_off_an_early_block_are_not_stored() {
     let (_, genesis) = node.get("/v1/blocks/0").await;
     let genesis_hash = hash_of(&genesis["hash"]);
     let gtime = genesis["header"]["time"].as_u64().unwrap() as u32;
-    // Self-made transactions spending made-up inputs, many outputs each (signed, so
-    // every context-free check passes).
-    let k = TestKey::new(3);
-    let junk_txs = |salt: u8| -> Vec<Transaction> {
-        (0..60u8)
-            .map(|i| {
-                let outs: Vec<_> = (0..100).map(|_| (k.address(), 1)).collect();
-                k.spend(&[outpoint(Hash256([i ^ salt; 32]), u32::from(salt))], &outs)
-            })
-            .collect()
-    };
     let ledger = tmp.path().join("ledger.redb");
     let size_before = std::fs::metadata(&ledger).unwrap().len();
     let before = node.fingerprint().await;
@@ -163,4 +143,106 @@ async fn a_block_view_is_paged() {
     assert!(past.get("next_offset").is_none());
     let (st, r) = node.get(&format!("/v1/blocks/{height}?offset=-1")).await;
     assert_eq!(st, 400, "{r}");
+}
+
+/// Issue 17 item 1: side blocks within reach of the tip are stored up to
+/// `--max-side-chain-mb`; past it a push is refused by policy (503 `side_chain_full`,
+/// nothing written), the count holds across a restart, and a block that makes its branch
+/// the best chain is still taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn side_chain_storage_is_bounded_by_its_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Node::start(tmp.path(), fast_dev(&["--max-side-chain-mb", "1"])).await;
+    let miner = TestKey::new(2).address().to_string();
+    for _ in 0..10 {
+        node.mine(&miner, 1).await;
+    }
+    let st = node.status().await;
+    let height = st["height"].as_u64().unwrap();
+    let tip_time = st["tip_time"].as_u64().unwrap() as u32;
+    let (_, parent) = node.get(&format!("/v1/blocks/{}", height - 1)).await;
+    let parent = hash_of(&parent["hash"]);
+    let ledger = tmp.path().join("ledger.redb");
+    let size_before = std::fs::metadata(&ledger).unwrap().len();
+    // Siblings of the tip (ties: stored on a side branch while there is room): first a
+    // valid one (a later block can make it the best chain), then junk.
+    let clean = block(parent, height, tip_time + 100, b"clean", vec![]);
+    let (code, r) = node
+        .post(
+            "/v1/p2p/blocks",
+            &json!({"hex": hex::encode(clean.encode())}),
+        )
+        .await;
+    assert_eq!(
+        (code, r["outcome"].clone()),
+        (200, json!("side_chain")),
+        "{r}"
+    );
+    let (mut stored, mut refused, mut stored_bytes, mut refused_bytes) = (0, 0, 0, 0);
+    let mut last = None;
+    for salt in 1..=8u8 {
+        let junk = block(
+            parent,
+            height,
+            tip_time + u32::from(salt),
+            &[salt],
+            junk_txs(salt),
+        );
+        let size = junk.encode().len();
+        let before = node.fingerprint().await;
+        let (code, r) = node
+            .post(
+                "/v1/p2p/blocks",
+                &json!({"hex": hex::encode(junk.encode())}),
+            )
+            .await;
+        if code == 200 {
+            assert_eq!(r["outcome"], json!("side_chain"), "{r}");
+            assert_eq!(refused, 0, "nothing is stored after the first refusal");
+            stored += 1;
+            stored_bytes += size;
+        } else {
+            // This node's storage policy, not "invalid": nothing against a relaying peer.
+            assert_eq!(code, 503, "{r}");
+            assert_eq!(r["error"], json!("side_chain_full"), "{r}");
+            assert_eq!(node.fingerprint().await, before, "nothing written");
+            let (st, _) = node.get(&format!("/v1/blocks/{}", junk.hash())).await;
+            assert_eq!(st, 404, "the refused block is not stored");
+            refused += 1;
+            refused_bytes += size;
+            last = Some(junk);
+        }
+    }
+    assert_eq!(stored, 5, "1 MB holds five junk blocks of ~176 KB");
+    assert_eq!(refused, 3);
+    let counted = node.status().await["side_chain_bytes"].as_u64().unwrap();
+    assert_eq!(counted, (stored_bytes + clean.encode().len()) as u64);
+    let size_after = std::fs::metadata(&ledger).unwrap().len();
+    eprintln!(
+        "side-chain budget 1 MB: a clean sibling and {stored} junk side blocks stored ({stored_bytes} bytes), {refused} refused ({refused_bytes} bytes, 503 side_chain_full); ledger {size_before} -> {size_after} bytes"
+    );
+    // The count comes from the projections: the same after a restart, and so is the answer.
+    node.restart().await;
+    assert_eq!(node.status().await["side_chain_bytes"], json!(counted));
+    let last = last.unwrap();
+    let (code, r) = node
+        .post(
+            "/v1/p2p/blocks",
+            &json!({"hex": hex::encode(last.encode())}),
+        )
+        .await;
+    assert_eq!(
+        (code, r["error"].clone()),
+        (503, json!("side_chain_full")),
+        "{r}"
+    );
+    // A block that makes a stored side branch the best chain is taken however full.
+    let win = block(clean.hash(), height + 1, tip_time + 101, b"win", vec![]);
+    let (code, r) = node
+        .post("/v1/p2p/blocks", &json!({"hex": hex::encode(win.encode())}))
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["outcome"], json!("reorganized"), "{r}");
+    let (_, v) = node.get("/v1/status").await;
+    assert_eq!(v["best_hash"], json!(win.hash().to_string()));
 }
