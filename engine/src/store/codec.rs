@@ -197,6 +197,14 @@ pub fn decode_mempool_value(v: &[u8]) -> Option<(u64, u64, &[u8])> {
     ))
 }
 
+/// Key of a [`super::SIDE_BLOCKS`] row: chainwork (big-endian, so rows sort by work) ‖ hash.
+pub fn side_block_key(chainwork: &U256, hash: &Hash256) -> [u8; 64] {
+    let mut k = [0u8; 64];
+    k[..32].copy_from_slice(&chainwork.to_big_endian());
+    k[32..].copy_from_slice(&hash.0);
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,12 +237,4 @@ mod tests {
         };
         assert_eq!(TxLocation::decode(&l.encode()), Some(l));
     }
-}
-
-/// Key of a [`super::SIDE_BLOCKS`] row: chainwork (big-endian, so rows sort by work) ‖ hash.
-pub fn side_block_key(chainwork: &U256, hash: &Hash256) -> [u8; 64] {
-    let mut k = [0u8; 64];
-    k[..32].copy_from_slice(&chainwork.to_big_endian());
-    k[32..].copy_from_slice(&hash.0);
-    k
 }
