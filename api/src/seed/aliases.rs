@@ -42,9 +42,8 @@ pub(super) fn pocket_tx(tx: &Transaction, created: &str, included: Option<&str>)
 pub(super) struct ChainPage {
     /// Height of the first block listed [default: genesis plus the newest blocks].
     offset: Option<u64>,
-    /// At most this many blocks [default and max: 1000]; the page also ends at 4 MB of
-    /// blocks (at least one block).
-    #[param(minimum = 1, maximum = 1000)]
+    /// At most this many blocks (default and max 1000; 0 counts as 1); the page also
+    /// ends at 4 MB of blocks (at least one block).
     limit: Option<u64>,
 }
 
