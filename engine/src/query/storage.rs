@@ -78,6 +78,7 @@ impl Engine {
             usage(&s, "tx_index", TX_INDEX)?,
             usage(&s, "addr_history", ADDR_HISTORY)?,
             usage(&s, "undo", UNDO)?,
+            usage(&s, "side_blocks", SIDE_BLOCKS)?,
             usage(&s, "mempool", MEMPOOL)?,
             usage(&s, "mempool_spends", MEMPOOL_SPENDS)?,
             usage(&s, "mempool_rate", MEMPOOL_RATE)?,
@@ -129,6 +130,6 @@ mod tests {
         );
         assert_eq!(table("main_chain").entries, 4);
         assert_eq!(table("mempool").entries, 0);
-        assert_eq!(u.tables.len(), 15, "every table of store/mod.rs");
+        assert_eq!(u.tables.len(), 16, "every table of store/mod.rs");
     }
 }
