@@ -40,6 +40,14 @@ const MAX_BATCH: usize = 8192;
 /// a few blocks) with a wide margin, while a fork that deep must match the tip's
 /// difficulty block for block.
 pub const SIDE_CHAIN_REACH_BLOCKS: u64 = 144;
+/// Side branches at most this many tip-blocks of work behind the tip are stored even when
+/// the side-chain budget is full. Honest forks are this shallow (two miners finding the
+/// same height, a reorganisation a few blocks deep), and the blocks of a branch that will
+/// overtake are side blocks until the last one: refusing them would let whoever filled
+/// the budget split the node from a network that reorganises. Each such block costs about
+/// a full block of the tip's proof of work, the bound Bitcoin Core relies on for any block
+/// near its tip; the budget covers the deeper branches.
+pub const SHALLOW_FORK_BLOCKS: u64 = 6;
 /// Default budget for the bytes of stored side-chain blocks within reach of the tip.
 /// Honest forks are a block or two deep; 64 MB holds eight full (8 MB) competing blocks.
 pub const DEFAULT_MAX_SIDE_CHAIN_BYTES: u64 = 64 * 1000 * 1000;
@@ -860,8 +868,9 @@ impl Writer {
         let tip = read::block_meta(t.block_index(), &t.meta().tip)?
             .ok_or_else(|| StoreError::corrupt("tip missing"))?;
         check_within_reach(block.block(), &parent, &tip)?;
-        if branch_work(block.block(), &parent)? <= tip.chainwork {
-            self.check_side_room(t, block.block(), &tip)?;
+        let branch = branch_work(block.block(), &parent)?;
+        if branch <= tip.chainwork {
+            self.check_side_room(t, block.block(), branch, &tip)?;
         }
         t.append(Event::BlockAccepted(block.shared().clone()))?;
         let new = read::block_meta(t.block_index(), &hash)?
@@ -1033,16 +1042,21 @@ impl Writer {
 impl Writer {
     /// A block that would sit off the best chain is stored only when our best chain has
     /// the minimum chain work (below it, anything but the best chain is cheap junk) and
-    /// the side blocks within reach of the tip leave room for it in the budget. The sum
-    /// is read from the side-block projection, so it holds across restarts and rebuilds.
+    /// either its branch is a shallow fork ([`SHALLOW_FORK_BLOCKS`]) or the side blocks
+    /// within reach of the tip leave room for it in the budget. The sum is read from the
+    /// side-block projection, so it holds across restarts and rebuilds.
     fn check_side_room(
         &self,
         t: &Tables<'_>,
         block: &Block,
+        branch: primitive_types::U256,
         tip: &BlockMeta,
     ) -> Result<(), EngineError> {
         if tip.chainwork < self.params().min_chain_work {
             return Err(Reject::BelowMinChainWork.into());
+        }
+        if is_shallow_fork(branch, tip)? {
+            return Ok(());
         }
         let max = self.shared.config.max_side_chain_bytes;
         let used = side_bytes_within_reach(t.side_blocks(), tip)?;
@@ -1071,6 +1085,22 @@ pub(crate) fn side_bytes_within_reach(
     Ok(used)
 }
 
+/// One block of the tip's work (at least 1): the unit forks are measured in.
+fn tip_block_work(tip: &BlockMeta) -> Result<primitive_types::U256, Reject> {
+    Ok(tip
+        .bits
+        .work()
+        .map_err(Reject::InvalidBits)?
+        .max(1u64.into()))
+}
+
+/// Whether a branch with `branch` work is at most [`SHALLOW_FORK_BLOCKS`] tip-blocks of
+/// work behind the tip: such side blocks are stored whatever the budget says.
+fn is_shallow_fork(branch: primitive_types::U256, tip: &BlockMeta) -> Result<bool, Reject> {
+    let shallow = tip_block_work(tip)?.saturating_mul(SHALLOW_FORK_BLOCKS.into());
+    Ok(branch.saturating_add(shallow) >= tip.chainwork)
+}
+
 /// The work of the chain ending in `block`.
 fn branch_work(block: &Block, parent: &BlockMeta) -> Result<primitive_types::U256, Reject> {
     let work = block.header.bits.work().map_err(Reject::InvalidBits)?;
@@ -1079,12 +1109,7 @@ fn branch_work(block: &Block, parent: &BlockMeta) -> Result<primitive_types::U25
 
 /// [`SIDE_CHAIN_REACH_BLOCKS`] blocks of the tip's work.
 fn reach_work(tip: &BlockMeta) -> Result<primitive_types::U256, Reject> {
-    let per_block = tip
-        .bits
-        .work()
-        .map_err(Reject::InvalidBits)?
-        .max(1u64.into());
-    Ok(per_block.saturating_mul(SIDE_CHAIN_REACH_BLOCKS.into()))
+    Ok(tip_block_work(tip)?.saturating_mul(SIDE_CHAIN_REACH_BLOCKS.into()))
 }
 
 /// Refuses `block` when its branch's work is more than [`SIDE_CHAIN_REACH_BLOCKS`]
@@ -1092,18 +1117,10 @@ fn reach_work(tip: &BlockMeta) -> Result<primitive_types::U256, Reject> {
 /// honest chain moves on, so its body is not worth a place in the log.
 fn check_within_reach(block: &Block, parent: &BlockMeta, tip: &BlockMeta) -> Result<(), Reject> {
     let branch = branch_work(block, parent)?;
-    if branch >= tip.chainwork {
-        return Ok(());
-    }
-    let per_block = tip
-        .bits
-        .work()
-        .map_err(Reject::InvalidBits)?
-        .max(1u64.into());
     if branch.saturating_add(reach_work(tip)?) >= tip.chainwork {
         return Ok(());
     }
-    let behind = (tip.chainwork - branch) / per_block;
+    let behind = (tip.chainwork - branch) / tip_block_work(tip)?;
     Err(Reject::ForkTooFarBehind {
         behind: behind.try_into().unwrap_or(u64::MAX),
         reach: SIDE_CHAIN_REACH_BLOCKS,

@@ -481,26 +481,38 @@ fn tip_sibling(e: &engine::Engine, nth: u32) -> Block {
     fork_block(parent, tip.height, tip.tip_time + nth, vec![])
 }
 
+/// How far behind the tip [`deep_sibling`]'s branch is: one block past the shallow forks
+/// the budget leaves alone.
+const DEEP: u64 = engine::engine::SHALLOW_FORK_BLOCKS + 1;
+
+/// A sibling of the best-chain block `DEEP` below the tip: a side block the budget counts.
+fn deep_sibling(e: &engine::Engine, nth: u32) -> Block {
+    let tip = e.status().unwrap();
+    let parent = e.block_hash_at(tip.height - DEEP - 1).unwrap().unwrap();
+    fork_block(parent, tip.height - DEEP, tip.tip_time + nth, vec![])
+}
+
 fn side_outcome(e: &engine::Engine, b: &Block) -> Result<engine::BlockAccepted, EngineError> {
     e.submit_block(b.clone())
 }
 
 /// Issue 17 item 1: stored side-chain bodies within reach of the tip are bounded. Past
 /// the budget a side block is refused by policy (`side_chain_full`, nothing written)
-/// unless it makes its branch the best chain; the count comes from the projections, so a
-/// restart and a rebuild give the same answer, and blocks that fall out of reach stop
-/// counting.
+/// unless its branch is a shallow fork or it makes its branch the best chain; the count
+/// comes from the projections, so a restart and a rebuild give the same answer, and
+/// blocks that fall out of reach stop counting.
 #[test]
 fn side_chain_storage_stops_at_its_budget_across_restarts_and_rebuilds() {
     let dir = tempfile::tempdir().unwrap();
     let now = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(START_TIME));
     let probe = {
         let f = Fixture::new();
-        f.mine(key(1).address());
-        f.mine(key(1).address());
-        tip_sibling(&f.engine, 1).size() as u64
+        for _ in 0..DEEP + 2 {
+            f.mine(key(1).address());
+        }
+        deep_sibling(&f.engine, 1).size() as u64
     };
-    // Room for two sibling blocks, not three.
+    // Room for two deep side blocks, not three.
     let max = probe * 5 / 2;
     let e = open_with_budget(dir.path(), fast_params(), max, &now);
     let f = Fixture {
@@ -508,12 +520,12 @@ fn side_chain_storage_stops_at_its_budget_across_restarts_and_rebuilds() {
         now: now.clone(),
         dir: None,
     };
-    for _ in 0..4 {
+    for _ in 0..DEEP + 4 {
         f.mine(key(1).address());
     }
     let e = &f.engine;
     assert_eq!(e.status().unwrap().side_chain_bytes, 0);
-    let (a, b, c) = (tip_sibling(e, 1), tip_sibling(e, 2), tip_sibling(e, 3));
+    let (a, b, c) = (deep_sibling(e, 1), deep_sibling(e, 2), deep_sibling(e, 3));
     for s in [&a, &b] {
         let r = side_outcome(e, s).unwrap();
         assert!(
@@ -544,19 +556,48 @@ fn side_chain_storage_stops_at_its_budget_across_restarts_and_rebuilds() {
     assert_eq!(code(&side_outcome(&e, &c).unwrap_err()), "side_chain_full");
     assert!(e.verify().unwrap().ok());
 
-    // A block that makes its side branch the best chain is taken however full it is; the
-    // tip it replaces now counts as a side block.
+    // A shallow fork (a sibling of the tip: two miners at one height) is stored however
+    // full the budget is: refusing it would split us from a network that takes it.
+    let tie = tip_sibling(&e, 4);
+    assert!(matches!(
+        side_outcome(&e, &tie).unwrap(),
+        engine::BlockAccepted::SideChain { .. }
+    ));
+    let used = used + tie.size() as u64;
+    assert_eq!(e.status().unwrap().side_chain_bytes, used);
+
+    // A deep branch can still overtake with the budget full: the blocks on top of `a`
+    // are shallow forks, then one makes it the best chain. The blocks it replaces now
+    // count as side blocks.
     let tip = e.status().unwrap();
-    let on_a = fork_block(a.hash(), tip.height + 1, tip.tip_time + 10, vec![]);
-    let r = e.submit_block(on_a.clone()).unwrap();
+    let fork_height = tip.height - DEEP;
+    let replaced: u64 = (fork_height..=tip.height)
+        .map(|h| {
+            let hash = e.block_hash_at(h).unwrap().unwrap();
+            e.block(&hash).unwrap().unwrap().0.size as u64
+        })
+        .sum();
+    let mut parent = a.hash();
+    let mut last = None;
+    for i in 1..=DEEP + 1 {
+        let next = fork_block(
+            parent,
+            fork_height + i,
+            tip.tip_time + 10 + i as u32,
+            vec![],
+        );
+        parent = next.hash();
+        last = Some(e.submit_block(next).unwrap());
+    }
+    let r = last.unwrap();
     assert!(
         matches!(r, engine::BlockAccepted::Reorganized { .. }),
         "{r:?}"
     );
-    let old_tip = e.block(&tip.best_hash).unwrap().unwrap().0.size as u64;
+    assert_eq!(e.status().unwrap().best_hash, parent);
     assert_eq!(
         e.status().unwrap().side_chain_bytes,
-        b.size() as u64 + old_tip
+        (b.size() + tie.size()) as u64 + replaced
     );
 
     // Side blocks more than the reach behind no longer count: the budget frees up.
@@ -565,11 +606,11 @@ fn side_chain_storage_stops_at_its_budget_across_restarts_and_rebuilds() {
         now,
         dir: None,
     };
-    for _ in 0..engine::engine::SIDE_CHAIN_REACH_BLOCKS + 2 {
+    for _ in 0..engine::engine::SIDE_CHAIN_REACH_BLOCKS + DEEP + 2 {
         f.mine(key(1).address());
     }
     assert_eq!(f.engine.status().unwrap().side_chain_bytes, 0);
-    let late = tip_sibling(&f.engine, 1);
+    let late = deep_sibling(&f.engine, 1);
     assert!(matches!(
         side_outcome(&f.engine, &late).unwrap(),
         engine::BlockAccepted::SideChain { .. }

@@ -147,8 +147,8 @@ async fn a_block_view_is_paged() {
 
 /// Issue 17 item 1: side blocks within reach of the tip are stored up to
 /// `--max-side-chain-mb`; past it a push is refused by policy (503 `side_chain_full`,
-/// nothing written), the count holds across a restart, and a block that makes its branch
-/// the best chain is still taken.
+/// nothing written), the count holds across a restart, and shallow forks and a branch
+/// that overtakes are still taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn side_chain_storage_is_bounded_by_its_budget() {
     let tmp = tempfile::tempdir().unwrap();
@@ -160,13 +160,17 @@ async fn side_chain_storage_is_bounded_by_its_budget() {
     let st = node.status().await;
     let height = st["height"].as_u64().unwrap();
     let tip_time = st["tip_time"].as_u64().unwrap() as u32;
-    let (_, parent) = node.get(&format!("/v1/blocks/{}", height - 1)).await;
+    // Forks deeper than the shallow ones the budget leaves alone (engine
+    // SHALLOW_FORK_BLOCKS = 6): siblings of the block 7 below the tip.
+    let deep = 7;
+    let fork_height = height - deep;
+    let (_, parent) = node.get(&format!("/v1/blocks/{}", fork_height - 1)).await;
     let parent = hash_of(&parent["hash"]);
     let ledger = tmp.path().join("ledger.redb");
     let size_before = std::fs::metadata(&ledger).unwrap().len();
-    // Siblings of the tip (ties: stored on a side branch while there is room): first a
-    // valid one (a later block can make it the best chain), then junk.
-    let clean = block(parent, height, tip_time + 100, b"clean", vec![]);
+    // Stored on a side branch while there is room: first a valid one (later blocks can
+    // make it the best chain), then junk.
+    let clean = block(parent, fork_height, tip_time + 100, b"clean", vec![]);
     let (code, r) = node
         .post(
             "/v1/p2p/blocks",
@@ -183,7 +187,7 @@ async fn side_chain_storage_is_bounded_by_its_budget() {
     for salt in 1..=8u8 {
         let junk = block(
             parent,
-            height,
+            fork_height,
             tip_time + u32::from(salt),
             &[salt],
             junk_txs(salt),
@@ -236,13 +240,46 @@ async fn side_chain_storage_is_bounded_by_its_budget() {
         (503, json!("side_chain_full")),
         "{r}"
     );
-    // A block that makes a stored side branch the best chain is taken however full.
-    let win = block(clean.hash(), height + 1, tip_time + 101, b"win", vec![]);
+    // However full, a shallow fork (a sibling of the tip) is stored, and the clean deep
+    // branch still overtakes: the blocks on top of it are shallow forks, the last one
+    // makes it the best chain.
+    let (_, tip_parent) = node.get(&format!("/v1/blocks/{}", height - 1)).await;
+    let tie = block(
+        hash_of(&tip_parent["hash"]),
+        height,
+        tip_time + 99,
+        b"tie",
+        vec![],
+    );
     let (code, r) = node
-        .post("/v1/p2p/blocks", &json!({"hex": hex::encode(win.encode())}))
+        .post("/v1/p2p/blocks", &json!({"hex": hex::encode(tie.encode())}))
         .await;
-    assert_eq!(code, 200, "{r}");
-    assert_eq!(r["outcome"], json!("reorganized"), "{r}");
+    assert_eq!(
+        (code, r["outcome"].clone()),
+        (200, json!("side_chain")),
+        "{r}"
+    );
+    let mut prev = clean.hash();
+    let mut outcome = Value::Null;
+    for i in 1..=deep + 1 {
+        let next = block(
+            prev,
+            fork_height + i,
+            tip_time + 100 + i as u32,
+            b"win",
+            vec![],
+        );
+        prev = next.hash();
+        let (code, r) = node
+            .post(
+                "/v1/p2p/blocks",
+                &json!({"hex": hex::encode(next.encode())}),
+            )
+            .await;
+        assert_eq!(code, 200, "{r}");
+        outcome = r["outcome"].clone();
+    }
+    assert_eq!(outcome, json!("reorganized"));
     let (_, v) = node.get("/v1/status").await;
-    assert_eq!(v["best_hash"], json!(win.hash().to_string()));
+    assert_eq!(v["best_hash"], json!(prev.to_string()));
 }
