@@ -221,6 +221,19 @@ async fn mine(stratum: &str, worker: &str, secs: f64) -> (Tally, f64) {
             tally.difficulties.push(msg["params"][0].as_f64().unwrap());
         }
     }
+    // Regression (flaky in CI once: the node's difficulty 3x the tally's last): the node
+    // answers a share that fills its vardiff window with the reply *and then* a
+    // `mining.set_difficulty`; hanging up right after the last reply missed that retarget.
+    // Read until the line has been quiet for a moment, so the tally ends with the
+    // difficulty the node last sent (the node sends nothing once we are gone).
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_millis(300), lines.next_line()).await
+    {
+        let msg: Value = serde_json::from_str(&line).unwrap();
+        if msg["method"] == "mining.set_difficulty" {
+            tally.difficulties.push(msg["params"][0].as_f64().unwrap());
+        }
+    }
     (tally, rate)
 }
 
