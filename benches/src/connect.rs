@@ -21,10 +21,7 @@ pub fn connect(n: usize, runs: usize, from_mempool: bool) -> Result<()> {
     let mut hits = 0;
     let mut cpu = Vec::new();
     for _ in 0..runs {
-        let dir = tempfile::tempdir()?;
-        let bench = Bench::open(Some(&dir.path().join("ledger.redb")));
-        let coins = bench.fund(n);
-        let block = bench.full_block(&coins);
+        let (_dir, bench, block) = fresh_block(n)?;
         if from_mempool {
             admit(&bench, &block.txs[1..])?;
         }
@@ -57,12 +54,19 @@ pub fn connect(n: usize, runs: usize, from_mempool: bool) -> Result<()> {
     Ok(())
 }
 
-/// The durable connect rate (tx/s) of one block of `n` fresh transactions, once: the
-/// reference other benches (sync) set their figure against in the same run.
-pub fn connect_rate(n: usize) -> Result<f64> {
+/// A new ledger file with `n` funded outputs and, not yet submitted, the block of `n`
+/// transactions spending them.
+fn fresh_block(n: usize) -> Result<(tempfile::TempDir, Bench, engine::Block)> {
     let dir = tempfile::tempdir()?;
     let bench = Bench::open(Some(&dir.path().join("ledger.redb")));
     let block = bench.full_block(&bench.fund(n));
+    Ok((dir, bench, block))
+}
+
+/// The durable connect rate (tx/s) of one block of `n` fresh transactions, once: the
+/// reference other benches (sync) set their figure against in the same run.
+pub fn connect_rate(n: usize) -> Result<f64> {
+    let (_dir, bench, block) = fresh_block(n)?;
     let start = Instant::now();
     bench.engine.submit_block(block).context("connect")?;
     Ok(n as f64 / start.elapsed().as_secs_f64())

@@ -65,16 +65,33 @@ pub(crate) fn node_bin(given: Option<&PathBuf>) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// A dev node on the fast chain, built for load: huge rewards, big blocks, no rate limit.
-fn spawn_node(bin: &Path) -> Result<(testnode::Started, tempfile::TempDir)> {
-    let dir = tempfile::tempdir()?;
-    let spec = testnode::NodeSpec::new(bin, &dir.path().join("data"), &dir.path().join("node.log"))
-        .args(testnode::fast_dev_args())
-        .args(["--coinbase-maturity", "1"])
-        .args(["--reward", &(1u64 << 50).to_string()])
-        .args(["--max-block-txs", "100000", "--rate-limit", "0"])
+/// The chain flags that make a node agree with `benchkit::bench_params` on every block
+/// these benches build (huge rewards, big blocks; the node's 8 MB block limit is the one
+/// difference, and blocks stay under it), with no rate limit.
+fn bench_chain_args() -> Vec<String> {
+    let p = benchkit::bench_params();
+    let mut args = testnode::fast_dev_args();
+    for (flag, value) in [
+        ("--coinbase-maturity", p.coinbase_maturity.to_string()),
+        ("--reward", p.reward.to_string()),
+        ("--max-block-txs", p.max_block_txs.to_string()),
+        ("--rate-limit", "0".to_string()),
+    ] {
+        args.extend([flag.to_string(), value]);
+    }
+    args
+}
+
+/// A node on the bench chain over `dir` (data in `dir/data`, its log beside it), peering
+/// with `peer` when given.
+pub(crate) fn spawn_node(bin: &Path, dir: &Path, peer: Option<&str>) -> Result<testnode::Started> {
+    let mut spec = testnode::NodeSpec::new(bin, &dir.join("data"), &dir.join("node.log"))
+        .args(bench_chain_args())
         .env("RUST_LOG", "warn");
-    Ok((spec.start()?, dir))
+    if let Some(url) = peer {
+        spec = spec.args(["--peer", url]);
+    }
+    Ok(spec.start()?)
 }
 
 impl Node {
@@ -87,8 +104,9 @@ impl Node {
         let (base, spawned) = match (&t.node, t.spawn) {
             (Some(url), _) => (url.trim_end_matches('/').to_string(), None),
             (None, true) => {
-                let spawned = spawn_node(&node_bin(t.node_bin.as_ref())?)?;
-                (spawned.0.bound.url(), Some(spawned))
+                let dir = tempfile::tempdir()?;
+                let node = spawn_node(&node_bin(t.node_bin.as_ref())?, dir.path(), None)?;
+                (node.bound.url(), Some((node, dir)))
             }
             (None, false) => bail!("give --node URL or --spawn"),
         };

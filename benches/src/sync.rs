@@ -8,7 +8,7 @@
 //! same chain flags as the local engine, so they agree on every block.
 
 use crate::connect::connect_rate;
-use crate::http::{node_bin, runtime};
+use crate::http::{node_bin, runtime, spawn_node};
 use anyhow::{ensure, Context, Result};
 use benchkit::Bench;
 use engine::encoding::Encode;
@@ -31,34 +31,6 @@ pub struct SyncArgs {
     /// Give up when B has not caught up after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
-}
-
-/// The chain flags that make a node agree with `benchkit::bench_params` on every block
-/// these benches build (the node's 8 MB block limit is the one difference; blocks stay
-/// under it).
-fn bench_chain_args() -> Vec<String> {
-    let p = benchkit::bench_params();
-    let mut args = testnode::fast_dev_args();
-    for (flag, value) in [
-        ("--coinbase-maturity", p.coinbase_maturity.to_string()),
-        ("--reward", p.reward.to_string()),
-        ("--max-block-txs", p.max_block_txs.to_string()),
-        ("--rate-limit", "0".to_string()),
-    ] {
-        args.extend([flag.to_string(), value]);
-    }
-    args
-}
-
-/// A node on the bench chain in `dir`, peering with `peer` when given.
-fn start_node(bin: &Path, dir: &Path, peer: Option<&str>) -> Result<testnode::Started> {
-    let mut spec = testnode::NodeSpec::new(bin, &dir.join("data"), &dir.join("node.log"))
-        .args(bench_chain_args())
-        .env("RUST_LOG", "warn");
-    if let Some(url) = peer {
-        spec = spec.args(["--peer", url]);
-    }
-    Ok(spec.start()?)
 }
 
 /// Every block of the local engine's best chain after genesis, in order.
@@ -100,7 +72,7 @@ pub fn sync(a: SyncArgs) -> Result<()> {
     let connect = connect_rate(a.block_txs as usize)?;
     let rt = runtime(2)?;
     let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let node_a = start_node(&bin, dirs.0.path(), None)?;
+    let node_a = spawn_node(&bin, dirs.0.path(), None)?;
     let a_url = node_a.bound.url();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
@@ -108,7 +80,7 @@ pub fn sync(a: SyncArgs) -> Result<()> {
     rt.block_on(push_chain(&http, &a_url, &blocks))?;
     let want = rt.block_on(status(&http, &a_url))?;
     let started = Instant::now();
-    let node_b = start_node(&bin, dirs.1.path(), Some(&a_url))?;
+    let node_b = spawn_node(&bin, dirs.1.path(), Some(&a_url))?;
     let b_url = node_b.bound.url();
     let deadline = Duration::from_secs(a.timeout_secs);
     rt.block_on(wait_caught_up(&http, &b_url, &want, started, deadline))?;

@@ -169,6 +169,10 @@ pub(crate) struct Shared {
     pub invalid_blocks: Mutex<crate::invalid::InvalidBlocks>,
     /// Signatures of admitted transactions, so a block holding them skips their check.
     pub sigcache: SigCache,
+    /// `side_chain_bytes` as last summed, keyed by the log head (length, last record's
+    /// hash) it was read at: the sum scans the side blocks within reach, and only an
+    /// appended record can change it, so `/v1/status` polls between writes reuse it.
+    pub side_bytes_cache: Mutex<Option<((u64, Hash256), u64)>>,
 }
 
 impl Shared {
@@ -365,6 +369,7 @@ impl Engine {
             config,
             notifier,
             template_cache: Mutex::new(None),
+            side_bytes_cache: Mutex::new(None),
             invalid_blocks: Mutex::new(Default::default()),
             sigcache,
         });

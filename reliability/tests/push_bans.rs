@@ -44,6 +44,12 @@ fn paying(k: &TestKey, amount: u64) -> Vec<TxOut> {
     }]
 }
 
+/// A block on the tip with valid proof of work whose coinbase pays far more than allowed.
+async fn inflated_on_tip(node: &Api, k: &TestKey) -> Block {
+    let (prev, height, time) = tip(node).await;
+    blocks::block(prev, height + 1, time + 1, b"x", paying(k, 1 << 40), vec![])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_invalid_pusher_and_an_orphan_flooder_are_banned_while_others_are_served() {
     let tmp = tempfile::tempdir().unwrap();
@@ -59,14 +65,7 @@ async fn an_invalid_pusher_and_an_orphan_flooder_are_banned_while_others_are_ser
     let (prev, height, time) = tip(&node).await;
 
     // An inflated coinbase with valid proof of work: refused, and its pusher banned.
-    let inflated = blocks::block(
-        prev,
-        height + 1,
-        time + 1,
-        b"x",
-        paying(&k, 1 << 40),
-        vec![],
-    );
+    let inflated = inflated_on_tip(&node, &k).await;
     let (st, r) = attacker.post("/v1/p2p/blocks", &push(&inflated)).await;
     assert_eq!(
         (st, &r["error"]),
@@ -195,14 +194,7 @@ async fn loopback_pushers_are_exempt_by_default() {
     let node = Node::start(tmp.path(), fast_dev(&[])).await;
     let k = TestKey::new(72);
     let (prev, height, time) = tip(&node).await;
-    let inflated = blocks::block(
-        prev,
-        height + 1,
-        time + 1,
-        b"x",
-        paying(&k, 1 << 40),
-        vec![],
-    );
+    let inflated = inflated_on_tip(&node, &k).await;
     let proxy = client_from(&node, "127.0.0.2");
     for _ in 0..3 {
         let (st, r) = proxy.post("/v1/p2p/blocks", &push(&inflated)).await;

@@ -41,6 +41,30 @@ fn side_chain_bytes(s: &Snapshot, tip: &BlockMeta) -> Result<u64, EngineError> {
     }
 }
 
+impl Engine {
+    /// [`side_chain_bytes`] for a snapshot whose log ends at `head`, summed once per log
+    /// head (only a new record can change it; the last record's hash tells a record
+    /// written again at the same position after a storage failure).
+    fn cached_side_chain_bytes(
+        &self,
+        s: &Snapshot,
+        tip: &BlockMeta,
+        head: Head,
+    ) -> Result<u64, EngineError> {
+        let key = (head.next_seq, head.last_hash);
+        let cache = &self.shared.side_bytes_cache;
+        let lock = || cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, bytes)) = *lock() {
+            if at == key {
+                return Ok(bytes);
+            }
+        }
+        let bytes = side_chain_bytes(s, tip)?;
+        *lock() = Some((key, bytes));
+        Ok(bytes)
+    }
+}
+
 /// `work` hashes over `secs` seconds, the span floored at one second per block.
 fn work_per_second(work: U256, secs: u32, blocks: u64) -> f64 {
     let span = u64::from(secs).max(blocks) as f64;
@@ -70,7 +94,7 @@ impl Engine {
             tip_time: tip.time,
             median_time_past: median_after(&index, &tip)?,
             hashrate_estimate: hashrate(&index, &tip)?,
-            side_chain_bytes: side_chain_bytes(&s, &tip)?,
+            side_chain_bytes: self.cached_side_chain_bytes(&s, &tip, head)?,
         })
     }
 
