@@ -85,6 +85,7 @@ pub fn sync(a: SyncArgs) -> Result<()> {
     let deadline = Duration::from_secs(a.timeout_secs);
     rt.block_on(wait_caught_up(&http, &b_url, &want, started, deadline))?;
     let secs = started.elapsed().as_secs_f64();
+    let breakdown = rt.block_on(sync_breakdown(&http, &b_url))?;
     drop((node_a, node_b));
     let ledger = dirs.1.path().join("data/ledger.redb");
     let ledger_bytes = std::fs::metadata(&ledger)?.len();
@@ -100,6 +101,7 @@ pub fn sync(a: SyncArgs) -> Result<()> {
                "ledger_bytes": ledger_bytes, "raw_block_bytes": raw_block_bytes,
                "ledger_to_raw": (ledger_bytes as f64 / raw_block_bytes as f64 * 100.0).round() / 100.0,
                "ledger_bytes_after_rebuild": rebuilt_bytes,
+               "breakdown": breakdown,
                "storage": usage})
     );
     Ok(())
@@ -156,6 +158,28 @@ async fn status(http: &reqwest::Client, base: &str) -> Result<Value> {
         .error_for_status()?
         .json()
         .await?)
+}
+
+/// B's own account of the sync that caught it up: `last_sync.timings` of its one peer in
+/// `GET /v1/peers` (fetch, decode, check, verify, fold, commit, starved; milliseconds),
+/// waited for briefly since the report is filed just after the last block commits.
+async fn sync_breakdown(http: &reqwest::Client, base: &str) -> Result<Value> {
+    for _ in 0..250 {
+        let peers: Value = http
+            .get(format!("{base}/v1/peers"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let list = peers.get("peers").unwrap_or(&peers);
+        let timings = &list[0]["last_sync"]["timings"];
+        if !timings.is_null() {
+            return Ok(timings.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("B never reported its sync's timings")
 }
 
 /// Polls B until its best block and UTXO-set hash are `want`'s.

@@ -19,6 +19,7 @@ use crate::sigcache::{SigCache, SigCacheStats, SigKey};
 use crate::store::chainstate::InputContext;
 use crate::store::codec::{decode_mempool_value, fee_rate_micro, BlockMeta};
 use crate::store::{read, StoreError, Tables};
+use crate::timings::{BlockTimers, BlockTimings, Stage};
 use crate::tx::{OutPoint, Transaction};
 use crate::validation::{self, CheckedBlock, Reject, VerifiedTx};
 use rayon::prelude::*;
@@ -33,6 +34,11 @@ use tokio::sync::{broadcast, oneshot};
 
 /// Most commands folded into one write transaction.
 const MAX_BATCH: usize = 8192;
+/// Most prepared blocks committed in one write transaction, and most transactions in
+/// them: a group shares one commit and its fsyncs, and its dirty pages stay in memory
+/// until then (8 full blocks are 64 MB).
+const MAX_BLOCK_GROUP: usize = 8;
+const MAX_BLOCK_GROUP_TXS: usize = 100_000;
 /// How far behind the tip a side branch may be, in blocks of the tip's work, for a block
 /// on it to be stored. A block body is kept only when its chain could still become the
 /// best: anyone can make a valid block off an early, easy block, and each one stored
@@ -142,12 +148,67 @@ impl BlockAccepted {
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
+/// What a block did, and how the best chain changed (for the log, after the commit).
+type Accepted = (BlockAccepted, Option<TipChange>);
+
+/// Prepared blocks queued up behind each other, to be committed together
+/// ([`Writer::commit_group`]).
+#[derive(Default)]
+struct BlockGroup {
+    blocks: Vec<(PreparedBlock, Reply<BlockAccepted>)>,
+    txs: usize,
+}
+
+impl BlockGroup {
+    fn push(&mut self, block: PreparedBlock, reply: Reply<BlockAccepted>) {
+        self.txs += block.block().txs.len();
+        self.blocks.push((block, reply));
+    }
+
+    fn is_full(&self) -> bool {
+        self.blocks.len() >= MAX_BLOCK_GROUP || self.txs >= MAX_BLOCK_GROUP_TXS
+    }
+}
+
+/// A block whose context-free checks and signatures have passed
+/// ([`Engine::prepare_block`]): only the rules that need the chain are left, the writer's
+/// part. Sync prepares the next blocks on the other cores while the writer connects this
+/// one, and the writer commits prepared blocks that queue up in groups.
+pub struct PreparedBlock(CheckedBlock);
+
+impl PreparedBlock {
+    pub fn hash(&self) -> Hash256 {
+        self.0.hash()
+    }
+
+    pub fn block(&self) -> &Block {
+        self.0.block()
+    }
+}
+
+/// The answer to a queued block ([`Engine::queue_prepared`]), to be awaited later: the
+/// caller can queue the next block first, in order.
+pub struct BlockReceipt(oneshot::Receiver<Result<BlockAccepted, EngineError>>);
+
+impl BlockReceipt {
+    /// Waits until the block (and any reorganisation) is durable, or refused.
+    pub async fn wait(self) -> Result<BlockAccepted, EngineError> {
+        self.0.await.map_err(|_| EngineError::Closed)?
+    }
+
+    /// [`BlockReceipt::wait`] for a thread outside any async runtime.
+    pub fn wait_blocking(self) -> Result<BlockAccepted, EngineError> {
+        self.0.blocking_recv().map_err(|_| EngineError::Closed)?
+    }
+}
+
 /// Opens the ledger's storage again after a failure (the file, or a clone of a backend).
 type Reopen = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>;
 
 enum Command {
     Tx(VerifiedTx, Reply<TxAccepted>),
     Block(CheckedBlock, Reply<BlockAccepted>),
+    Prepared(PreparedBlock, Reply<BlockAccepted>),
     Reset(Reply<()>),
     Rebuild(Reply<Hash256>),
 }
@@ -173,6 +234,14 @@ pub(crate) struct Shared {
     /// hash) it was read at: the sum scans the side blocks within reach, and only an
     /// appended record can change it, so `/v1/status` polls between writes reuse it.
     pub side_bytes_cache: Mutex<Option<((u64, Hash256), u64)>>,
+    /// Where block connects spend their time ([`crate::timings`]).
+    pub(crate) timers: BlockTimers,
+    /// Threads that verify prepared blocks' signatures ([`Engine::prepare_block`]): one
+    /// fewer than the cores, so the writer, whose folding is the serial part of a sync,
+    /// keeps a core to itself while the next blocks are verified. Started on first use
+    /// (most engines never prepare a block); None if the threads could not be started,
+    /// and then the global pool verifies.
+    prepare_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
 }
 
 impl Shared {
@@ -370,6 +439,8 @@ impl Engine {
             notifier,
             template_cache: Mutex::new(None),
             side_bytes_cache: Mutex::new(None),
+            timers: BlockTimers::default(),
+            prepare_pool: std::sync::OnceLock::new(),
             invalid_blocks: Mutex::new(Default::default()),
             sigcache,
         });
@@ -509,17 +580,60 @@ impl Engine {
         &self,
         block: Block,
     ) -> Result<oneshot::Receiver<Result<BlockAccepted, EngineError>>, EngineError> {
-        if let Some(r) = self.known_invalid(&block.hash()) {
-            return Err(r.into());
-        }
         // Not remembered when this fails: these checks are cheap, and a body that does not
         // match its header (bad merkle root, duplicated transactions, added ones) says
         // nothing about the block the header names.
         // Signatures are verified by the writer, overlapped with its validation work.
-        let checked = validation::check_block(block, self.params())?;
+        let checked = self.check_block(block)?;
         let (reply, rx) = oneshot::channel();
         self.send(Command::Block(checked, reply))?;
         Ok(rx)
+    }
+
+    fn check_block(&self, block: Block) -> Result<CheckedBlock, EngineError> {
+        if let Some(r) = self.known_invalid(&block.hash()) {
+            return Err(r.into());
+        }
+        let timers = &self.shared.timers;
+        Ok(timers.time(Stage::Check, || {
+            validation::check_block(block, self.params())
+        })?)
+    }
+
+    /// Runs every check that needs no chain now, on this thread and the rayon pool: the
+    /// context-free rules and every signature (the signature cache applies). A block that
+    /// fails is refused here and never reaches the writer; one that passes is queued with
+    /// [`Engine::queue_prepared`]. A bad signature is not remembered as a refusal of the
+    /// block, as on the writer's path: the hash does not commit to signatures.
+    pub fn prepare_block(&self, block: Block) -> Result<PreparedBlock, EngineError> {
+        let checked = self.check_block(block)?;
+        let shared = &self.shared;
+        shared
+            .timers
+            .time(Stage::Verify, || {
+                let verify =
+                    || validation::verify_block_signatures(checked.spends(), &shared.sigcache);
+                match shared.prepare_pool.get_or_init(prepare_pool) {
+                    Some(pool) => pool.install(verify),
+                    None => verify(),
+                }
+            })
+            .map_err(|(_, reject)| EngineError::from(reject))?;
+        Ok(PreparedBlock(checked))
+    }
+
+    /// Queues a prepared block for the writer and returns at once; the receipt says what
+    /// became of it. Blocks queued one after another are handled in that order, and those
+    /// that queue up while the writer is busy are committed together (one fsync).
+    pub fn queue_prepared(&self, block: PreparedBlock) -> Result<BlockReceipt, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Prepared(block, reply))?;
+        Ok(BlockReceipt(rx))
+    }
+
+    /// Time spent per stage on blocks since the engine opened.
+    pub fn block_timings(&self) -> BlockTimings {
+        self.shared.timers.snapshot()
     }
 
     /// Dev mode: appends a reset; every projection goes back to genesis.
@@ -579,23 +693,35 @@ impl Writer {
         &self.shared.config.params
     }
 
+    /// Drains the queue in order: runs of transactions are committed as one batch, runs of
+    /// prepared blocks as one group, anything else alone.
     fn run(self, rx: mpsc::Receiver<Command>) {
         while let Ok(first) = rx.recv() {
             let mut txs = Vec::new();
+            let mut group = BlockGroup::default();
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
                 match cmd {
-                    Command::Tx(tx, reply) => txs.push((tx, reply)),
+                    Command::Tx(tx, reply) => {
+                        self.commit_group(std::mem::take(&mut group));
+                        txs.push((tx, reply));
+                    }
+                    Command::Prepared(block, reply) => {
+                        self.commit_txs(std::mem::take(&mut txs));
+                        group.push(block, reply);
+                    }
                     other => {
                         self.commit_txs(std::mem::take(&mut txs));
+                        self.commit_group(std::mem::take(&mut group));
                         self.run_single(other);
                     }
                 }
-                if txs.len() < MAX_BATCH {
+                if txs.len() < MAX_BATCH && !group.is_full() {
                     next = rx.try_recv().ok();
                 }
             }
             self.commit_txs(txs);
+            self.commit_group(group);
         }
     }
 
@@ -613,17 +739,19 @@ impl Writer {
         &self,
         work: impl FnOnce(&mut Tables<'_>) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
-        self.transact_gated(work, || Ok(()))
+        self.transact_gated(work, || Ok(()), None)
     }
 
     /// Like [`Writer::transact`], but `gate` must also pass before the commit: work that
-    /// ran alongside (signature verification) can still veto it.
+    /// ran alongside (signature verification) can still veto it. With `timers`, the
+    /// work, the wait at the gate and the commit are added to their stages.
     fn transact_gated<T>(
         &self,
         work: impl FnOnce(&mut Tables<'_>) -> Result<T, EngineError>,
         gate: impl FnOnce() -> Result<(), EngineError>,
+        timers: Option<&BlockTimers>,
     ) -> Result<T, EngineError> {
-        match self.run_transaction(work, gate) {
+        match self.run_transaction(work, gate, timers) {
             Ok((v, notes)) => {
                 self.publish(notes);
                 Ok(v)
@@ -644,20 +772,22 @@ impl Writer {
         &self,
         work: impl FnOnce(&mut Tables<'_>) -> Result<T, EngineError>,
         gate: impl FnOnce() -> Result<(), EngineError>,
+        timers: Option<&BlockTimers>,
     ) -> Result<(T, Vec<Notification>), EngineError> {
         let txn = self.begin()?;
         let (result, notes) = {
             let mut tables = Tables::open(&txn)?;
             tables.set_clock((self.shared.config.clock)());
-            let result = work(&mut tables).and_then(|v| gate().map(|_| v));
+            let result = timed(timers, Stage::Fold, || work(&mut tables))
+                .and_then(|v| timed(timers, Stage::VerifyWait, gate).map(|_| v));
             if result.is_ok() {
-                tables.flush_meta()?;
+                timed(timers, Stage::Fold, || tables.flush_meta())?;
             }
             (result, tables.take_notes())
         };
         match result {
             Ok(v) => {
-                txn.commit()?;
+                timed(timers, Stage::Commit, || txn.commit())?;
                 Ok((v, notes))
             }
             Err(e) => txn.abort().map_err(EngineError::from).and(Err(e)),
@@ -676,11 +806,12 @@ impl Writer {
             Command::Tx(tx, reply) => self.commit_txs(vec![(tx, reply)]),
             Command::Block(block, reply) => {
                 let r = self.accept_block_verified(&block);
-                if let Err(EngineError::Rejected(reject)) = &r {
-                    chainlog::block_refused(&block.hash(), reject);
-                    self.shared.remember_invalid(block.hash(), reject);
-                }
-                let _ = reply.send(r);
+                let _ = reply.send(self.settle(&block, r));
+            }
+            Command::Prepared(block, reply) => {
+                let mut group = BlockGroup::default();
+                group.push(block, reply);
+                self.commit_group(group);
             }
             Command::Reset(reply) => {
                 let _ = reply.send(self.transact(|t| self.reset(t)));
@@ -822,12 +953,14 @@ impl Writer {
     /// Accepts a block while its signatures are batch-verified on the other cores: the
     /// verification (the most expensive part) overlaps validation and folding, and the
     /// transaction commits only if both succeed.
-    fn accept_block_verified(&self, block: &CheckedBlock) -> Result<BlockAccepted, EngineError> {
+    fn accept_block_verified(&self, block: &CheckedBlock) -> Result<Accepted, EngineError> {
         let (tx, rx) = mpsc::channel();
         let for_pool = block.clone();
         let shared = self.shared.clone();
         rayon::spawn(move || {
-            let verdict = validation::verify_block_signatures(for_pool.spends(), &shared.sigcache);
+            let verdict = shared.timers.time(Stage::Verify, || {
+                validation::verify_block_signatures(for_pool.spends(), &shared.sigcache)
+            });
             let _ = tx.send(verdict);
         });
         let gate = || match rx.recv() {
@@ -835,15 +968,66 @@ impl Writer {
             Ok(Err((_, reject))) => Err(reject.into()),
             Err(_) => Err(EngineError::Closed),
         };
-        let (accepted, change) = self.transact_gated(|t| self.accept_block(t, block), gate)?;
-        match (&accepted, &change) {
-            (_, Some(change)) => chainlog::tip_changed(change),
-            (BlockAccepted::SideChain { hash, height }, None) => {
+        let timers = &self.shared.timers;
+        let accepted = self.transact_gated(|t| self.accept_block(t, block), gate, Some(timers))?;
+        timers.committed(1);
+        Ok(accepted)
+    }
+
+    /// Commits a group of prepared blocks (their signatures already verified) in one
+    /// write transaction: one commit and its fsyncs for all. If any block is refused, or
+    /// the storage fails, that transaction is aborted and each block is tried alone, so
+    /// every caller hears its own block's verdict and the blocks before a bad one still
+    /// connect, exactly as if they had come one by one.
+    fn commit_group(&self, group: BlockGroup) {
+        let timers = &self.shared.timers;
+        let no_gate = || Ok(());
+        if group.blocks.len() > 1 {
+            let all = |t: &mut Tables<'_>| {
+                let accept = |(b, _): &(PreparedBlock, _)| self.accept_block(t, &b.0);
+                group
+                    .blocks
+                    .iter()
+                    .map(accept)
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            if let Ok(outcomes) = self.transact_gated(all, no_gate, Some(timers)) {
+                timers.committed(group.blocks.len() as u64);
+                for ((block, reply), outcome) in group.blocks.into_iter().zip(outcomes) {
+                    let _ = reply.send(self.settle(&block.0, Ok(outcome)));
+                }
+                return;
+            }
+        }
+        for (block, reply) in group.blocks {
+            let one = |t: &mut Tables<'_>| self.accept_block(t, &block.0);
+            let r = self.transact_gated(one, no_gate, Some(timers));
+            if r.is_ok() {
+                timers.committed(1);
+            }
+            let _ = reply.send(self.settle(&block.0, r));
+        }
+    }
+
+    /// After a block's transaction: the operator's log line, a final refusal remembered,
+    /// and the caller's answer.
+    fn settle(
+        &self,
+        block: &CheckedBlock,
+        r: Result<Accepted, EngineError>,
+    ) -> Result<BlockAccepted, EngineError> {
+        match &r {
+            Ok((_, Some(change))) => chainlog::tip_changed(change),
+            Ok((BlockAccepted::SideChain { hash, height }, None)) => {
                 chainlog::side_chain_block(hash, *height)
+            }
+            Err(EngineError::Rejected(reject)) => {
+                chainlog::block_refused(&block.hash(), reject);
+                self.shared.remember_invalid(block.hash(), reject);
             }
             _ => {}
         }
-        Ok(accepted)
+        r.map(|(accepted, _)| accepted)
     }
 
     /// Stores `block` and, when its chain has the most work, makes it the tip; also says
@@ -852,7 +1036,7 @@ impl Writer {
         &self,
         t: &mut Tables<'_>,
         block: &CheckedBlock,
-    ) -> Result<(BlockAccepted, Option<TipChange>), EngineError> {
+    ) -> Result<Accepted, EngineError> {
         let hash = block.hash();
         if let Some(meta) = read::block_meta(t.block_index(), &hash)? {
             let height = meta.height;
@@ -1134,6 +1318,27 @@ fn check_within_reach(block: &Block, parent: &BlockMeta, tip: &BlockMeta) -> Res
 
 /// The checks a transaction passes before it is queued for the writer: context-free
 /// rules, then strict signature verification.
+/// The pool for [`Shared::prepare_pool`]: all cores but one (at least one thread).
+fn prepare_pool() -> Option<rayon::ThreadPool> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(cores.saturating_sub(1).max(1))
+        .thread_name(|i| format!("bitplace-verify-{i}"))
+        .build()
+        .inspect_err(|e| {
+            tracing::warn!("verification threads not started ({e}): using the shared pool")
+        })
+        .ok()
+}
+
+/// Runs `work`, adding its time to `stage` when there are timers (block transactions).
+fn timed<T>(timers: Option<&BlockTimers>, stage: Stage, work: impl FnOnce() -> T) -> T {
+    match timers {
+        Some(t) => t.time(stage, work),
+        None => work(),
+    }
+}
+
 fn check_tx(tx: Transaction) -> Result<VerifiedTx, EngineError> {
     // The txid costs a hash: only worth it when the refusal will be logged.
     let txid = tracing::enabled!(tracing::Level::DEBUG).then(|| tx.txid());
@@ -1184,3 +1389,6 @@ fn descendants(t: &Tables<'_>, txid: &Hash256) -> Result<Vec<Hash256>, EngineErr
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;

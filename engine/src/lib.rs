@@ -39,10 +39,12 @@ mod store;
 // Keys and transactions for tests; not in the production library (feature `testkit`).
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod timings;
 pub mod validation;
 
-pub use engine::{BlockAccepted, Engine, EngineConfig, TxAccepted};
+pub use engine::{BlockAccepted, BlockReceipt, Engine, EngineConfig, PreparedBlock, TxAccepted};
 pub use error::EngineError;
 pub use recovery::{compact_file, repair_file, Compaction, VerifyReport};
 pub use store::StoreError;
+pub use timings::BlockTimings;
 pub use validation::{Reject, RejectClass};

@@ -16,6 +16,8 @@ pub struct SyncReport {
     /// Whether our best chain changed to the peer's.
     pub adopted: bool,
     pub error: Option<String>,
+    /// Where the time went, when blocks were fetched.
+    pub timings: Option<SyncTimings>,
 }
 
 /// The result of syncing from every peer.
@@ -170,9 +172,24 @@ impl PeerService {
         url: &str,
         report: &mut SyncReport,
     ) -> Result<(), SyncError> {
+        let mut progress: Option<SyncProgress> = None;
+        let result = self.sync_rounds(url, report, &mut progress).await;
+        if let Some(p) = &progress {
+            p.done(&self.inner.engine, report, &result);
+        }
+        result
+    }
+
+    /// The rounds of [`PeerService::sync_inner`]; `progress` starts with the first block
+    /// to fetch.
+    async fn sync_rounds(
+        &self,
+        url: &str,
+        report: &mut SyncReport,
+        progress: &mut Option<SyncProgress>,
+    ) -> Result<(), SyncError> {
         let engine = &self.inner.engine;
         let mut resume: Option<Hash256> = None;
-        let mut progress: Option<SyncProgress> = None;
         for _ in 0..MAX_ROUNDS {
             let mut locator = engine.locator()?;
             if let Some(h) = resume {
@@ -202,43 +219,21 @@ impl PeerService {
             }
             if progress.is_none() {
                 self.check_peer_reaches_min_work(url).await?;
-                progress = Some(SyncProgress::start(self, url).await);
+                *progress = Some(SyncProgress::start(self, url).await);
             }
-            for chunk in unknown.chunks(FETCH_PARALLEL) {
-                let mut fetches = Vec::with_capacity(chunk.len());
-                for h in chunk {
-                    let s = self.clone();
-                    let (url, h) = (url.to_string(), *h);
-                    fetches.push(tokio::spawn(async move { s.fetch_block(&url, h).await }));
-                }
-                for f in fetches {
-                    let block = f
-                        .await
-                        .map_err(|e| SyncError::Unreachable(format!("fetch task failed: {e}")))??;
-                    report.fetched += 1;
-                    self.remember_origin(block.hash(), url);
-                    match self.submit_block(block).await {
-                        Ok(BlockAccepted::Connected { .. })
-                        | Ok(BlockAccepted::Reorganized { .. }) => {
-                            report.connected += 1;
-                            report.adopted = true;
-                        }
-                        Ok(BlockAccepted::SideChain { .. }) => report.side += 1,
-                        Ok(BlockAccepted::Duplicate { .. }) => {}
-                        Err(e) => return Err(classify_block_error(e)),
-                    }
-                }
-            }
-            if let Some(p) = &progress {
+            let mut timings = report.timings.take().unwrap_or_default();
+            let fetched = self
+                .fetch_and_connect(url, unknown, report, &mut timings)
+                .await;
+            report.timings = Some(timings);
+            fetched?;
+            if let Some(p) = progress.as_ref() {
                 p.round(engine, report);
             }
             if hashes.len() < HASHES_PER_ROUND {
                 break;
             }
             resume = hashes.last().copied();
-        }
-        if let Some(p) = &progress {
-            p.done(report);
         }
         Ok(())
     }
@@ -275,7 +270,12 @@ impl PeerService {
         status["height"].as_u64()
     }
 
-    pub(super) async fn fetch_block(&self, url: &str, hash: Hash256) -> Result<Block, SyncError> {
+    /// Fetches one block body and says what the fetch and the decoding cost.
+    pub(super) async fn fetch_block_timed(
+        &self,
+        url: &str,
+        hash: Hash256,
+    ) -> Result<(Block, FetchCost), SyncError> {
         let max = self
             .inner
             .engine
@@ -283,9 +283,11 @@ impl PeerService {
             .max_block_bytes
             .saturating_mul(2)
             .saturating_add(1024);
+        let start = Instant::now();
         let bytes = self
             .get_block_bytes(url, &format!("/v1/p2p/blocks/{hash}"), max)
             .await?;
+        let fetched = Instant::now();
         let block = Block::decode(&bytes)
             .map_err(|e| SyncError::Misbehaved(format!("block {hash} does not decode: {e}")))?;
         if block.hash() != hash {
@@ -294,7 +296,12 @@ impl PeerService {
                 block.hash()
             )));
         }
-        Ok(block)
+        let cost = FetchCost {
+            fetch: fetched - start,
+            decode: fetched.elapsed(),
+            bytes: bytes.len(),
+        };
+        Ok((block, cost))
     }
 
     /// Block validation checks every signature: run it off the async worker threads.
@@ -346,6 +353,8 @@ struct SyncProgress {
     peer: String,
     peer_height: Option<u64>,
     started: Instant,
+    /// The engine's block timings when the first block was asked for.
+    engine_before: engine::BlockTimings,
 }
 
 impl SyncProgress {
@@ -355,6 +364,7 @@ impl SyncProgress {
         SyncProgress {
             peer: url.to_string(),
             peer_height,
+            engine_before: service.inner.engine.block_timings(),
             started: Instant::now(),
         }
     }
@@ -378,15 +388,36 @@ impl SyncProgress {
         );
     }
 
-    fn done(&self, report: &SyncReport) {
+    /// Completes the report's timings and says how the sync ended, with its breakdown.
+    fn done(
+        &self,
+        engine: &engine::Engine,
+        report: &mut SyncReport,
+        result: &Result<(), SyncError>,
+    ) {
+        let blocks_per_s = self.blocks_per_second(report);
+        let t = report.timings.get_or_insert_with(Default::default);
+        t.wall_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        t.engine = engine.block_timings().since(&self.engine_before);
+        let ms = |v: f64| format!("{v:.0}");
         tracing::info!(
             peer = %self.peer,
             fetched = report.fetched,
             connected = report.connected,
             side = report.side,
-            secs = format!("{:.1}", self.started.elapsed().as_secs_f64()),
-            blocks_per_s = self.blocks_per_second(report),
-            "sync: done"
+            secs = format!("{:.1}", t.wall_ms / 1e3),
+            blocks_per_s,
+            fetch_ms = ms(t.fetch_ms),
+            decode_ms = ms(t.decode_ms),
+            check_ms = ms(t.engine.check_ms),
+            verify_ms = ms(t.engine.verify_ms),
+            fold_ms = ms(t.engine.fold_ms),
+            commit_ms = ms(t.engine.commit_ms),
+            commits = t.engine.commits,
+            starved_ms = ms(t.starved_ms),
+            error = result.as_ref().err().map(|e| e.to_string()),
+            "sync: {}",
+            if result.is_ok() { "done" } else { "stopped" }
         );
     }
 }

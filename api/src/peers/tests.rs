@@ -441,6 +441,106 @@ async fn peer_serving_invalid_blocks_is_refused_and_changes_nothing() {
     }
 }
 
+/// A peer that offers `blocks` (in order) and serves each of them.
+async fn fake_chain_peer(blocks: Vec<Block>) -> String {
+    let hashes: Vec<Hash256> = blocks.iter().map(Block::hash).collect();
+    let bodies: Arc<HashMap<Hash256, Vec<u8>>> =
+        Arc::new(blocks.iter().map(|b| (b.hash(), b.encode())).collect());
+    let router = Router::new()
+        .route("/v1/p2p/hashes", post(move || async move { Json(hashes) }))
+        .route(
+            "/v1/p2p/blocks/{hash}",
+            get(move |Path(h): Path<String>| async move {
+                let body = h
+                    .parse()
+                    .ok()
+                    .and_then(|h: Hash256| bodies.get(&h).cloned());
+                body.map(|b| ([(header::CONTENT_TYPE, OCTET_STREAM)], b).into_response())
+                    .unwrap_or_else(|| StatusCode::NOT_FOUND.into_response())
+            }),
+        );
+    serve(router).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_sync_connects_every_block_in_order_and_says_where_its_time_went() {
+    let now = clock();
+    let (a, b) = (fast_engine(&now), fast_engine(&now));
+    let k = TestKey::new(4);
+    let first = mine(&a, &now, k.address()).await;
+    for _ in 0..2 {
+        mine(&a, &now, k.address()).await;
+    }
+    let pay = k.spend(&[outpoint(first.txs[0].txid(), 0)], &[(k.address(), 7)]);
+    a.submit_tx_async(pay.clone()).await.unwrap();
+    for _ in 0..20 {
+        mine(&a, &now, k.address()).await;
+    }
+    let sb = PeerService::new(b.clone(), dev_config());
+    let url = serve(PeerService::new(a.clone(), dev_config()).router()).await;
+    sb.add_peer(&url, PeerSource::Registered).unwrap();
+    let report = sb.sync_from(&url).await;
+    assert_eq!(report.error, None, "{report:?}");
+    assert_eq!((report.fetched, report.connected), (23, 23), "{report:?}");
+    // A's log also holds the payment's admission to its mempool.
+    assert_eq!(state(&b).0, state(&a).0);
+    assert_eq!(state(&b).1, state(&a).1, "the same UTXO set");
+    assert!(b
+        .transaction(&pay.txid())
+        .unwrap()
+        .unwrap()
+        .height
+        .is_some());
+    let t = report
+        .timings
+        .expect("a sync that fetched reports its timings");
+    assert_eq!(t.engine.blocks, 23, "{t:?}");
+    assert!((1..=23).contains(&t.engine.commits), "{t:?}");
+    assert!(
+        t.wall_ms > 0.0 && t.fetch_ms > 0.0 && t.engine.fold_ms > 0.0,
+        "{t:?}"
+    );
+    assert!(
+        t.engine.commit_ms > 0.0 && t.engine.verify_ms > 0.0,
+        "{t:?}"
+    );
+    assert!(b.verify().unwrap().ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_block_mid_sync_stops_it_with_the_blocks_before_it_connected() {
+    let now = clock();
+    let (a, b) = (fast_engine(&now), fast_engine(&now));
+    let k = TestKey::new(5);
+    let mut blocks = Vec::new();
+    for _ in 0..6 {
+        blocks.push(mine(&a, &now, k.address()).await);
+    }
+    // An inflated coinbase on top, and a child of it: the peer offers all eight.
+    now.fetch_add(60, SeqCst);
+    let mut t = a.block_template(k.address(), vec![]).unwrap();
+    t.txs[0].outputs[0].amount += 1;
+    t.header.merkle_root = engine::merkle::merkle_root(&[t.txs[0].txid()]).0;
+    let inflated = t.mine_cpu();
+    let mut t = a.block_template(k.address(), vec![]).unwrap();
+    t.header.prev_hash = inflated.hash();
+    blocks.extend([inflated, t.mine_cpu()]);
+    let sb = PeerService::new(b.clone(), dev_config());
+    let url = fake_chain_peer(blocks.clone()).await;
+    sb.add_peer(&url, PeerSource::Registered).unwrap();
+    let report = sb.sync_from(&url).await;
+    let error = report.error.clone().unwrap_or_default();
+    assert!(error.contains("coinbase"), "{report:?}");
+    assert_eq!(report.connected, 6, "{report:?}");
+    assert_eq!(
+        state(&b),
+        state(&a),
+        "the six good blocks, nothing of the bad ones"
+    );
+    assert_eq!(sb.peers()[0].status, "misbehaving");
+    assert!(b.verify().unwrap().ok());
+}
+
 #[tokio::test]
 async fn registering_peers_needs_the_admin_token_outside_dev() {
     let now = clock();
