@@ -41,6 +41,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/nodes/resolve"),
     ("get", "/v1/p2p/locator"),
     ("post", "/v1/p2p/hashes"),
+    ("post", "/v1/p2p/headers"),
     ("get", "/v1/p2p/blocks/{hash}"),
     ("post", "/v1/p2p/blocks"),
     ("post", "/v1/p2p/tx"),

@@ -25,6 +25,7 @@
 use crate::block::Block;
 use crate::encoding::{Decode, DecodeError, Encode, Reader};
 use crate::hash::Hash256;
+use crate::header::{BlockHeader, HEADER_SIZE};
 use crate::tx::Transaction;
 use serde::Serialize;
 use std::sync::Arc;
@@ -104,6 +105,22 @@ impl Record {
     /// SHA-256d of the encoded record: what the next record's `prev_hash` must be.
     pub fn hash_of_bytes(bytes: &[u8]) -> Hash256 {
         Hash256::sha256d(bytes)
+    }
+
+    /// The block header of an encoded `BlockAccepted` record, read without decoding the
+    /// block's transactions (sync serves headers by the thousand); None for any other
+    /// record.
+    pub fn block_header_of_bytes(bytes: &[u8]) -> Option<BlockHeader> {
+        let tag_at = match *bytes.first()? {
+            RECORD_VERSION => TIME_OFFSET + 8,
+            RECORD_VERSION_UNTIMED => TIME_OFFSET,
+            _ => return None,
+        };
+        if *bytes.get(tag_at)? != 1 {
+            return None;
+        }
+        let header = bytes.get(tag_at + 1..tag_at + 1 + HEADER_SIZE)?;
+        Some(BlockHeader::from_bytes(header.try_into().ok()?))
     }
 
     /// The time of an encoded record without decoding its event (0 when it has none).
@@ -216,7 +233,35 @@ mod tests {
             let bytes = rec.encode();
             assert_eq!(Record::decode(&bytes).unwrap(), rec);
             assert_eq!(Record::time_of_bytes(&bytes), rec.time);
+            let header = match &rec.event {
+                Event::BlockAccepted(b) => Some(b.header),
+                _ => None,
+            };
+            assert_eq!(Record::block_header_of_bytes(&bytes), header);
         }
+    }
+
+    #[test]
+    fn a_block_records_header_reads_in_either_version_and_not_from_a_stub() {
+        let genesis = ChainParams::dev().genesis();
+        let rec = Record {
+            seq: 0,
+            prev_hash: Hash256::ZERO,
+            time: 5,
+            event: Event::BlockAccepted(Arc::new(genesis.clone())),
+        };
+        let v2 = rec.encode();
+        let mut v1 = v2.clone();
+        v1[0] = RECORD_VERSION_UNTIMED;
+        v1.drain(TIME_OFFSET..TIME_OFFSET + 8);
+        for bytes in [&v2, &v1] {
+            assert_eq!(Record::block_header_of_bytes(bytes), Some(genesis.header));
+        }
+        assert_eq!(
+            Record::block_header_of_bytes(&v2[..v2.len().min(100)]),
+            None
+        );
+        assert_eq!(Record::block_header_of_bytes(&[9, 0, 0]), None);
     }
 
     /// Logs written before records carried a time still open: a version-1 record is

@@ -25,6 +25,7 @@ pub mod difficulty;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod headers;
 pub mod invalid;
 mod keycache;
 pub mod mining;

@@ -8,6 +8,7 @@
 use crate::block::Block;
 use crate::encoding::DecodeError;
 use crate::hash::Hash256;
+use crate::header::BlockHeader;
 use crate::params::ChainParams;
 use crate::pow::{BitsError, CompactTarget};
 use crate::sigcache::{SigCache, SigKey};
@@ -523,7 +524,7 @@ fn check_block_rules(block: &Block, params: &ChainParams) -> Result<(), Reject> 
     // First, before any other work: a block claiming an easier target than the network
     // ever allows (0x207fffff on main, met by every other hash) is refused, so a pushed
     // orphan cannot pass its proof-of-work check for free.
-    check_bits_within_limit(block, params)?;
+    check_bits_within_limit(&block.header, params)?;
     let count = block.txs.len();
     if count == 0 {
         return Err(Reject::NoTransactions);
@@ -557,9 +558,21 @@ fn check_block_rules(block: &Block, params: &ChainParams) -> Result<(), Reject> 
     check_merkle(block)
 }
 
+/// A header's own proof of work, all that can be checked of a header alone: its target
+/// is no easier than the network's easiest and its hash meets it. What sync checks of a
+/// peer's headers before it fetches any body ([`crate::headers`]).
+pub fn check_header_pow(header: &BlockHeader, params: &ChainParams) -> Result<(), Reject> {
+    check_bits_within_limit(header, params)?;
+    let target = header.bits.to_target().map_err(Reject::InvalidBits)?;
+    if !target.is_met_by(&header.hash()) {
+        return Err(Reject::HighHash);
+    }
+    Ok(())
+}
+
 /// The header's target is no easier than the network's easiest (`pow_limit`).
-fn check_bits_within_limit(block: &Block, params: &ChainParams) -> Result<(), Reject> {
-    let got = block.header.bits;
+fn check_bits_within_limit(header: &BlockHeader, params: &ChainParams) -> Result<(), Reject> {
+    let got = header.bits;
     let target = got.to_target().map_err(Reject::InvalidBits)?;
     let limit = params.pow_limit.to_target().map_err(Reject::InvalidBits)?;
     if target > limit {

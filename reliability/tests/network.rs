@@ -170,7 +170,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Serves `chain` over the peer protocol; returns its base URL.
 async fn fake_peer(chain: Vec<Block>) -> String {
-    let hashes: Vec<Hash256> = chain.iter().map(Block::hash).collect();
+    let headers: Vec<u8> = chain.iter().flat_map(|b| b.header.to_bytes()).collect();
     let by_hash: Arc<HashMap<String, String>> = Arc::new(
         chain
             .iter()
@@ -179,10 +179,10 @@ async fn fake_peer(chain: Vec<Block>) -> String {
     );
     let router = Router::new()
         .route(
-            "/v1/p2p/hashes",
+            "/v1/p2p/headers",
             post(move || {
-                let h = hashes.clone();
-                async move { Json(h) }
+                let h = headers.clone();
+                async move { ([("content-type", "application/octet-stream")], h) }
             }),
         )
         .route(

@@ -24,6 +24,7 @@ const BANNED_DRAIN_BYTES: u64 = 64 * 1024;
     resolve_seed,
     p2p_locator,
     p2p_hashes,
+    p2p_headers,
     p2p_get_block,
     p2p_push_block,
     p2p_push_tx
@@ -182,12 +183,7 @@ async fn p2p_hashes(
     crate::extract::Body(body): crate::extract::Body,
 ) -> ApiResult<Json<Vec<Hash256>>> {
     let req: HashesRequest = parse_body(&body)?;
-    if req.locator.len() > 256 {
-        return Err(AppError::bad_request(
-            "locator_too_long",
-            "a locator has at most 256 hashes",
-        ));
-    }
+    check_locator(&req)?;
     let limit = req
         .limit
         .unwrap_or(HASHES_PER_ROUND)
@@ -197,6 +193,39 @@ async fn p2p_hashes(
         .hashes_after(&req.locator, limit)
         .map(Json)
         .map_err(AppError::from)
+}
+
+#[utoipa::path(post, path = "/v1/p2p/headers", tag = "p2p", request_body = HashesRequest,
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>,
+               description = "the best chain's block headers after the first locator entry we know, in chain order: 80 bytes each (the consensus header encoding), concatenated; `limit` defaults to and is at most 2000"),
+              (status = 400, body = ErrorBody, description = "locator_too_long, malformed_json")))]
+async fn p2p_headers(
+    State(s): State<PeerService>,
+    crate::extract::Body(body): crate::extract::Body,
+) -> ApiResult<Response> {
+    let req: HashesRequest = parse_body(&body)?;
+    check_locator(&req)?;
+    let limit = req
+        .limit
+        .unwrap_or(HEADERS_PER_ROUND)
+        .clamp(1, HEADERS_PER_ROUND);
+    let headers = s
+        .inner
+        .engine
+        .headers_after(&req.locator, limit)
+        .map_err(AppError::from)?;
+    let bytes: Vec<u8> = headers.iter().flat_map(|h| h.to_bytes()).collect();
+    Ok(([(header::CONTENT_TYPE, OCTET_STREAM)], bytes).into_response())
+}
+
+fn check_locator(req: &HashesRequest) -> ApiResult<()> {
+    if req.locator.len() > 256 {
+        return Err(AppError::bad_request(
+            "locator_too_long",
+            "a locator has at most 256 hashes",
+        ));
+    }
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/v1/p2p/blocks/{hash}", tag = "p2p", params(("hash" = String, Path, description = "block hash")),
@@ -424,6 +453,7 @@ impl PeerService {
             .route("/nodes/resolve", get(resolve_seed))
             .route("/v1/p2p/locator", get(p2p_locator))
             .route("/v1/p2p/hashes", post(p2p_hashes))
+            .route("/v1/p2p/headers", post(p2p_headers))
             .route("/v1/p2p/blocks/{hash}", get(p2p_get_block))
             .route(
                 "/v1/p2p/blocks",

@@ -1,5 +1,6 @@
 //! Peers and consensus: the peer list, the node-to-node wire protocol under `/v1/p2p/`,
-//! chain sync (locator → hashes → blocks, each validated by the engine), relay of new
+//! chain sync (headers first: locator → headers → the bodies of a chain with more work,
+//! each block validated by the engine), relay of new
 //! blocks and transactions, and the seed's `/nodes/register` and `/nodes/resolve`.
 //!
 //! Trust model: nothing a peer says is believed. Every block and transaction goes through
@@ -16,7 +17,8 @@
 //! The files, one concept each:
 //! - [`registry`]: the known peers, their health (backoff, bans), saving, who may register;
 //! - [`wire`]: the node-to-node request and answer types and the bounded JSON client;
-//! - [`sync`]: fetching a peer's chain (locator → hashes → blocks) into the engine;
+//! - [`sync`]: fetching a peer's chain (locator → headers → blocks) into the engine;
+//! - [`pipeline`]: the bodies fetched, verified and connected in overlapping stages;
 //! - [`relay`]: pushing new blocks and transactions to peers, the orphan pool's retries;
 //! - [`handlers`]: the HTTP routes (`/v1/peers`, `/v1/p2p/*`, the seed's `/nodes/*`);
 //! - [`misbehaviour`]: scores of the clients pushing blocks and transactions, and bans;
@@ -69,6 +71,13 @@ use wire::*;
 
 /// Hashes asked for per sync round (and the most a peer may ask of us).
 const HASHES_PER_ROUND: usize = 500;
+
+/// Headers asked for per sync round (and the most a peer may ask of us): 160 KB.
+const HEADERS_PER_ROUND: usize = 2000;
+
+/// Headers of a peer's chain held before its work beats ours; past that, the sync stops
+/// (a peer cannot make us collect headers without end).
+const MAX_PENDING_HEADERS: usize = 200_000;
 
 /// Blocks fetched concurrently during a sync (they are still submitted in order).
 const FETCH_PARALLEL: usize = 8;

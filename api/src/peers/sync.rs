@@ -1,12 +1,17 @@
-//! Chain sync from one peer: locator → hashes → blocks, each block validated by the engine;
-//! how a sync ends decides the peer's health.
+//! Chain sync from one peer, headers first: locator → headers (linkage, proof of work and
+//! total work judged before any body is fetched) → the bodies of a chain with more work
+//! than ours, through the block pipeline ([`super::pipeline`]); how a sync ends decides
+//! the peer's health.
 
 use super::*;
+use engine::headers::HeaderChain;
 
 /// What one sync from one peer did.
 #[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct SyncReport {
     pub peer: String,
+    /// Headers the peer sent (each checked for linkage and proof of work).
+    pub headers: usize,
     /// Blocks fetched from the peer.
     pub fetched: usize,
     /// Blocks that extended or reorganised our best chain.
@@ -77,11 +82,6 @@ pub(super) fn classify_block_error(e: EngineError) -> SyncError {
         Some(_) => SyncError::Misbehaved(e.to_string()),
         None => SyncError::Engine(e),
     }
-}
-
-/// Chain work as `/v1/status` writes it (hex).
-fn chain_work(hex: &str) -> Option<engine::params::U256> {
-    engine::params::parse_chain_work(hex).ok()
 }
 
 impl PeerService {
@@ -163,10 +163,12 @@ impl PeerService {
         result
     }
 
-    /// Locator → hashes → blocks, in rounds. After the first round the locator starts
-    /// with the last hash the peer gave us: when the peer's branch does not (yet) have
-    /// more work than ours, those blocks sit on a side branch and our own locator would
-    /// make the peer send the same hashes again.
+    /// Headers first, in rounds: the peer's headers after our locator, each checked for
+    /// linkage and proof of work ([`HeaderChain`]) as they come, and the bodies of the
+    /// blocks we lack fetched only once the header chain has more work than our best
+    /// chain (and the minimum chain work). A peer whose chain has no more work than ours
+    /// costs us its headers. After the first round the locator starts with the last
+    /// header the peer gave us, so it goes on from there.
     pub(super) async fn sync_inner(
         &self,
         url: &str,
@@ -189,79 +191,100 @@ impl PeerService {
         progress: &mut Option<SyncProgress>,
     ) -> Result<(), SyncError> {
         let engine = &self.inner.engine;
-        let mut resume: Option<Hash256> = None;
+        let mut chain: Option<HeaderChain> = None;
+        // Blocks of the header chain we do not store, in chain order, not fetched yet.
+        let mut pending: Vec<Hash256> = Vec::new();
         for _ in 0..MAX_ROUNDS {
             let mut locator = engine.locator()?;
-            if let Some(h) = resume {
-                locator.insert(0, h);
+            if let Some(c) = &chain {
+                locator.insert(0, c.last());
             }
-            let request = HashesRequest {
-                locator,
-                limit: Some(HASHES_PER_ROUND),
+            let headers = self.post_headers(url, locator, HEADERS_PER_ROUND).await?;
+            report.headers += headers.len();
+            let Some(first) = headers.first() else { break };
+            // The peer's best chain moved off the headers it gave us: start again from
+            // where it now forks from ours.
+            if chain.as_ref().is_some_and(|c| c.last() != first.prev_hash) {
+                (chain, pending) = (None, Vec::new());
+            }
+            let c = match &mut chain {
+                Some(c) => c,
+                None => chain.insert(self.header_chain_from(first.prev_hash)?),
             };
-            let hashes: Vec<Hash256> = self
-                .post_json(url, "/v1/p2p/hashes", &request, 1 << 20)
-                .await?;
-            if hashes.len() > HASHES_PER_ROUND {
-                return Err(SyncError::Misbehaved(format!(
-                    "sent {} hashes, {HASHES_PER_ROUND} asked",
-                    hashes.len()
-                )));
-            }
-            let mut unknown = Vec::new();
-            for h in &hashes {
-                if engine.block(h)?.is_none() {
-                    unknown.push(*h);
+            c.extend(&headers, engine.params())
+                .map_err(|e| SyncError::Misbehaved(format!("bad headers: {e}")))?;
+            for h in &headers {
+                let hash = h.hash();
+                if engine.chain_work_of(&hash)?.is_none() {
+                    pending.push(hash);
                 }
             }
-            if unknown.is_empty() {
+            if !pending.is_empty() && self.worth_fetching(c)? {
+                if progress.is_none() {
+                    *progress = Some(SyncProgress::start(self, url).await);
+                }
+                let blocks = std::mem::take(&mut pending);
+                let mut timings = report.timings.take().unwrap_or_default();
+                let fetched = self
+                    .fetch_and_connect(url, blocks, report, &mut timings)
+                    .await;
+                report.timings = Some(timings);
+                fetched?;
+                if let Some(p) = progress.as_ref() {
+                    p.round(engine, report);
+                }
+            } else if pending.len() > MAX_PENDING_HEADERS {
+                return Err(SyncError::Deferred(format!(
+                    "{} headers without more work than our chain: stopped",
+                    pending.len()
+                )));
+            }
+            if headers.len() < HEADERS_PER_ROUND {
                 break;
             }
-            if progress.is_none() {
-                self.check_peer_reaches_min_work(url).await?;
-                *progress = Some(SyncProgress::start(self, url).await);
-            }
-            let mut timings = report.timings.take().unwrap_or_default();
-            let fetched = self
-                .fetch_and_connect(url, unknown, report, &mut timings)
-                .await;
-            report.timings = Some(timings);
-            fetched?;
-            if let Some(p) = progress.as_ref() {
-                p.round(engine, report);
-            }
-            if hashes.len() < HASHES_PER_ROUND {
-                break;
-            }
-            resume = hashes.last().copied();
         }
-        Ok(())
+        match chain {
+            Some(c) if !pending.is_empty() => self.not_worth_fetching(&c, pending.len()),
+            _ => Ok(()),
+        }
     }
 
-    /// While our best chain is below the minimum chain work, a peer whose chain does not
-    /// reach it is not fetched from: its blocks could only be low-work junk to us. The
-    /// peer's claim (its `/v1/status` chainwork) decides; a peer that lies about it still
-    /// has to serve blocks that pass every check, and none of them is stored off the best
-    /// chain until ours has the work (the engine's `below_min_chain_work`).
-    async fn check_peer_reaches_min_work(&self, url: &str) -> Result<(), SyncError> {
+    /// A header chain from `from`, the parent of the peer's first header: a block the
+    /// peer found in our locator, so one we store.
+    fn header_chain_from(&self, from: Hash256) -> Result<HeaderChain, SyncError> {
+        HeaderChain::from_known(&self.inner.engine, from)?.ok_or_else(|| {
+            SyncError::Misbehaved(format!(
+                "headers start after block {from}, which is not in our locator"
+            ))
+        })
+    }
+
+    /// Whether the bodies of `chain` are worth fetching: more work than our best chain
+    /// and at least the minimum chain work.
+    fn worth_fetching(&self, chain: &HeaderChain) -> Result<bool, SyncError> {
+        let engine = &self.inner.engine;
+        let work = chain.work();
+        Ok(work > engine.tip_work()? && work >= engine.params().min_chain_work)
+    }
+
+    /// The sync ends with headers whose bodies were not fetched. Below the minimum chain
+    /// work that is worth saying (the node cannot start without such a peer); a chain with
+    /// no more work than ours is simply not ours to take.
+    fn not_worth_fetching(&self, chain: &HeaderChain, left: usize) -> Result<(), SyncError> {
         let min = self.inner.engine.params().min_chain_work;
-        if min.is_zero() {
-            return Ok(());
-        }
-        let ours = chain_work(&self.inner.engine.status()?.chainwork);
-        if ours.is_some_and(|w| w >= min) {
-            return Ok(());
-        }
-        let status: serde_json::Value = self.get_json(url, "/v1/status", 1 << 16).await?;
-        let theirs = status["chainwork"].as_str().and_then(chain_work);
-        match theirs {
-            Some(w) if w >= min => Ok(()),
-            _ => Err(SyncError::Deferred(format!(
+        if chain.work() < min {
+            return Err(SyncError::Deferred(format!(
                 "the peer's chain (work {}) is below the minimum chain work {}: not fetched",
-                status["chainwork"].as_str().unwrap_or("unknown"),
+                engine::pow::u256_hex(&chain.work()),
                 engine::pow::u256_hex(&min)
-            ))),
+            )));
         }
+        tracing::debug!(
+            headers = left,
+            work = %engine::pow::u256_hex(&chain.work()),
+            "sync: the peer's chain has no more work than ours; its blocks were not fetched"
+        );
+        Ok(())
     }
 
     /// The peer's best height, for the progress lines only (None if it does not say).

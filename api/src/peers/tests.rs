@@ -125,7 +125,14 @@ async fn engines_mined_apart_converge_on_most_work_chain() {
     let b_before = state(&b).0;
     let rb = sb.resolve().await;
     assert!(!rb.adopted, "{rb:?}");
-    assert_eq!(rb.peers[0].side, 3, "{rb:?}");
+    // Headers first: A's chain has less work, so B read its three headers and fetched
+    // no body at all.
+    let synced = &rb.peers[0];
+    assert_eq!(
+        (synced.headers, synced.fetched, synced.side),
+        (3, 0, 0),
+        "{rb:?}"
+    );
     assert_eq!(state(&b).0, b_before);
 
     // A adopts B's chain, reorganising away its own three blocks.
@@ -369,13 +376,18 @@ async fn orphan_waits_for_all_its_parents_and_is_dropped_when_invalid() {
 }
 
 /// A fake peer that offers exactly one block, whatever it is.
+/// The headers of `blocks` as `POST /v1/p2p/headers` answers them.
+fn headers_answer(blocks: &[Block]) -> Response {
+    let bytes: Vec<u8> = blocks.iter().flat_map(|b| b.header.to_bytes()).collect();
+    ([(header::CONTENT_TYPE, OCTET_STREAM)], bytes).into_response()
+}
+
 async fn fake_peer(block: Block) -> String {
-    let hash = block.hash();
     let hex_block = hex::encode(block.encode());
     let router = Router::new()
         .route(
-            "/v1/p2p/hashes",
-            post(move || async move { Json(vec![hash]) }),
+            "/v1/p2p/headers",
+            post(move || async move { headers_answer(std::slice::from_ref(&block)) }),
         )
         .route(
             "/v1/p2p/blocks/{hash}",
@@ -443,11 +455,13 @@ async fn peer_serving_invalid_blocks_is_refused_and_changes_nothing() {
 
 /// A peer that offers `blocks` (in order) and serves each of them.
 async fn fake_chain_peer(blocks: Vec<Block>) -> String {
-    let hashes: Vec<Hash256> = blocks.iter().map(Block::hash).collect();
     let bodies: Arc<HashMap<Hash256, Vec<u8>>> =
         Arc::new(blocks.iter().map(|b| (b.hash(), b.encode())).collect());
     let router = Router::new()
-        .route("/v1/p2p/hashes", post(move || async move { Json(hashes) }))
+        .route(
+            "/v1/p2p/headers",
+            post(move || async move { headers_answer(&blocks) }),
+        )
         .route(
             "/v1/p2p/blocks/{hash}",
             get(move |Path(h): Path<String>| async move {
@@ -639,6 +653,12 @@ async fn malformed_requests_get_json_errors() {
             Some(r#"{"locator":["xx"]}"#),
             "malformed_json",
         ),
+        (
+            "POST",
+            "/v1/p2p/headers",
+            Some(r#"{"locator":["xx"]}"#),
+            "malformed_json",
+        ),
         ("GET", "/v1/p2p/blocks/xyz", None, "bad_hash"),
         (
             "POST",
@@ -708,6 +728,83 @@ async fn malformed_requests_get_json_errors() {
         bytes.as_slice(),
         "the same bytes as the hex form"
     );
+}
+
+/// `POST /v1/p2p/headers` and its body, raw.
+async fn post_headers_raw(r: &Router, body: Value) -> (StatusCode, Vec<u8>) {
+    let req = Request::post("/v1/p2p/headers")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = r.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (status, bytes.to_vec())
+}
+
+#[tokio::test]
+async fn headers_route_serves_the_best_chain_after_the_locator_as_raw_headers() {
+    let now = clock();
+    let e = fast_engine(&now);
+    let k = TestKey::new(6);
+    let mut blocks = Vec::new();
+    for _ in 0..3 {
+        blocks.push(mine(&e, &now, k.address()).await);
+    }
+    let raw = |bs: &[Block]| -> Vec<u8> { bs.iter().flat_map(|b| b.header.to_bytes()).collect() };
+    let r = PeerService::new(e.clone(), dev_config()).router();
+    let genesis = e.status().unwrap().genesis_hash;
+    let cases = [
+        (json!({"locator": [genesis]}), raw(&blocks)),
+        (json!({"locator": [genesis], "limit": 2}), raw(&blocks[..2])),
+        (
+            json!({"locator": [blocks[1].hash(), genesis]}),
+            raw(&blocks[2..]),
+        ),
+        // An unknown hash is skipped, as in any locator.
+        (
+            json!({"locator": [Hash256([9; 32]), blocks[0].hash()]}),
+            raw(&blocks[1..]),
+        ),
+        (json!({"locator": [blocks[2].hash()]}), Vec::new()),
+    ];
+    for (body, want) in cases {
+        let (status, got) = post_headers_raw(&r, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(got, want, "{body}");
+    }
+    let long: Vec<Hash256> = vec![genesis; 257];
+    let (status, body) = post_headers_raw(&r, json!({ "locator": long })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], json!("locator_too_long"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_headers_break_the_chain_is_refused_before_any_body_is_fetched() {
+    let now = clock();
+    let (a, b) = (fast_engine(&now), fast_engine(&now));
+    let k = TestKey::new(7);
+    let mut blocks = Vec::new();
+    for _ in 0..4 {
+        blocks.push(mine(&a, &now, k.address()).await);
+    }
+    blocks.swap(1, 2); // headers out of order: the third names a parent not before it
+    let sb = PeerService::new(b.clone(), dev_config());
+    let url = fake_chain_peer(blocks).await;
+    sb.add_peer(&url, PeerSource::Registered).unwrap();
+    let report = sb.sync_from(&url).await;
+    let error = report.error.clone().unwrap_or_default();
+    assert!(error.contains("bad headers"), "{report:?}");
+    assert_eq!(
+        (report.headers, report.fetched),
+        (4, 0),
+        "read, refused, nothing fetched"
+    );
+    assert_eq!(b.status().unwrap().height, 0);
+    assert_eq!(sb.peers()[0].status, "misbehaving");
 }
 
 #[test]

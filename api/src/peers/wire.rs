@@ -2,8 +2,11 @@
 //!
 //! Wire protocol (JSON over plain HTTP; hashes in display order, blocks and transactions
 //! as hex of their consensus encoding, see `engine::encoding`):
-//! - `POST /v1/p2p/hashes {locator:[hash...], limit}` → `[hash...]`: best-chain hashes
-//!   after the first locator entry on our best chain (after genesis if none).
+//! - `POST /v1/p2p/headers {locator:[hash...], limit}` → `application/octet-stream`: the
+//!   best chain's headers after the first locator entry on it (after genesis if none),
+//!   80 bytes each, concatenated, at most 2000: what sync judges a peer's chain by.
+//! - `POST /v1/p2p/hashes {locator:[hash...], limit}` → `[hash...]`: the same blocks'
+//!   hashes, at most 500 (what sync asked for before headers first).
 //! - `GET /v1/p2p/locator` → `[hash...]`: our own locator (diagnostics).
 //! - `GET /v1/p2p/blocks/{hash}` → the block's consensus bytes with `Accept:
 //!   application/octet-stream` (what sync sends), `{hex}` otherwise (older callers).
@@ -169,21 +172,37 @@ impl PeerService {
         read_json(resp, max).await
     }
 
-    pub(super) async fn post_json<B: Serialize, R: DeserializeOwned>(
+    /// A peer's headers for `locator` (`POST /v1/p2p/headers`), decoded: at most `limit`,
+    /// and a body that is not whole 80-byte headers is the peer's fault.
+    pub(super) async fn post_headers(
         &self,
         base: &str,
-        path: &str,
-        body: &B,
-        max: usize,
-    ) -> Result<R, SyncError> {
+        locator: Vec<Hash256>,
+        limit: usize,
+    ) -> Result<Vec<engine::header::BlockHeader>, SyncError> {
+        use engine::header::{BlockHeader, HEADER_SIZE};
+        let request = HashesRequest {
+            locator,
+            limit: Some(limit),
+        };
         let resp = self
             .inner
             .http
-            .post(format!("{base}{path}"))
-            .json(body)
+            .post(format!("{base}/v1/p2p/headers"))
+            .json(&request)
             .send()
             .await
             .map_err(|e| SyncError::Unreachable(e.to_string()))?;
-        read_json(resp, max).await
+        let (_, buf) = read_bounded(resp, limit * HEADER_SIZE).await?;
+        if buf.len() % HEADER_SIZE != 0 {
+            return Err(SyncError::Misbehaved(format!(
+                "{} bytes of headers is not a whole number of {HEADER_SIZE}-byte headers",
+                buf.len()
+            )));
+        }
+        Ok(buf
+            .chunks_exact(HEADER_SIZE)
+            .map(|c| BlockHeader::from_bytes(c.try_into().expect("a whole header")))
+            .collect())
     }
 }

@@ -1,6 +1,7 @@
 //! Reads of the chain itself: status, blocks by height or hash, locators for peers.
 
 use super::*;
+use crate::header::BlockHeader;
 
 /// Blocks the hashrate estimate looks back over (at most; fewer on a young chain).
 pub const HASHRATE_WINDOW: u64 = 20;
@@ -167,27 +168,76 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<Hash256>, EngineError> {
         let s = self.snapshot()?;
-        let main = s.table(MAIN_CHAIN)?;
-        let mut start = 0;
-        for h in locator {
-            if let Some(m) = s.block_meta(h)? {
-                if s.on_main(&m)? {
-                    start = m.height + 1;
-                    break;
-                }
-            }
-        }
+        main_hashes_after(&s, locator, limit)
+    }
+
+    /// The headers of the blocks [`Engine::hashes_after`] names, in chain order: what a
+    /// peer judges our chain by (linkage, proof of work, total work) before it fetches any
+    /// body. Each is read from its block's log record without decoding the transactions,
+    /// and checked against the block index.
+    pub fn headers_after(
+        &self,
+        locator: &[Hash256],
+        limit: usize,
+    ) -> Result<Vec<BlockHeader>, EngineError> {
+        let s = self.snapshot()?;
+        let log = s.table(LOG)?;
         let mut out = Vec::new();
-        for row in main.range(start..)?.take(limit) {
-            let (_, v) = row?;
-            out.push(Hash256(
-                v.value()
-                    .try_into()
-                    .map_err(|_| StoreError::corrupt("main chain row"))?,
-            ));
+        for hash in main_hashes_after(&s, locator, limit)? {
+            let m = s
+                .block_meta(&hash)?
+                .ok_or_else(|| StoreError::corrupt("main block missing"))?;
+            let record = log
+                .get(m.seq)?
+                .ok_or_else(|| StoreError::corrupt(format!("log record {} is missing", m.seq)))?;
+            let header = Record::block_header_of_bytes(record.value())
+                .filter(|h| h.hash() == hash)
+                .ok_or_else(|| {
+                    StoreError::corrupt(format!("record {} does not hold block {hash}", m.seq))
+                })?;
+            out.push(header);
         }
         Ok(out)
     }
+
+    /// The total chain work up to and including block `hash`, if we store it.
+    pub fn chain_work_of(&self, hash: &Hash256) -> Result<Option<U256>, EngineError> {
+        Ok(self.snapshot()?.block_meta(hash)?.map(|m| m.chainwork))
+    }
+
+    /// The total chain work of our best chain.
+    pub fn tip_work(&self) -> Result<U256, EngineError> {
+        Ok(self.snapshot()?.tip()?.chainwork)
+    }
+}
+
+/// Up to `limit` best-chain hashes after the first `locator` entry on our best chain
+/// (from genesis's child when none is).
+fn main_hashes_after(
+    s: &Snapshot,
+    locator: &[Hash256],
+    limit: usize,
+) -> Result<Vec<Hash256>, EngineError> {
+    let main = s.table(MAIN_CHAIN)?;
+    let mut start = 0;
+    for h in locator {
+        if let Some(m) = s.block_meta(h)? {
+            if s.on_main(&m)? {
+                start = m.height + 1;
+                break;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for row in main.range(start..)?.take(limit) {
+        let (_, v) = row?;
+        out.push(Hash256(
+            v.value()
+                .try_into()
+                .map_err(|_| StoreError::corrupt("main chain row"))?,
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
