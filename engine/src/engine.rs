@@ -961,6 +961,9 @@ impl Writer {
             let verdict = shared.timers.time(Stage::Verify, || {
                 validation::verify_block_signatures(for_pool.spends(), &shared.sigcache)
             });
+            // Let go of the engine before answering: once the writer has heard back,
+            // nothing of this block's work holds the ledger file open.
+            drop((for_pool, shared));
             let _ = tx.send(verdict);
         });
         let gate = || match rx.recv() {
@@ -969,7 +972,15 @@ impl Writer {
             Err(_) => Err(EngineError::Closed),
         };
         let timers = &self.shared.timers;
-        let accepted = self.transact_gated(|t| self.accept_block(t, block), gate, Some(timers))?;
+        let accepted = self.transact_gated(|t| self.accept_block(t, block), gate, Some(timers));
+        if accepted.is_err() {
+            // Refused before the gate: wait for the verification anyway, so the caller
+            // that drops the engine on this answer finds the file closed (regression:
+            // side_chain_storage_stops_at_its_budget_across_restarts_and_rebuilds reopened
+            // the ledger while a refused block's verification still held it).
+            let _ = rx.recv();
+        }
+        let accepted = accepted?;
         timers.committed(1);
         Ok(accepted)
     }

@@ -93,6 +93,9 @@ impl PeerService {
         let mut result = Ok(());
         while result.is_ok() {
             result = settle_finished(&mut queued, report).await;
+            if result.is_err() {
+                break;
+            }
             let wait = Instant::now();
             let Some(next) = feed.recv().await else { break };
             timings.starved_ms += wait.elapsed().as_secs_f64() * 1e3;
