@@ -182,15 +182,10 @@ async fn p2p_hashes(
     State(s): State<PeerService>,
     crate::extract::Body(body): crate::extract::Body,
 ) -> ApiResult<Json<Vec<Hash256>>> {
-    let req: HashesRequest = parse_body(&body)?;
-    check_locator(&req)?;
-    let limit = req
-        .limit
-        .unwrap_or(HASHES_PER_ROUND)
-        .clamp(1, HASHES_PER_ROUND);
+    let (locator, limit) = locator_request(&body, HASHES_PER_ROUND)?;
     s.inner
         .engine
-        .hashes_after(&req.locator, limit)
+        .hashes_after(&locator, limit)
         .map(Json)
         .map_err(AppError::from)
 }
@@ -203,29 +198,27 @@ async fn p2p_headers(
     State(s): State<PeerService>,
     crate::extract::Body(body): crate::extract::Body,
 ) -> ApiResult<Response> {
-    let req: HashesRequest = parse_body(&body)?;
-    check_locator(&req)?;
-    let limit = req
-        .limit
-        .unwrap_or(HEADERS_PER_ROUND)
-        .clamp(1, HEADERS_PER_ROUND);
+    let (locator, limit) = locator_request(&body, HEADERS_PER_ROUND)?;
     let headers = s
         .inner
         .engine
-        .headers_after(&req.locator, limit)
+        .headers_after(&locator, limit)
         .map_err(AppError::from)?;
     let bytes: Vec<u8> = headers.iter().flat_map(|h| h.to_bytes()).collect();
     Ok(([(header::CONTENT_TYPE, OCTET_STREAM)], bytes).into_response())
 }
 
-fn check_locator(req: &HashesRequest) -> ApiResult<()> {
+/// A `{locator, limit}` body: the locator (at most 256 hashes) and the limit, `max` when
+/// absent and never above it.
+fn locator_request(body: &[u8], max: usize) -> ApiResult<(Vec<Hash256>, usize)> {
+    let req: HashesRequest = parse_body(body)?;
     if req.locator.len() > 256 {
         return Err(AppError::bad_request(
             "locator_too_long",
             "a locator has at most 256 hashes",
         ));
     }
-    Ok(())
+    Ok((req.locator, req.limit.unwrap_or(max).clamp(1, max)))
 }
 
 #[utoipa::path(get, path = "/v1/p2p/blocks/{hash}", tag = "p2p", params(("hash" = String, Path, description = "block hash")),

@@ -213,12 +213,8 @@ impl PeerService {
             };
             c.extend(&headers, engine.params())
                 .map_err(|e| SyncError::Misbehaved(format!("bad headers: {e}")))?;
-            for h in &headers {
-                let hash = h.hash();
-                if engine.chain_work_of(&hash)?.is_none() {
-                    pending.push(hash);
-                }
-            }
+            let hashes: Vec<Hash256> = headers.iter().map(|h| h.hash()).collect();
+            pending.extend(engine.unknown_blocks(&hashes)?);
             if !pending.is_empty() && self.worth_fetching(c)? {
                 if progress.is_none() {
                     *progress = Some(SyncProgress::start(self, url).await);

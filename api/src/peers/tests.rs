@@ -82,6 +82,13 @@ fn state(e: &Engine) -> (Hash256, String, u64) {
     (s.best_hash, s.utxo_set_hash, s.log_length)
 }
 
+/// Whether `txid` is in a block of `e`'s best chain.
+fn confirmed(e: &Engine, txid: &Hash256) -> bool {
+    e.transaction(txid)
+        .unwrap()
+        .is_some_and(|t| t.height.is_some())
+}
+
 async fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     for _ in 0..100 {
         if cond() {
@@ -142,12 +149,7 @@ async fn engines_mined_apart_converge_on_most_work_chain() {
     assert_eq!(body["height"], json!(5));
     assert_eq!(state(&a).0, state(&b).0);
     assert_eq!(state(&a).1, state(&b).1, "identical UTXO set hash");
-    assert!(a
-        .transaction(&pay.txid())
-        .unwrap()
-        .unwrap()
-        .height
-        .is_some());
+    assert!(confirmed(&a, &pay.txid()));
     assert!(a.verify().unwrap().ok());
 
     // Both peers now show as seen.
@@ -499,12 +501,7 @@ async fn a_long_sync_connects_every_block_in_order_and_says_where_its_time_went(
     // A's log also holds the payment's admission to its mempool.
     assert_eq!(state(&b).0, state(&a).0);
     assert_eq!(state(&b).1, state(&a).1, "the same UTXO set");
-    assert!(b
-        .transaction(&pay.txid())
-        .unwrap()
-        .unwrap()
-        .height
-        .is_some());
+    assert!(confirmed(&b, &pay.txid()));
     let t = report
         .timings
         .expect("a sync that fetched reports its timings");

@@ -200,6 +200,19 @@ impl Engine {
         Ok(out)
     }
 
+    /// Those of `hashes` whose blocks we do not store, in their order (one snapshot for
+    /// all: sync asks this of every round's 2,000 headers).
+    pub fn unknown_blocks(&self, hashes: &[Hash256]) -> Result<Vec<Hash256>, EngineError> {
+        let s = self.snapshot()?;
+        let mut unknown = Vec::new();
+        for h in hashes {
+            if s.block_meta(h)?.is_none() {
+                unknown.push(*h);
+            }
+        }
+        Ok(unknown)
+    }
+
     /// The total chain work up to and including block `hash`, if we store it.
     pub fn chain_work_of(&self, hash: &Hash256) -> Result<Option<U256>, EngineError> {
         Ok(self.snapshot()?.block_meta(hash)?.map(|m| m.chainwork))
