@@ -562,6 +562,11 @@ async fn regression_wrong_shaped_json_body_is_a_400_on_every_route() {
         ),
         ("/v1/tx", r#"{"hex":"00","x":1}"#),
         ("/transactions/new", r#"{"hex":"00","x":1}"#),
+        // Regression (schemathesis ST201): serde reads a struct from an array of its
+        // fields, so these were accepted as `{"hex": "00"}` and the submit fields.
+        ("/v1/tx", r#"["00"]"#),
+        ("/transactions/new", r#"["00"]"#),
+        ("/v1/mining/submit", r#" ["", "", 0, 0]"#),
     ] {
         let (status, v) = call(&s, post_json(uri, body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");

@@ -656,6 +656,17 @@ async fn malformed_requests_get_json_errors() {
             Some(r#"{"locator":["xx"]}"#),
             "malformed_json",
         ),
+        // Regression (schemathesis ST201): serde read `{locator, limit}` from an array
+        // of its fields, so `[[]]` answered 200 with headers.
+        ("POST", "/v1/p2p/headers", Some("[[]]"), "malformed_json"),
+        ("POST", "/v1/p2p/hashes", Some(" [[], 5]"), "malformed_json"),
+        ("POST", "/v1/p2p/tx", Some(r#"["00"]"#), "malformed_json"),
+        (
+            "POST",
+            "/v1/peers",
+            Some(r#"["http://h:1"]"#),
+            "malformed_json",
+        ),
         ("GET", "/v1/p2p/blocks/xyz", None, "bad_hash"),
         (
             "POST",

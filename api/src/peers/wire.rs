@@ -22,8 +22,15 @@
 use super::*;
 
 /// Parses a JSON body ourselves so that malformed JSON, unknown fields and wrong types get
-/// our `{error, message}` shape rather than axum's plain-text rejection.
+/// our `{error, message}` shape rather than axum's plain-text rejection. The body must be
+/// an object: serde would otherwise read a struct from an array of its fields.
 pub(super) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    if !body.trim_ascii_start().is_empty() && !crate::extract::is_json_object(body) {
+        return Err(AppError::bad_request(
+            "malformed_json",
+            crate::extract::NOT_AN_OBJECT,
+        ));
+    }
     serde_json::from_slice(body)
         .map_err(|e| AppError::bad_request("malformed_json", format!("invalid body: {e}")))
 }

@@ -285,12 +285,15 @@ pub(super) async fn transactions_new(
     State(s): State<AppState>,
     crate::extract::Body(body): crate::extract::Body,
 ) -> ApiResult<Response> {
-    let b: HexBody = serde_json::from_slice(&body).map_err(|e| {
-        AppError::bad_request(
+    let expected = "expected {\"hex\": <signed transaction in Bitplace encoding>}";
+    if !crate::extract::is_json_object(&body) {
+        return Err(AppError::bad_request(
             "invalid_body",
-            format!("expected {{\"hex\": <signed transaction in Bitplace encoding>}}: {e}"),
-        )
-    })?;
+            format!("{expected}: {}", crate::extract::NOT_AN_OBJECT),
+        ));
+    }
+    let b: HexBody = serde_json::from_slice(&body)
+        .map_err(|e| AppError::bad_request("invalid_body", format!("{expected}: {e}")))?;
     let tx = decode_tx(&b.hex)?;
     let r = submit(&s.engine, tx).await?;
     Ok((
