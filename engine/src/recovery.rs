@@ -7,7 +7,8 @@ use crate::events::{Event, Record};
 use crate::hash::Hash256;
 use crate::params::ChainParams;
 use crate::store::{
-    drop_projections, integrity, Bytes, Head, StoreError, StoreResult, Tables, LOG, LOG_HEAD,
+    drop_projections, integrity, Bytes, Head, StoreError, StoreResult, Tables, FORMAT_KEY, LOG,
+    LOG_HEAD, PROJECTION_FORMAT, PROJ_META,
 };
 use redb::{Database, Durability, Key, ReadableDatabase, ReadableTable, TableDefinition, Value};
 use sha2::{Digest, Sha256};
@@ -23,6 +24,7 @@ use std::sync::Arc;
 /// on the disk before anything is acknowledged: `engine/tests/power_loss.rs` cuts the
 /// power right after such an acknowledgement, a failed sync's writes dropped.)
 pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<(), EngineError> {
+    upgrade_projections(db)?;
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     txn.set_two_phase_commit(true);
@@ -52,6 +54,53 @@ pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<(), 
         txn.abort()?;
     }
     check_or_rebuild_projections(db)
+}
+
+/// Rebuilds the projections from the log when they were written in another layout than
+/// [`PROJECTION_FORMAT`] (by an older node): folding new records onto rows of another
+/// format would misread them. The log itself is unchanged, so this is all a ledger
+/// written by an older node needs.
+fn upgrade_projections(db: &Database) -> Result<(), EngineError> {
+    let Some(found) = projection_format(db)? else {
+        return Ok(());
+    };
+    if found == PROJECTION_FORMAT {
+        return Ok(());
+    }
+    tracing::warn!(
+        found,
+        ours = PROJECTION_FORMAT,
+        "projections in another format"
+    );
+    eprintln!(
+        "the projections are in format {found}, this node writes format {PROJECTION_FORMAT}; \
+         rebuilding them from the log now (once)"
+    );
+    rebuild(db)?;
+    eprintln!("projections rebuilt from the log in format {PROJECTION_FORMAT}");
+    Ok(())
+}
+
+/// The format the projections were written in (1 before it was recorded), or None for a
+/// ledger without projections yet.
+fn projection_format(db: &Database) -> StoreResult<Option<u64>> {
+    let txn = db.begin_read()?;
+    let meta = match txn.open_table(PROJ_META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if meta.get("cursor")?.is_none() {
+        return Ok(None);
+    }
+    match meta.get(FORMAT_KEY)? {
+        None => Ok(Some(1)),
+        Some(v) => v
+            .value()
+            .try_into()
+            .map(|b| Some(u64::from_le_bytes(b)))
+            .map_err(|_| StoreError::corrupt("projection format")),
+    }
 }
 
 /// Checks the projections consensus relies on ([`integrity::check_projections`]); if one

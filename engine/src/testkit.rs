@@ -90,6 +90,14 @@ pub mod ledger_file {
         crate::store::BLOCK_INDEX;
     /// Address → balance.
     pub const BALANCE: TableDefinition<'static, &'static [u8], u64> = crate::store::BALANCE;
+    /// Txid → [`TxPosition`] (height and position in the main chain's block).
+    pub const TX_INDEX: TableDefinition<'static, &'static [u8], &'static [u8]> =
+        crate::store::TX_INDEX;
+    /// Height → block hash, genesis to tip.
+    pub const MAIN_CHAIN: TableDefinition<'static, u64, &'static [u8]> = crate::store::MAIN_CHAIN;
+    /// The `PROJ_META` key naming the projections' layout, and the layout this build writes.
+    pub const FORMAT_KEY: &str = crate::store::FORMAT_KEY;
+    pub const PROJECTION_FORMAT: u64 = crate::store::PROJECTION_FORMAT;
 
-    pub use crate::store::codec::BlockMeta;
+    pub use crate::store::codec::{BlockMeta, TxPosition};
 }

@@ -5,7 +5,10 @@
 
 mod common;
 use common::*;
-use engine::testkit::ledger_file::{BlockMeta, BALANCE, BLOCK_INDEX, PROJ_META};
+use engine::testkit::ledger_file::{
+    BlockMeta, TxPosition, BALANCE, BLOCK_INDEX, FORMAT_KEY, MAIN_CHAIN, PROJECTION_FORMAT,
+    PROJ_META, TX_INDEX,
+};
 use engine::testkit::outpoint;
 use engine::{Address, Engine, EngineError};
 use redb::{Database, ReadableTable};
@@ -135,6 +138,58 @@ fn a_wrong_utxo_set_hash_or_balance_is_rebuilt_from_the_log_at_open() {
     let e = open(&l, &l.path).unwrap();
     assert_eq!(view(&e, &l.addrs).unwrap(), l.last);
     assert!(e.verify().unwrap().ok());
+}
+
+/// A ledger whose projections an older node wrote (format 1: no `format` key, each
+/// `tx_index` row holding block hash ‖ height ‖ position in 44 bytes) is rebuilt in this
+/// node's format at open, rather than its rows misread.
+#[test]
+fn projections_of_an_older_format_are_rebuilt_at_open() {
+    let l = small_ledger();
+    let mut indexed = Vec::new();
+    rewrite(&l.path, |txn| {
+        txn.open_table(PROJ_META)
+            .unwrap()
+            .remove(FORMAT_KEY)
+            .unwrap();
+        let main = txn.open_table(MAIN_CHAIN).unwrap();
+        let mut index = txn.open_table(TX_INDEX).unwrap();
+        let rows: Vec<(Vec<u8>, TxPosition)> = index
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (k.value().to_vec(), TxPosition::decode(v.value()).unwrap())
+            })
+            .collect();
+        for (txid, at) in rows {
+            let block = main.get(at.height).unwrap().unwrap().value().to_vec();
+            let mut old = block.clone();
+            old.extend_from_slice(&at.height.to_le_bytes());
+            old.extend_from_slice(&at.position.to_le_bytes());
+            index.insert(txid.as_slice(), old.as_slice()).unwrap();
+            indexed.push((txid, block, at.height));
+        }
+    });
+    assert!(
+        indexed.len() >= 7,
+        "six coinbases and a payment: {indexed:?}"
+    );
+    let e = open(&l, &l.path).unwrap();
+    assert_eq!(view(&e, &l.addrs).unwrap(), l.last);
+    for (txid, block, height) in &indexed {
+        let txid = engine::Hash256(txid.as_slice().try_into().unwrap());
+        let info = e.transaction(&txid).unwrap().expect("indexed");
+        assert_eq!(info.block_hash.map(|h| h.0.to_vec()), Some(block.clone()));
+        assert_eq!(info.height, Some(*height));
+    }
+    assert!(e.verify().unwrap().ok());
+    drop(e);
+    let db = Database::open(&l.path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let meta = txn.open_table(PROJ_META).unwrap();
+    let format = meta.get(FORMAT_KEY).unwrap().unwrap().value().to_vec();
+    assert_eq!(format, PROJECTION_FORMAT.to_le_bytes());
 }
 
 #[test]

@@ -102,23 +102,33 @@ pub struct TxLocation {
     pub position: u32,
 }
 
-impl TxLocation {
-    pub fn encode(&self) -> [u8; 44] {
-        let mut b = [0u8; 44];
-        b[..32].copy_from_slice(&self.block.0);
-        b[32..40].copy_from_slice(&self.height.to_le_bytes());
-        b[40..44].copy_from_slice(&self.position.to_le_bytes());
+/// A `tx_index` row's value: height and position only. The block is the main chain's at
+/// that height (the index holds best-chain transactions only: a disconnect deletes its
+/// rows), so storing its hash again in every row would be 32 bytes of copy per
+/// transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxPosition {
+    pub height: u64,
+    pub position: u32,
+}
+
+impl TxPosition {
+    pub const LEN: usize = 12;
+
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[..8].copy_from_slice(&self.height.to_le_bytes());
+        b[8..].copy_from_slice(&self.position.to_le_bytes());
         b
     }
 
-    pub fn decode(b: &[u8]) -> Option<TxLocation> {
-        if b.len() != 44 {
+    pub fn decode(b: &[u8]) -> Option<TxPosition> {
+        if b.len() != Self::LEN {
             return None;
         }
-        Some(TxLocation {
-            block: Hash256(word(b, 0)),
-            height: u64::from_le_bytes(word(b, 32)),
-            position: u32::from_le_bytes(word(b, 40)),
+        Some(TxPosition {
+            height: u64::from_le_bytes(word(b, 0)),
+            position: u32::from_le_bytes(word(b, 8)),
         })
     }
 }
@@ -230,11 +240,11 @@ mod tests {
             size: 400,
         };
         assert_eq!(BlockMeta::decode(&m.encode()), Some(m));
-        let l = TxLocation {
-            block: Hash256([7; 32]),
-            height: 1,
+        let p = TxPosition {
+            height: 1 << 40,
             position: 2,
         };
-        assert_eq!(TxLocation::decode(&l.encode()), Some(l));
+        assert_eq!(TxPosition::decode(&p.encode()), Some(p));
+        assert_eq!(TxPosition::decode(&[0; 11]), None);
     }
 }

@@ -136,7 +136,7 @@ impl Tables<'_> {
             for input in tx.spends() {
                 let key = input.prevout.key();
                 let entry = self.remove_utxo(&key, &mut balances)?;
-                undo.extend_from_slice(&key);
+                // The outpoint is the block's own input: undo keeps only what it spent.
                 undo.extend_from_slice(&entry.encode());
                 add_delta(&mut deltas, entry.address, -(entry.amount as i128));
             }
@@ -158,13 +158,12 @@ impl Tables<'_> {
                 )?;
                 add_delta(&mut deltas, out.address, out.amount as i128);
             }
-            let loc = TxLocation {
-                block: *hash,
+            let at = TxPosition {
                 height: meta.height,
                 position: pos as u32,
             };
             self.tx_index
-                .put(txid.0.as_slice(), loc.encode().as_slice())?;
+                .put(txid.0.as_slice(), at.encode().as_slice())?;
             for (address, delta) in &deltas {
                 let key = history_key(address, meta.height, pos as u32);
                 let d = (*delta).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
@@ -229,8 +228,9 @@ impl Tables<'_> {
             let start = spent_end.checked_sub(n).ok_or_else(|| {
                 StoreError::corrupt(format!("undo data of block {hash} is short"))
             })?;
-            for (key, entry) in spent[start..spent_end].iter().rev() {
-                self.add_utxo(key, entry, &mut balances)?;
+            let restored = tx.spends().iter().zip(&spent[start..spent_end]);
+            for (input, entry) in restored.rev() {
+                self.add_utxo(&input.prevout.key(), entry, &mut balances)?;
                 add_delta(&mut deltas, entry.address, -(entry.amount as i128));
             }
             spent_end = start;
@@ -458,18 +458,14 @@ impl Tables<'_> {
     }
 }
 
-fn parse_undo(bytes: &[u8]) -> StoreResult<Vec<([u8; 36], UtxoEntry)>> {
-    const ROW: usize = 36 + UtxoEntry::LEN;
-    if !bytes.len().is_multiple_of(ROW) {
+/// A block's undo row: the outputs its inputs spent, in input order (the outpoints are
+/// the inputs' own, so they are not stored again).
+fn parse_undo(bytes: &[u8]) -> StoreResult<Vec<UtxoEntry>> {
+    if !bytes.len().is_multiple_of(UtxoEntry::LEN) {
         return Err(StoreError::corrupt("undo data has a partial row"));
     }
     bytes
-        .chunks_exact(ROW)
-        .map(|row| {
-            let key: [u8; 36] = row[..36].try_into().expect("36 bytes");
-            let entry =
-                UtxoEntry::decode(&row[36..]).ok_or_else(|| StoreError::corrupt("undo row"))?;
-            Ok((key, entry))
-        })
+        .chunks_exact(UtxoEntry::LEN)
+        .map(|row| UtxoEntry::decode(row).ok_or_else(|| StoreError::corrupt("undo row")))
         .collect()
 }

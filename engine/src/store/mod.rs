@@ -49,6 +49,16 @@ pub(crate) const MEMPOOL_ADDR: TableDefinition<Bytes, ()> = TableDefinition::new
 /// their size: the side-chain storage budget sums the rows within reach of the tip.
 pub(crate) const SIDE_BLOCKS: TableDefinition<Bytes, u64> = TableDefinition::new("side_blocks");
 
+/// The layout of the projection rows. Projections are derived data, so a node that finds
+/// another format (an older node's, say) rebuilds them from the log at open
+/// (`recovery::check_and_init`) instead of misreading them. History: 1 (unmarked), 2 =
+/// `tx_index` values are height and position only (the block is the main chain's at that
+/// height) and `undo` rows hold the spent outputs without the outpoints.
+pub(crate) const PROJECTION_FORMAT: u64 = 2;
+
+/// The `PROJ_META` key of [`PROJECTION_FORMAT`].
+pub(crate) const FORMAT_KEY: &str = "format";
+
 /// Why the store failed. Validation failures are [`crate::validation::Reject`], not this.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -303,6 +313,8 @@ impl<'t> Tables<'t> {
             .insert("next_seq", self.head.next_seq.to_le_bytes().as_slice())?;
         self.log_head
             .insert("last_hash", self.head.last_hash.0.as_slice())?;
+        self.proj_meta
+            .insert(FORMAT_KEY, PROJECTION_FORMAT.to_le_bytes().as_slice())?;
         self.proj_meta
             .insert("cursor", self.meta.cursor.to_le_bytes().as_slice())?;
         self.proj_meta.insert("tip", self.meta.tip.0.as_slice())?;

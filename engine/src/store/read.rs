@@ -63,14 +63,26 @@ pub fn parse_mempool_row(row: &[u8]) -> StoreResult<(Transaction, u64)> {
     Ok((tx, fee))
 }
 
+/// Where a best-chain transaction sits: its `tx_index` row, and the main chain's block
+/// at that height (a row whose height has no main-chain block is damaged).
 pub fn tx_location(
-    t: &impl ReadableTable<Bytes, Bytes>,
+    index: &impl ReadableTable<Bytes, Bytes>,
+    main: &impl ReadableTable<u64, Bytes>,
     txid: &Hash256,
 ) -> StoreResult<Option<TxLocation>> {
-    match t.get(txid.0.as_slice())? {
-        None => Ok(None),
-        Some(v) => TxLocation::decode(v.value())
-            .map(Some)
-            .ok_or_else(|| StoreError::corrupt("tx index row")),
-    }
+    let Some(v) = index.get(txid.0.as_slice())? else {
+        return Ok(None);
+    };
+    let at = TxPosition::decode(v.value()).ok_or_else(|| StoreError::corrupt("tx index row"))?;
+    let block = main_hash_at(main, at.height)?.ok_or_else(|| {
+        StoreError::damaged(format!(
+            "tx {txid} is indexed at height {}, which the main chain lacks",
+            at.height
+        ))
+    })?;
+    Ok(Some(TxLocation {
+        block,
+        height: at.height,
+        position: at.position,
+    }))
 }
