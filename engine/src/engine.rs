@@ -85,6 +85,10 @@ pub struct EngineConfig {
     /// ([`SIDE_CHAIN_REACH_BLOCKS`]); a side block past it is refused (`side_chain_full`)
     /// unless it makes its branch the best chain.
     pub max_side_chain_bytes: u64,
+    /// Free bytes in the ledger file below which [`Engine::compact`] does nothing
+    /// (a compaction moves pages and commits several times; a few free megabytes are
+    /// reused by the next writes anyway).
+    pub compact_min_free_bytes: u64,
 }
 
 impl EngineConfig {
@@ -95,6 +99,7 @@ impl EngineConfig {
             min_fee_rate: crate::fee::MIN_RELAY_FEE_RATE,
             sigcache_capacity: crate::sigcache::DEFAULT_CAPACITY,
             max_side_chain_bytes: DEFAULT_MAX_SIDE_CHAIN_BYTES,
+            compact_min_free_bytes: 16 << 20,
         }
     }
 }
@@ -202,6 +207,9 @@ impl BlockReceipt {
     }
 }
 
+/// How long a compaction waits for readers to let go of the ledger before it gives up.
+const EXCLUSIVE_WAIT: Duration = Duration::from_secs(2);
+
 /// Opens the ledger's storage again after a failure (the file, or a clone of a backend).
 type Reopen = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>;
 
@@ -211,6 +219,7 @@ enum Command {
     Prepared(PreparedBlock, Reply<BlockAccepted>),
     Reset(Reply<()>),
     Rebuild(Reply<Hash256>),
+    Compact(Reply<Option<crate::recovery::Compaction>>),
 }
 
 pub(crate) struct Shared {
@@ -221,6 +230,8 @@ pub(crate) struct Shared {
     discarded: Mutex<Weak<Database>>,
     /// How to reopen after a failure; None for an in-memory ledger (nothing to reopen).
     reopen: Option<Reopen>,
+    /// The ledger file, for a ledger opened from one (what [`Engine::compact`] measures).
+    file: Option<std::path::PathBuf>,
     /// When a read's attempt to reopen last failed.
     read_reopen_failed: Mutex<Option<Instant>>,
     pub config: EngineConfig,
@@ -282,6 +293,39 @@ impl Shared {
             Some(db) => Ok(db),
             None => self.reopen(50),
         }
+    }
+
+    /// Runs `f` with the only handle on the database (redb's `compact` takes `&mut`): new
+    /// readers wait on the handle's lock meanwhile, and those holding it are given
+    /// [`EXCLUSIVE_WAIT`] to finish. Called on the writer's thread, so no write is in
+    /// flight; `Unavailable` if a reader holds on longer (nothing was changed).
+    fn with_exclusive_db<T>(
+        &self,
+        f: impl FnOnce(&mut Database) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        let Some(mut db) = slot.take() else {
+            return Err(EngineError::Unavailable("storage is recovering".into()));
+        };
+        let deadline = Instant::now() + EXCLUSIVE_WAIT;
+        let mut only = loop {
+            match Arc::try_unwrap(db) {
+                Ok(only) => break only,
+                Err(shared) if Instant::now() < deadline => {
+                    db = shared;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(shared) => {
+                    *slot = Some(shared);
+                    return Err(EngineError::Unavailable(
+                        "the ledger stayed in use by a reader".into(),
+                    ));
+                }
+            }
+        };
+        let r = f(&mut only);
+        *slot = Some(Arc::new(only));
+        r
     }
 
     fn current_db(&self) -> Option<Arc<Database>> {
@@ -395,8 +439,9 @@ impl Engine {
             Err(_) => Database::builder().create(path).map_err(cannot)?,
         };
         let path = path.to_path_buf();
+        let file = Some(path.clone());
         let reopen: Reopen = Box::new(move || Database::builder().open(&path));
-        Self::with_database(db, Some(reopen), config)
+        Self::with_database(db, Some(reopen), file, config)
     }
 
     /// Opens a ledger in memory (tests, benchmarks, `verify`).
@@ -404,7 +449,7 @@ impl Engine {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| EngineError::Open(e.to_string()))?;
-        Self::with_database(db, None, config)
+        Self::with_database(db, None, None, config)
     }
 
     /// Opens a ledger on any redb storage backend (tests: fault injection). After a
@@ -419,12 +464,13 @@ impl Engine {
             .map_err(|e| EngineError::Open(e.to_string()))?;
         let reopen: Reopen =
             Box::new(move || Database::builder().create_with_backend(backend.clone()));
-        Self::with_database(db, Some(reopen), config)
+        Self::with_database(db, Some(reopen), None, config)
     }
 
     fn with_database(
         db: Database,
         reopen: Option<Reopen>,
+        file: Option<std::path::PathBuf>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
         crate::recovery::check_and_init(&db, &config.params)?;
@@ -434,6 +480,7 @@ impl Engine {
             db: RwLock::new(Some(Arc::new(db))),
             discarded: Mutex::new(Weak::new()),
             reopen,
+            file,
             read_reopen_failed: Mutex::new(None),
             config,
             notifier,
@@ -646,6 +693,18 @@ impl Engine {
         self.command(Command::Rebuild)
     }
 
+    /// Gives the ledger file's free pages back to the filesystem while the node runs, when
+    /// they are worth it (a third of the file free, and at least
+    /// [`EngineConfig::compact_min_free_bytes`]): a sync or a reorg
+    /// rewrites most projection pages copy-on-write and leaves the file about twice its
+    /// live size. Reads wait while it runs (a second or two per hundred megabytes); the
+    /// log and the projections are unchanged, and a crash part-way leaves a valid file.
+    /// None when nothing was done (not sparse enough, an in-memory ledger, or a reader
+    /// that held the ledger too long).
+    pub fn compact(&self) -> Result<Option<crate::recovery::Compaction>, EngineError> {
+        self.command(Command::Compact)
+    }
+
     /// Checks the log's hash chain and compares every projection with a fresh rebuild.
     pub fn verify(&self) -> Result<crate::recovery::VerifyReport, EngineError> {
         crate::recovery::verify(&*self.shared.db()?, None)
@@ -823,6 +882,36 @@ impl Writer {
                     .and_then(|db| crate::recovery::rebuild(&db).map_err(Into::into));
                 let _ = reply.send(rebuilt);
             }
+            Command::Compact(reply) => {
+                let _ = reply.send(self.compact());
+            }
+        }
+    }
+
+    /// [`Engine::compact`], on the writer's thread.
+    fn compact(&self) -> Result<Option<crate::recovery::Compaction>, EngineError> {
+        let Some(file) = &self.shared.file else {
+            return Ok(None);
+        };
+        let before = std::fs::metadata(file).map_or(0, |m| m.len());
+        let allocated = crate::recovery::allocated_bytes(&*self.shared.db_for_write()?)?;
+        let min_free = self.shared.config.compact_min_free_bytes;
+        if !crate::recovery::worth_compacting(before, allocated, min_free) {
+            return Ok(None);
+        }
+        let moved = self
+            .shared
+            .with_exclusive_db(|db| crate::recovery::compact_until_done(db, EXCLUSIVE_WAIT));
+        match moved {
+            Ok(()) => Ok(Some(crate::recovery::Compaction {
+                before,
+                after: std::fs::metadata(file).map_or(0, |m| m.len()),
+            })),
+            Err(EngineError::Unavailable(why)) => {
+                tracing::debug!(%why, "compaction skipped");
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 

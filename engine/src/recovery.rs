@@ -461,16 +461,55 @@ pub fn compact_file(path: &Path) -> Result<Compaction, EngineError> {
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let before = size(path);
     let mut db = open_file(path, false)?;
-    // Each call moves what it can; repeat until nothing moves (redb's own advice).
-    while db
-        .compact()
-        .map_err(|e| EngineError::Open(format!("cannot compact {}: {e}", path.display())))?
-    {}
+    compact_until_done(&mut db, std::time::Duration::ZERO)
+        .map_err(|e| EngineError::Open(format!("cannot compact {}: {e}", path.display())))?;
     drop(db);
     Ok(Compaction {
         before,
         after: size(path),
     })
+}
+
+/// Runs redb's `compact` until nothing moves (each call moves what it can, redb's own
+/// advice), waiting up to `wait` for read snapshots still open to end.
+pub(crate) fn compact_until_done(
+    db: &mut Database,
+    wait: std::time::Duration,
+) -> Result<(), EngineError> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match db.compact() {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(redb::CompactionError::TransactionInProgress)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(redb::CompactionError::TransactionInProgress) => {
+                return Err(EngineError::Unavailable(
+                    "a read snapshot stayed open".into(),
+                ))
+            }
+            Err(e) => return Err(StoreError::Redb(e.into()).into()),
+        }
+    }
+}
+
+/// Bytes of the pages redb has allocated (live data and its B-tree overhead): what a
+/// compacted file would hold, near enough.
+pub(crate) fn allocated_bytes(db: &Database) -> StoreResult<u64> {
+    let txn = db.begin_write()?;
+    let stats = txn.stats()?;
+    txn.abort()?;
+    Ok(stats.allocated_pages() * stats.page_size() as u64)
+}
+
+/// Whether a file of `file_bytes` holding `allocated` bytes of pages is worth compacting:
+/// at least a third of it free, and at least `min_free` bytes.
+pub(crate) fn worth_compacting(file_bytes: u64, allocated: u64, min_free: u64) -> bool {
+    let free = file_bytes.saturating_sub(allocated);
+    free >= min_free && free * 3 >= file_bytes
 }
 
 /// Opens an existing ledger file, checking its page checksums when `check` is set. redb
