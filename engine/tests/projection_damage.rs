@@ -192,6 +192,42 @@ fn projections_of_an_older_format_are_rebuilt_at_open() {
     assert_eq!(format, PROJECTION_FORMAT.to_le_bytes());
 }
 
+/// Headers are served from the block index rows (not the block records): a row whose
+/// header no longer hashes to its block is refused, not sent to a peer.
+#[test]
+fn a_block_index_row_with_another_header_is_not_served_as_a_header() {
+    let l = small_ledger();
+    let (target, genesis) = {
+        let e = open(&l, &l.path).unwrap();
+        let all = e.headers_after(&[], 100).unwrap();
+        assert_eq!(all.len(), 7, "from genesis, with no locator: {all:?}");
+        (
+            e.block_hash_at(3).unwrap().unwrap(),
+            e.block_hash_at(0).unwrap().unwrap(),
+        )
+    };
+    rewrite(&l.path, |txn| {
+        let mut index = txn.open_table(BLOCK_INDEX).unwrap();
+        let mut m =
+            BlockMeta::decode(index.get(target.0.as_slice()).unwrap().unwrap().value()).unwrap();
+        m.nonce ^= 1;
+        index
+            .insert(target.0.as_slice(), m.encode().as_slice())
+            .unwrap();
+    });
+    let e = open(&l, &l.path).unwrap();
+    match e.headers_after(&[genesis], 100) {
+        Err(EngineError::Store(engine::StoreError::Damaged(why))) => {
+            assert!(why.contains(&target.to_string()), "{why}")
+        }
+        other => panic!("a damaged header was served: {other:?}"),
+    }
+    e.rebuild().unwrap();
+    let headers = e.headers_after(&[genesis], 100).unwrap();
+    assert_eq!(headers.len(), 6);
+    assert_eq!(headers[2].hash(), target);
+}
+
 #[test]
 fn a_block_index_row_describing_another_block_is_not_served() {
     let l = small_ledger();

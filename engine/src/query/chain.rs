@@ -181,20 +181,19 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<BlockHeader>, EngineError> {
         let s = self.snapshot()?;
-        let log = s.table(LOG)?;
         let mut out = Vec::new();
         for hash in main_hashes_after(&s, locator, limit)? {
             let m = s
                 .block_meta(&hash)?
                 .ok_or_else(|| StoreError::corrupt("main block missing"))?;
-            let record = log
-                .get(m.seq)?
-                .ok_or_else(|| StoreError::corrupt(format!("log record {} is missing", m.seq)))?;
-            let header = Record::block_header_of_bytes(record.value())
-                .filter(|h| h.hash() == hash)
-                .ok_or_else(|| {
-                    StoreError::corrupt(format!("record {} does not hold block {hash}", m.seq))
-                })?;
+            // The row, not the block: a damaged one is refused, never served.
+            let header = m.header();
+            if header.hash() != hash {
+                return Err(StoreError::damaged(format!(
+                    "the block index row of {hash} holds another header"
+                ))
+                .into());
+            }
             out.push(header);
         }
         Ok(out)

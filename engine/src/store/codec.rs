@@ -3,6 +3,7 @@
 
 use crate::address::Address;
 use crate::hash::Hash256;
+use crate::header::BlockHeader;
 use crate::pow::CompactTarget;
 use primitive_types::U256;
 
@@ -57,10 +58,28 @@ pub struct BlockMeta {
     pub bits: CompactTarget,
     pub tx_count: u32,
     pub size: u32,
+    /// The rest of the header (with `prev`, `time` and `bits` above), so the 80-byte
+    /// header is served from this row: reading it from the log would read the whole
+    /// block record, up to 8 MB, for each header a peer asks for.
+    pub version: u32,
+    pub merkle_root: Hash256,
+    pub nonce: u32,
 }
 
 impl BlockMeta {
-    pub const LEN: usize = 128;
+    pub const LEN: usize = 168;
+
+    /// The block's header, as the row describes it.
+    pub fn header(&self) -> BlockHeader {
+        BlockHeader {
+            version: self.version,
+            prev_hash: self.prev,
+            merkle_root: self.merkle_root,
+            time: self.time,
+            bits: self.bits,
+            nonce: self.nonce,
+        }
+    }
 
     pub fn encode(&self) -> [u8; Self::LEN] {
         let mut b = [0u8; Self::LEN];
@@ -73,6 +92,9 @@ impl BlockMeta {
         b[116..120].copy_from_slice(&self.bits.0.to_le_bytes());
         b[120..124].copy_from_slice(&self.tx_count.to_le_bytes());
         b[124..128].copy_from_slice(&self.size.to_le_bytes());
+        b[128..132].copy_from_slice(&self.version.to_le_bytes());
+        b[132..164].copy_from_slice(&self.merkle_root.0);
+        b[164..168].copy_from_slice(&self.nonce.to_le_bytes());
         b
     }
 
@@ -90,6 +112,9 @@ impl BlockMeta {
             bits: CompactTarget(u32::from_le_bytes(word(b, 116))),
             tx_count: u32::from_le_bytes(word(b, 120)),
             size: u32::from_le_bytes(word(b, 124)),
+            version: u32::from_le_bytes(word(b, 128)),
+            merkle_root: Hash256(word(b, 132)),
+            nonce: u32::from_le_bytes(word(b, 164)),
         })
     }
 }
@@ -238,8 +263,13 @@ mod tests {
             bits: CompactTarget::EASIEST,
             tx_count: 3,
             size: 400,
+            version: 5,
+            merkle_root: Hash256([6; 32]),
+            nonce: 0xdead_beef,
         };
         assert_eq!(BlockMeta::decode(&m.encode()), Some(m));
+        assert_eq!(BlockMeta::decode(&m.encode()[..128]), None);
+        assert_eq!(m.header().nonce, 0xdead_beef);
         let p = TxPosition {
             height: 1 << 40,
             position: 2,

@@ -105,6 +105,9 @@ impl Tables<'_> {
             bits: block.header.bits,
             tx_count: block.txs.len() as u32,
             size: block.size() as u32,
+            version: block.header.version,
+            merkle_root: block.header.merkle_root,
+            nonce: block.header.nonce,
         };
         self.block_index
             .insert(hash.0.as_slice(), meta.encode().as_slice())?;

@@ -6,7 +6,7 @@
 //! checked against the log or against each other:
 //!
 //! - on every read of a block through the index ([`check_block_meta`]): the record the
-//!   index points at must be that block (hash, parent, time, bits, size, tx count);
+//!   index points at must be that block (hash, the whole header, size, tx count);
 //! - at open ([`check_projections`]): cursor = log head; the main chain is linked from
 //!   genesis to the tip with heights, parents and chainwork = parent's + work(bits) on
 //!   every row; the tip's record is its block; the UTXO-set hash and count recomputed
@@ -32,9 +32,7 @@ use std::collections::HashMap;
 pub fn check_block_meta(meta: &BlockMeta, block: &Block) -> StoreResult<()> {
     let h = &block.header;
     let same = block.hash() == meta.hash
-        && h.prev_hash == meta.prev
-        && h.time == meta.time
-        && h.bits == meta.bits
+        && *h == meta.header()
         && block.txs.len() == meta.tx_count as usize
         && block.size() == meta.size as usize;
     if same {

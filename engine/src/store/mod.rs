@@ -53,8 +53,10 @@ pub(crate) const SIDE_BLOCKS: TableDefinition<Bytes, u64> = TableDefinition::new
 /// another format (an older node's, say) rebuilds them from the log at open
 /// (`recovery::check_and_init`) instead of misreading them. History: 1 (unmarked), 2 =
 /// `tx_index` values are height and position only (the block is the main chain's at that
-/// height) and `undo` rows hold the spent outputs without the outpoints.
-pub(crate) const PROJECTION_FORMAT: u64 = 2;
+/// height) and `undo` rows hold the spent outputs without the outpoints; 3 = `block_index`
+/// rows hold the whole header (version, merkle root and nonce added), so headers are
+/// served without reading blocks.
+pub(crate) const PROJECTION_FORMAT: u64 = 3;
 
 /// The `PROJ_META` key of [`PROJECTION_FORMAT`].
 pub(crate) const FORMAT_KEY: &str = "format";
