@@ -232,7 +232,7 @@ impl<'t> Tables<'t> {
             proj_meta,
             block_index: txn.open_table(BLOCK_INDEX)?,
             main_chain: txn.open_table(MAIN_CHAIN)?,
-            utxo: Staged::new(txn.open_table(UTXO)?),
+            utxo: Staged::new(txn.open_table(UTXO)?).digesting(fold::utxo_row_digest),
             addr_utxo: Staged::new(txn.open_table(ADDR_UTXO)?),
             balance: Staged::new(txn.open_table(BALANCE)?),
             tx_index: Staged::new(txn.open_table(TX_INDEX)?),
@@ -297,6 +297,9 @@ impl<'t> Tables<'t> {
 
     fn flush_staged(&mut self) -> StoreResult<()> {
         self.utxo.flush()?;
+        // Staged, the UTXO-set hash is summed over the rows written back, not per change.
+        let delta = self.utxo.take_digest_delta();
+        self.meta.utxo_hash = self.meta.utxo_hash.overflowing_add(delta).0;
         self.addr_utxo.flush()?;
         self.balance.flush()?;
         self.tx_index.flush()?;

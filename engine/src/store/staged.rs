@@ -8,17 +8,26 @@
 //! rows reach redb, in key order. The fold code is the same in both modes, so a rebuild
 //! still folds exactly what the writer folded.
 //!
+//! The write-back sorts the rows and appends those past redb's last key (all of them
+//! into a table a rebuild emptied) through one cursor, which builds full leaves in bulk.
+//! A table may also keep a digest sum over its rows ([`Staged::digesting`]: the UTXO-set
+//! hash), computed at the write-back from the rows that survive.
+//!
 //! Staged rows are written back by [`Staged::flush`] (from `Tables::flush_meta`, which
 //! every path calls before it commits), before any range read ([`Staged::flushed`]), and
 //! whenever more than [`MAX_STAGED_ROWS`] are pending, which bounds a replay's memory
 //! whatever the log's length.
 
 use super::StoreResult;
+use primitive_types::U256;
+use rayon::iter::{IntoParallelRefIterator, ParallelIterator};
 use rayon::slice::ParallelSliceMut;
 use redb::{AccessGuard, Key, ReadableTable, ReadableTableMetadata, Table, Value};
+use smallvec::SmallVec;
 use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
 use std::marker::PhantomData;
+use std::ops::Bound;
 
 /// Pending rows per table before they are written back mid-replay (~150 MB per table at
 /// most). After a write-back every miss costs a redb lookup again, so this trades memory
@@ -32,7 +41,7 @@ pub const MAX_STAGED_ROWS: usize = 1 << 20;
 pub enum Row<'a, V: Value + 'static> {
     Stored(AccessGuard<'a, V>),
     Pending(&'a [u8], PhantomData<V>),
-    Taken(Vec<u8>, PhantomData<V>),
+    Taken(ValueBuf, PhantomData<V>),
 }
 
 impl<V: Value + 'static> Row<'_, V> {
@@ -45,13 +54,25 @@ impl<V: Value + 'static> Row<'_, V> {
     }
 }
 
-fn taken<V: Value + 'static>(bytes: Option<Vec<u8>>) -> Option<Row<'static, V>> {
+fn taken<V: Value + 'static>(bytes: Option<ValueBuf>) -> Option<Row<'static, V>> {
     bytes.map(|b| Row::Taken(b, PhantomData))
 }
 
+/// A staged key: inline up to the longest projection key (an address-outpoint row, 56
+/// bytes), so a replay's million rows cost no allocation each and a sort of them reads
+/// each key where the row is instead of chasing a pointer per comparison.
+type KeyBuf = SmallVec<[u8; 56]>;
+
+/// A staged value: inline up to an address-history value (40 bytes); mempool rows (whole
+/// transactions) spill to the heap.
+pub type ValueBuf = SmallVec<[u8; 40]>;
+
 /// Changes not yet written to redb: `Some` a row's new value, `None` a deletion. foldhash,
 /// not SipHash: hashing the keys was a tenth of a replay's time with the default hasher.
-type Pending = foldhash::HashMap<Vec<u8>, Option<Vec<u8>>>;
+type Pending = foldhash::HashMap<KeyBuf, Option<ValueBuf>>;
+
+/// Staged rows drained for a write-back.
+type Rows = Vec<(KeyBuf, Option<ValueBuf>)>;
 
 /// A redb table with an optional in-memory staging layer (see the module docs).
 pub struct Staged<'t, K: Key + 'static, V: Value + 'static> {
@@ -62,7 +83,16 @@ pub struct Staged<'t, K: Key + 'static, V: Value + 'static> {
     base_empty: bool,
     /// Pending rows that trigger a write-back ([`MAX_STAGED_ROWS`]; lower in tests).
     limit: usize,
+    /// A digest of a row (key, value) whose sum over the table the caller keeps (the
+    /// UTXO-set hash); see [`Staged::digesting`].
+    digest: Option<RowDigest>,
+    /// Σ digest(rows written back) − Σ digest(rows they replaced or deleted), mod 2^256,
+    /// since the caller last took it.
+    digest_delta: U256,
 }
+
+/// A row's digest: key bytes, value bytes.
+pub type RowDigest = fn(&[u8], &[u8]) -> U256;
 
 impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
     /// Write-through: every call goes straight to redb.
@@ -72,7 +102,30 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
             pending: None,
             base_empty: false,
             limit: MAX_STAGED_ROWS,
+            digest: None,
+            digest_delta: U256::zero(),
         }
+    }
+
+    /// Keeps the sum of `digest` over the rows written back while staged, so the caller
+    /// need not digest each change as it folds: a row created and deleted within the
+    /// staging window (most outputs a replay creates) is never digested at all, and the
+    /// rows that reach redb are digested on every core. Write-through, nothing changes:
+    /// the caller digests as before ([`Staged::defers_digest`] says which applies).
+    pub fn digesting(mut self, digest: RowDigest) -> Self {
+        self.digest = Some(digest);
+        self
+    }
+
+    /// Whether the digest of changes is left to the write-back (staged with a digest).
+    pub fn defers_digest(&self) -> bool {
+        self.pending.is_some() && self.digest.is_some()
+    }
+
+    /// The digest sum of the rows written back since the last call (added minus
+    /// removed, mod 2^256); zero unless [`Staged::defers_digest`].
+    pub fn take_digest_delta(&mut self) -> U256 {
+        std::mem::take(&mut self.digest_delta)
     }
 
     /// From now on, changes are staged in memory until [`Staged::flush`].
@@ -115,8 +168,8 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
             return Ok(self.table.insert(key, value)?.map(Row::Stored));
         }
         let (table, pending, base_empty) = self.staged_parts();
-        let new = Some(V::as_bytes(value).as_ref().to_vec());
-        let old = match pending.entry(K::as_bytes(key).as_ref().to_vec()) {
+        let new = Some(ValueBuf::from_slice(V::as_bytes(value).as_ref()));
+        let old = match pending.entry(KeyBuf::from_slice(K::as_bytes(key).as_ref())) {
             Entry::Occupied(mut row) => row.insert(new),
             Entry::Vacant(row) => {
                 row.insert(new);
@@ -150,7 +203,7 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
         } else {
             let old = stored_bytes(table, key)?;
             if old.is_some() {
-                pending.insert(key_bytes.to_vec(), None);
+                pending.insert(KeyBuf::from_slice(key_bytes), None);
             }
             old
         };
@@ -172,8 +225,8 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
                 self.table.insert(key, value)?;
             }
             Some(pending) => {
-                let new = V::as_bytes(value).as_ref().to_vec();
-                pending.insert(K::as_bytes(key).as_ref().to_vec(), Some(new));
+                let new = ValueBuf::from_slice(V::as_bytes(value).as_ref());
+                pending.insert(KeyBuf::from_slice(K::as_bytes(key).as_ref()), Some(new));
                 self.spill_if_full()?;
             }
         }
@@ -192,7 +245,7 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
                 pending.remove(K::as_bytes(key).as_ref());
             }
             Some(pending) => {
-                pending.insert(K::as_bytes(key).as_ref().to_vec(), None);
+                pending.insert(KeyBuf::from_slice(K::as_bytes(key).as_ref()), None);
                 self.spill_if_full()?;
             }
         }
@@ -206,6 +259,8 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
             pending.clear();
             self.base_empty = true;
         }
+        // The caller restarts its sum from zero with the table.
+        self.digest_delta = U256::zero();
         Ok(())
     }
 
@@ -215,22 +270,79 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
         let Some(pending) = self.pending.as_mut() else {
             return Ok(());
         };
-        let mut rows: Vec<_> = pending.drain().collect();
+        let mut rows: Rows = pending.drain().collect();
         // Sorted on every core: a replay's write-back sorts ~a million rows per table,
         // every comparison a `memcmp`, while the writer's thread waits.
         rows.par_sort_unstable_by(|a, b| K::compare(&a.0, &b.0));
         self.base_empty &= rows.is_empty();
+        let last = self.last_key()?;
+        let split = rows.partition_point(|(key, _)| {
+            last.as_ref()
+                .is_some_and(|last| K::compare(key, last) != std::cmp::Ordering::Greater)
+        });
+        let appended = rows.split_off(split);
         for (key, value) in rows {
-            let key = K::from_bytes(&key);
-            match value {
-                Some(value) => {
-                    self.table.insert(key, V::from_bytes(&value))?;
+            let old = match &value {
+                Some(value) => self
+                    .table
+                    .insert(K::from_bytes(&key), V::from_bytes(value))?,
+                None => self.table.remove(K::from_bytes(&key))?,
+            };
+            if let Some(digest) = self.digest {
+                if let Some(old) = old {
+                    let old = digest(&key, V::as_bytes(&old.value()).as_ref());
+                    self.digest_delta = self.digest_delta.overflowing_sub(old).0;
                 }
-                None => {
-                    self.table.remove(key)?;
+                if let Some(value) = &value {
+                    self.digest_delta = self.digest_delta.overflowing_add(digest(&key, value)).0;
                 }
             }
         }
+        self.digest_appended(&appended);
+        self.append(appended)
+    }
+
+    /// Adds the digests of rows that replace nothing, computed on every core.
+    fn digest_appended(&mut self, rows: &Rows) {
+        let Some(digest) = self.digest else {
+            return;
+        };
+        let sum = rows
+            .par_iter()
+            .filter_map(|(key, value)| value.as_ref().map(|v| digest(key, v)))
+            .reduce(U256::zero, |a, b| a.overflowing_add(b).0);
+        self.digest_delta = self.digest_delta.overflowing_add(sum).0;
+    }
+
+    /// The greatest key redb holds, copied out.
+    fn last_key(&self) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .table
+            .last()?
+            .map(|(key, _)| K::as_bytes(&key.value()).as_ref().to_vec()))
+    }
+
+    /// Writes rows whose keys all sort after every key redb holds (all of them, when a
+    /// rebuild writes back into emptied tables) through one cursor at the table's end:
+    /// redb buffers such a run and builds full leaves from it, instead of descending the
+    /// tree for each row and leaving the half-full leaves of 50/50 splits behind (a
+    /// faster write-back and smaller rebuilt tables: BENCHMARKS.md, session 10). A
+    /// tombstone here names a key redb lacks: nothing to delete.
+    fn append(&mut self, rows: Rows) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut cursor = self
+            .table
+            .upper_bound_mut(Bound::<K::SelfType<'_>>::Unbounded)?;
+        for (key, value) in rows {
+            if let Some(value) = value {
+                cursor
+                    .insert_before(K::from_bytes(&key), V::from_bytes(&value))
+                    .map_err(redb::Error::from)?;
+            }
+        }
+        cursor.close().map_err(redb::Error::from)?;
         Ok(())
     }
 
@@ -253,10 +365,10 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
 fn stored_bytes<K: Key + 'static, V: Value + 'static>(
     table: &Table<'_, K, V>,
     key: &K::SelfType<'_>,
-) -> StoreResult<Option<Vec<u8>>> {
+) -> StoreResult<Option<ValueBuf>> {
     Ok(table
         .get(key)?
-        .map(|row| V::as_bytes(&row.value()).as_ref().to_vec()))
+        .map(|row| ValueBuf::from_slice(V::as_bytes(&row.value()).as_ref())))
 }
 
 #[cfg(test)]
@@ -346,6 +458,60 @@ mod tests {
             let direct = run(&initial, &ops, None);
             prop_assert_eq!(&run(&initial, &ops, Some(limit)), &direct);
             prop_assert_eq!(&run(&initial, &ops, Some(usize::MAX)), &direct);
+        }
+    }
+
+    fn toy_digest(key: &[u8], value: &[u8]) -> U256 {
+        U256::from(key[0]) * U256::from(1_000_003u64) + U256::from(value[0]) + 7
+    }
+
+    fn digest_sum(rows: impl IntoIterator<Item = (u8, u64)>) -> U256 {
+        rows.into_iter().fold(U256::zero(), |sum, (k, v)| {
+            sum.overflowing_add(toy_digest(&[k], &v.to_le_bytes())).0
+        })
+    }
+
+    proptest! {
+        /// The digest kept at write-back is the change of Σ digest over the table's rows,
+        /// however the rows came and went (mid-way write-backs, a clear restarting it).
+        #[test]
+        fn staged_digest_is_the_change_of_the_rows_digest_sum(
+            initial in proptest::collection::btree_map(0u8..24, any::<u64>(), 0..12),
+            ops in proptest::collection::vec(op(), 0..80),
+            limit in 1usize..16,
+        ) {
+            let db = Database::builder()
+                .create_with_backend(redb::backends::InMemoryBackend::new())
+                .unwrap();
+            let txn = db.begin_write().unwrap();
+            let mut table = txn.open_table(T).unwrap();
+            for (k, v) in &initial {
+                table.insert([*k].as_slice(), *v).unwrap();
+            }
+            let mut t = Staged::new(table).digesting(toy_digest);
+            t.limit = limit;
+            t.stage().unwrap();
+            prop_assert!(t.defers_digest());
+            let mut before = digest_sum(initial.iter().map(|(k, v)| (*k, *v)));
+            for op in &ops {
+                match op {
+                    Op::Insert(k, v) => drop(t.insert([*k].as_slice(), *v).unwrap()),
+                    Op::Put(k, v) => t.put([*k].as_slice(), *v).unwrap(),
+                    Op::Remove(k) => drop(t.remove([*k].as_slice()).unwrap()),
+                    Op::Delete(k) => t.delete([*k].as_slice()).unwrap(),
+                    Op::Get(_) => {}
+                    Op::Clear => {
+                        t.clear().unwrap();
+                        before = U256::zero();
+                    }
+                }
+            }
+            let table = t.flushed().unwrap();
+            let after = digest_sum(table.iter().unwrap().map(|r| {
+                let (k, v) = r.unwrap();
+                (k.value()[0], v.value())
+            }));
+            prop_assert_eq!(before.overflowing_add(t.take_digest_delta()).0, after);
         }
     }
 
