@@ -91,6 +91,7 @@ pub fn sync(a: SyncArgs) -> Result<()> {
     let ledger_bytes = std::fs::metadata(&ledger)?.len();
     let usage = storage_usage(&ledger)?;
     let rebuilt_bytes = rebuild_offline(&bin, &dirs.1.path().join("data"))?;
+    let usage_after_rebuild = storage_usage(&ledger)?;
     let rate = chain_txs as f64 / secs;
     println!(
         "{}",
@@ -102,7 +103,7 @@ pub fn sync(a: SyncArgs) -> Result<()> {
                "ledger_to_raw": (ledger_bytes as f64 / raw_block_bytes as f64 * 100.0).round() / 100.0,
                "ledger_bytes_after_rebuild": rebuilt_bytes,
                "breakdown": breakdown,
-               "storage": usage})
+               "storage": usage, "storage_after_rebuild": usage_after_rebuild})
     );
     Ok(())
 }

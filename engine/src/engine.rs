@@ -894,6 +894,7 @@ impl Writer {
             return Ok(None);
         };
         let before = std::fs::metadata(file).map_or(0, |m| m.len());
+        self.repack_sparse_tables()?;
         let allocated = crate::recovery::allocated_bytes(&*self.shared.db_for_write()?)?;
         let min_free = self.shared.config.compact_min_free_bytes;
         if !crate::recovery::worth_compacting(before, allocated, min_free) {
@@ -913,6 +914,28 @@ impl Writer {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Rewrites the projection tables whose pages are mostly half full (the writer's
+    /// random inserts split leaves in two) with full pages, in one transaction
+    /// (`store::repack`), so that the compaction after it has their old pages to give
+    /// back. The rows are unchanged.
+    fn repack_sparse_tables(&self) -> Result<(), EngineError> {
+        let txn = self.begin()?;
+        let repacked = match crate::store::repack::repack_sparse_tables(&txn) {
+            Ok(names) => names,
+            Err(e) => {
+                txn.abort()?;
+                return Err(e.into());
+            }
+        };
+        if repacked.is_empty() {
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+            tracing::info!(tables = ?repacked, "sparse projection tables rewritten with full pages");
+        }
+        Ok(())
     }
 
     /// Group commit: every transaction of the batch is validated and appended in one write

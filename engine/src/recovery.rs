@@ -7,8 +7,8 @@ use crate::events::{Event, Record};
 use crate::hash::Hash256;
 use crate::params::ChainParams;
 use crate::store::{
-    drop_projections, integrity, Bytes, Head, StoreError, StoreResult, Tables, FORMAT_KEY, LOG,
-    LOG_HEAD, PROJECTION_FORMAT, PROJ_META,
+    drop_projections, integrity, logtable, Bytes, Head, StoreError, StoreResult, Tables,
+    FORMAT_KEY, LOG, LOG_CHUNKS, LOG_HEAD, PROJECTION_FORMAT, PROJ_META,
 };
 use redb::{Database, Durability, Key, ReadableDatabase, ReadableTable, TableDefinition, Value};
 use sha2::{Digest, Sha256};
@@ -38,7 +38,7 @@ pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<(), 
             t.append(Event::BlockAccepted(genesis))?;
             t.append(Event::TipConnected(hash))?;
         } else {
-            verify_chain(t.log(), t.head())
+            verify_chain(t.log(), Some(t.log_chunks()), t.head())
                 .map_err(|e| EngineError::Open(format!("the event log is damaged: {e}")))?;
             check_network(&t, params)?;
             catch_up(&mut t)?;
@@ -158,13 +158,16 @@ fn catch_up(t: &mut Tables<'_>) -> Result<(), EngineError> {
 /// predecessor's hash, ending exactly at the stored head.
 pub(crate) fn verify_chain(
     log: &impl ReadableTable<u64, Bytes>,
+    chunks: Option<&impl ReadableTable<(u64, u32), Bytes>>,
     head: &Head,
 ) -> Result<(), String> {
     let mut expected = 0u64;
     let mut last = Hash256::ZERO;
     for row in log.iter().map_err(|e| e.to_string())? {
         let (k, v) = row.map_err(|e| e.to_string())?;
-        let (seq, bytes) = (k.value(), v.value());
+        let seq = k.value();
+        let bytes = logtable::record_bytes(chunks, seq, v.value()).map_err(|e| e.to_string())?;
+        let bytes = bytes.as_ref();
         if seq != expected {
             return Err(format!("record {expected} is missing (found {seq} next)"));
         }
@@ -273,11 +276,8 @@ fn decode_record(seq: u64, bytes: &[u8]) -> StoreResult<(Record, Hash256)> {
 }
 
 fn raw(t: &Tables<'_>, seq: u64) -> StoreResult<Vec<u8>> {
-    Ok(t.log()
-        .get(seq)?
-        .ok_or_else(|| StoreError::corrupt(format!("log record {seq} is missing")))?
-        .value()
-        .to_vec())
+    logtable::get(t.log(), Some(t.log_chunks()), seq)?
+        .ok_or_else(|| StoreError::corrupt(format!("log record {seq} is missing")))
 }
 
 /// Digest of every row of a table, to compare two databases' projections.
@@ -361,17 +361,21 @@ fn copy_log(db: &Database) -> StoreResult<Database> {
     )
 }
 
-/// Copies the log and its head from `db` into the empty database `copy`.
+/// Copies the log and its head from `db` into the empty database `copy`, each record
+/// stored as this build stores it (a long record of an older file is cut into pieces).
 fn copy_log_into(db: &Database, copy: Database) -> StoreResult<Database> {
     let src = db.begin_read()?;
     let log = src.open_table(LOG)?;
+    let chunks = logtable::open_chunks(&src)?;
     let head = src.open_table(crate::store::LOG_HEAD)?;
     let w = copy.begin_write()?;
     {
         let mut dst = w.open_table(LOG)?;
+        let mut dst_chunks = w.open_table(LOG_CHUNKS)?;
         for row in log.iter()? {
             let (k, v) = row?;
-            dst.insert(k.value(), v.value())?;
+            let bytes = logtable::record_bytes(chunks.as_ref(), k.value(), v.value())?;
+            logtable::put(&mut dst, &mut dst_chunks, k.value(), &bytes)?;
         }
         let mut dst_head = w.open_table(crate::store::LOG_HEAD)?;
         for row in head.iter()? {
@@ -402,7 +406,8 @@ impl VerifyReport {
 pub(crate) fn verify(db: &Database, checkpoint: Option<u64>) -> Result<VerifyReport, EngineError> {
     let txn = db.begin_read()?;
     let head = crate::store::read_head(&txn.open_table(crate::store::LOG_HEAD)?)?;
-    verify_chain(&txn.open_table(LOG)?, &head)
+    let chunks = logtable::open_chunks(&txn)?;
+    verify_chain(&txn.open_table(LOG)?, chunks.as_ref(), &head)
         .map_err(|e| StoreError::corrupt(format!("event log: {e}")))?;
     let copy = match checkpoint {
         None => rebuild_copy(db)?,
@@ -595,7 +600,8 @@ fn rebuild_from_log_of(src: &Database, fresh: &Path) -> Result<Database, EngineE
         .and_then(|db| {
             let txn = db.begin_read()?;
             let head = crate::store::read_head(&txn.open_table(LOG_HEAD)?)?;
-            verify_chain(&txn.open_table(LOG)?, &head).map_err(|e| {
+            let chunks = logtable::open_chunks(&txn)?;
+            verify_chain(&txn.open_table(LOG)?, chunks.as_ref(), &head).map_err(|e| {
                 EngineError::Damaged(format!(
                     "the event log itself is damaged ({e}): restore a backup"
                 ))

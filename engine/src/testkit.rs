@@ -80,8 +80,14 @@ pub fn outpoint(txid: Hash256, vout: u32) -> OutPoint {
 pub mod ledger_file {
     use redb::TableDefinition;
 
-    /// The append-only log: sequence number → encoded record.
+    /// The append-only log: sequence number → encoded record (or, for a record longer
+    /// than [`CHUNK_BYTES`], its length, its bytes being in [`LOG_CHUNKS`]).
     pub const LOG: TableDefinition<'static, u64, &'static [u8]> = crate::store::LOG;
+    /// The pieces of long records: (sequence, piece) → bytes.
+    pub const LOG_CHUNKS: TableDefinition<'static, (u64, u32), &'static [u8]> =
+        crate::store::LOG_CHUNKS;
+    /// The longest record stored whole, and the size of a piece.
+    pub const CHUNK_BYTES: usize = crate::store::logtable::CHUNK_BYTES;
     /// The projections' metadata (`cursor`, `tip`, `utxo_hash`, ...).
     pub const PROJ_META: TableDefinition<'static, &'static str, &'static [u8]> =
         crate::store::PROJ_META;

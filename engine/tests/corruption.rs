@@ -3,9 +3,10 @@
 
 mod common;
 use common::*;
-use engine::testkit::ledger_file::LOG;
+use engine::testkit::ledger_file::{CHUNK_BYTES, LOG, LOG_CHUNKS};
+use engine::testkit::outpoint;
 use engine::{Engine, EngineError};
-use redb::{Database, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use std::path::PathBuf;
 
 fn ledger_with_blocks() -> (Fixture, PathBuf) {
@@ -123,4 +124,111 @@ fn regression_an_emptied_ledger_file_is_refused_not_recreated() {
         .unwrap();
     let msg = open_error(&f, &path);
     assert!(msg.contains("is empty"), "{msg}");
+}
+
+/// A ledger whose last block (and the admission of its one transaction, spending 40
+/// coinbase outputs) is longer than a page: both records are stored in pieces.
+fn ledger_with_a_long_block() -> (Fixture, PathBuf) {
+    let f = Fixture::new();
+    let alice = key(1);
+    let coins: Vec<_> = (0..40)
+        .map(|_| outpoint(f.mine(alice.address()).txs[0].txid(), 0))
+        .collect();
+    f.mine(alice.address());
+    let pay = alice.spend(&coins, &[(key(2).address(), 300)]);
+    assert!(engine::encoding::Encode::encode(&pay).len() > CHUNK_BYTES);
+    f.engine.submit_tx(pay).unwrap();
+    let block = f.mine(alice.address());
+    assert_eq!(block.txs.len(), 2);
+    let path = f.dir.as_ref().unwrap().path().join("ledger.redb");
+    (f, path)
+}
+
+fn pieces(path: &PathBuf) -> Vec<((u64, u32), usize)> {
+    let db = Database::open(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let chunks = txn.open_table(LOG_CHUNKS).unwrap();
+    chunks
+        .iter()
+        .unwrap()
+        .map(|r| {
+            let (k, v) = r.unwrap();
+            (k.value(), v.value().len())
+        })
+        .collect()
+}
+
+#[test]
+fn long_records_are_stored_in_pieces_and_read_back_whole() {
+    let (f, path) = ledger_with_a_long_block();
+    let status = f.engine.status().unwrap();
+    let f = close(f);
+    let pieces = pieces(&path);
+    let records: std::collections::BTreeSet<u64> = pieces.iter().map(|((s, _), _)| *s).collect();
+    assert_eq!(records.len(), 2, "the admission and the block: {pieces:?}");
+    assert!(pieces.iter().all(|(_, len)| *len <= CHUNK_BYTES));
+    let engine = reopen(&f, &path).unwrap();
+    assert_eq!(engine.status().unwrap().utxo_set_hash, status.utxo_set_hash);
+    assert!(engine.verify().unwrap().ok());
+    engine.rebuild().unwrap();
+    assert_eq!(engine.status().unwrap().utxo_set_hash, status.utxo_set_hash);
+}
+
+#[test]
+fn a_damaged_piece_of_a_long_record_is_refused() {
+    for damage in ["flip a byte", "remove a piece"] {
+        let (f, path) = ledger_with_a_long_block();
+        let f = close(f);
+        let ((seq, piece), _) = pieces(&path)[1];
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut chunks = txn.open_table(LOG_CHUNKS).unwrap();
+            if damage == "flip a byte" {
+                let mut bytes = chunks.get((seq, piece)).unwrap().unwrap().value().to_vec();
+                bytes[7] ^= 1;
+                chunks.insert((seq, piece), bytes.as_slice()).unwrap();
+            } else {
+                chunks.remove((seq, piece)).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        drop(db);
+        let msg = open_error(&f, &path);
+        assert!(
+            msg.contains("hash chain broken") || msg.contains("pieces") || msg.contains("head"),
+            "{damage}: {msg}"
+        );
+    }
+}
+
+/// A log written before records were cut holds every record whole: it opens as it is.
+#[test]
+fn a_long_record_stored_whole_by_an_older_build_still_opens() {
+    let (f, path) = ledger_with_a_long_block();
+    let status = f.engine.status().unwrap();
+    let f = close(f);
+    let db = Database::open(&path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut chunks = txn.open_table(LOG_CHUNKS).unwrap();
+        let mut log = txn.open_table(LOG).unwrap();
+        let mut whole: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
+        for row in chunks.iter().unwrap() {
+            let (k, v) = row.unwrap();
+            whole
+                .entry(k.value().0)
+                .or_default()
+                .extend_from_slice(v.value());
+        }
+        chunks.retain(|_, _| false).unwrap();
+        for (seq, bytes) in whole {
+            log.insert(seq, bytes.as_slice()).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+    drop(db);
+    let engine = reopen(&f, &path).unwrap();
+    assert_eq!(engine.status().unwrap().utxo_set_hash, status.utxo_set_hash);
+    assert!(engine.verify().unwrap().ok());
 }

@@ -54,6 +54,11 @@ impl Snapshot {
         Ok(self.txn.open_table(def)?)
     }
 
+    /// The pieces of the log's long records, for reading records with [`LOG`].
+    fn log_chunks(&self) -> Result<Option<logtable::Chunks>, EngineError> {
+        Ok(logtable::open_chunks(&self.txn)?)
+    }
+
     fn meta(&self) -> Result<ProjMeta, EngineError> {
         Ok(read_proj_meta(&self.table(PROJ_META)?)?)
     }
@@ -74,7 +79,7 @@ impl Snapshot {
     }
 
     fn block(&self, m: &BlockMeta) -> Result<Block, EngineError> {
-        match read_record(&self.table(LOG)?, m.seq)?.event {
+        match read_record(&self.table(LOG)?, self.log_chunks()?.as_ref(), m.seq)?.event {
             Event::BlockAccepted(b) => {
                 crate::store::integrity::check_block_meta(m, &b)?;
                 Ok(Arc::unwrap_or_clone(b))

@@ -95,12 +95,13 @@ impl Engine {
     ) -> Result<Vec<Notification>, EngineError> {
         let s = self.snapshot()?;
         let log = s.table(LOG)?;
+        let chunks = s.log_chunks()?;
         let index = s.table(BLOCK_INDEX)?;
         let mut out = Vec::new();
         for row in log.range(after_seq.saturating_add(1)..)?.take(limit) {
-            let (_, v) = row?;
-            let record =
-                Record::decode(v.value()).map_err(|e| StoreError::corrupt(e.to_string()))?;
+            let (seq, v) = row?;
+            let bytes = logtable::record_bytes(chunks.as_ref(), seq.value(), v.value())?;
+            let record = Record::decode(&bytes).map_err(|e| StoreError::corrupt(e.to_string()))?;
             out.push(note_for(&s, &index, record)?);
         }
         Ok(out)

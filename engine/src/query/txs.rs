@@ -89,21 +89,8 @@ impl Engine {
             .get(pos)
             .cloned()
             .ok_or_else(|| StoreError::corrupt("tx position"))?;
-        let undo = s
-            .table(UNDO)?
-            .get(loc.block.0.as_slice())?
-            .map(|v| v.value().to_vec())
-            .unwrap_or_default();
         let skip: usize = block.txs[..pos].iter().map(|t| t.spends().len()).sum();
-        let row = UtxoEntry::LEN;
-        let amounts: Vec<Option<u64>> = (0..tx.spends().len())
-            .map(|j| {
-                let at = (skip + j) * row;
-                undo.get(at..at + UtxoEntry::LEN)
-                    .and_then(UtxoEntry::decode)
-                    .map(|e| e.amount)
-            })
-            .collect();
+        let amounts = spent_amounts(&s.table(UNDO)?, &loc.block, skip, tx.spends().len())?;
         let inputs: Vec<InputInfo> = tx
             .spends()
             .iter()
@@ -160,11 +147,43 @@ impl Engine {
         out.truncate(limit);
         // The admission time is the time of the log record that admitted it.
         let log = s.table(LOG)?;
+        let chunks = s.log_chunks()?;
         for e in &mut out {
-            if let Some(rec) = log.get(e.seq)? {
-                e.time = Record::time_of_bytes(rec.value());
+            if let Some(rec) = logtable::get(&log, chunks.as_ref(), e.seq)? {
+                e.time = Record::time_of_bytes(&rec);
             }
         }
         Ok(out)
     }
+}
+
+/// The amounts of `n` outputs a block spent, from its `skip`-th spent output on, read
+/// from only the undo rows that hold them (`None` for any missing).
+fn spent_amounts(
+    undo: &impl ReadableTable<Bytes, Bytes>,
+    block: &Hash256,
+    skip: usize,
+    n: usize,
+) -> Result<Vec<Option<u64>>, EngineError> {
+    let mut amounts = Vec::with_capacity(n);
+    let mut row: Option<(usize, Vec<u8>)> = None;
+    for entry in skip..skip + n {
+        let index = entry / UNDO_ROW_ENTRIES;
+        if row.as_ref().is_none_or(|(i, _)| *i != index) {
+            let bytes = undo
+                .get(undo_key(block, index as u32).as_slice())?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default();
+            row = Some((index, bytes));
+        }
+        let bytes = &row.as_ref().expect("just read").1;
+        let at = (entry % UNDO_ROW_ENTRIES) * UtxoEntry::LEN;
+        amounts.push(
+            bytes
+                .get(at..at + UtxoEntry::LEN)
+                .and_then(UtxoEntry::decode)
+                .map(|e| e.amount),
+        );
+    }
+    Ok(amounts)
 }

@@ -158,6 +158,22 @@ impl TxPosition {
     }
 }
 
+/// Spent outputs per `undo` row: a block's undo data is cut into rows of this many
+/// entries (3,996 bytes, so a row fills a 4 KiB page), keyed by [`undo_key`]. One value
+/// per block would be up to 1.5 MB, and redb gives such a value a power-of-two run of
+/// pages (a quarter wasted on average) that compaction cannot move; whole entries per
+/// row let a reader fetch only the rows of the inputs it wants.
+pub const UNDO_ROW_ENTRIES: usize = 108;
+
+/// Key of an `undo` row: block hash ‖ row index (big-endian, so a block's rows are
+/// contiguous and in order).
+pub fn undo_key(block: &Hash256, row: u32) -> [u8; 36] {
+    let mut k = [0u8; 36];
+    k[..32].copy_from_slice(&block.0);
+    k[32..].copy_from_slice(&row.to_be_bytes());
+    k
+}
+
 /// Key of an address-history row: address, height, position (big-endian, so rows sort
 /// by address then chain order).
 pub fn history_key(address: &Address, height: u64, position: u32) -> [u8; 32] {

@@ -191,7 +191,7 @@ impl Tables<'_> {
             self.remove_mempool_entry(&txid)?;
         }
         self.apply_balances(balances)?;
-        self.undo.insert(hash.0.as_slice(), undo.as_slice())?;
+        self.put_undo(hash, &undo)?;
         self.main_chain.insert(meta.height, hash.0.as_slice())?;
         self.mark_side(&meta, false)?;
         self.meta.tip = *hash;
@@ -215,12 +215,7 @@ impl Tables<'_> {
         }
         let meta = self.meta_of(hash)?;
         let block = self.block(hash)?;
-        let undo = self
-            .undo
-            .remove(hash.0.as_slice())?
-            .ok_or_else(|| StoreError::corrupt(format!("no undo data for block {hash}")))?
-            .value()
-            .to_vec();
+        let undo = self.take_undo(hash)?;
         let spent = parse_undo(&undo)?;
         let mut spent_end = spent.len();
         let mut touched = AddressSet::default();
@@ -407,6 +402,46 @@ impl Tables<'_> {
         }
         self.meta.utxo_count -= 1;
         Ok(entry)
+    }
+
+    /// Writes a block's undo data in rows of [`UNDO_ROW_ENTRIES`] (one row, empty, for a
+    /// block that spends nothing, so that every connected block has undo data).
+    fn put_undo(&mut self, block: &Hash256, undo: &[u8]) -> StoreResult<()> {
+        let row_bytes = UNDO_ROW_ENTRIES * UtxoEntry::LEN;
+        if undo.is_empty() {
+            self.undo.insert(undo_key(block, 0).as_slice(), undo)?;
+        }
+        for (row, part) in undo.chunks(row_bytes).enumerate() {
+            self.undo
+                .insert(undo_key(block, row as u32).as_slice(), part)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a block's undo rows and returns their data, in order.
+    fn take_undo(&mut self, block: &Hash256) -> StoreResult<Vec<u8>> {
+        let (first, last) = (undo_key(block, 0), undo_key(block, u32::MAX));
+        let mut undo = Vec::new();
+        let mut rows = 0u32;
+        for row in self
+            .undo
+            .extract_from_if(first.as_slice()..=last.as_slice(), |_, _| true)?
+        {
+            let (key, value) = row?;
+            if key.value() != undo_key(block, rows).as_slice() {
+                return Err(StoreError::corrupt(format!(
+                    "undo data of block {block} has a gap"
+                )));
+            }
+            undo.extend_from_slice(value.value());
+            rows += 1;
+        }
+        if rows == 0 {
+            return Err(StoreError::corrupt(format!(
+                "no undo data for block {block}"
+            )));
+        }
+        Ok(undo)
     }
 
     /// Writes a block's summed balance changes: one read and one write per address,

@@ -60,7 +60,8 @@ pub fn check_projections(db: &Database) -> StoreResult<()> {
     let main = txn.open_table(MAIN_CHAIN)?;
     let tip = check_main_chain(&index, &main, &meta.tip)?;
     check_side_blocks(&txn, index.len()?, main.len()?)?;
-    match read_record(&txn.open_table(LOG)?, tip.seq)?.event {
+    let chunks = super::logtable::open_chunks(&txn)?;
+    match read_record(&txn.open_table(LOG)?, chunks.as_ref(), tip.seq)?.event {
         Event::BlockAccepted(b) => check_block_meta(&tip, &b)?,
         _ => return Err(StoreError::damaged("the tip's log record is not a block")),
     }

@@ -15,7 +15,9 @@ pub mod chainstate;
 pub mod codec;
 pub mod fold;
 pub mod integrity;
+pub mod logtable;
 pub mod read;
+pub mod repack;
 pub mod staged;
 
 use crate::encoding::{Decode, Encode};
@@ -29,7 +31,10 @@ use std::sync::Arc;
 
 pub(crate) type Bytes = &'static [u8];
 
+/// The log: sequence → a record's bytes, or the marker of one cut into `LOG_CHUNKS`
+/// pieces ([`logtable`]).
 pub(crate) const LOG: TableDefinition<u64, Bytes> = TableDefinition::new("log");
+pub(crate) use logtable::LOG_CHUNKS;
 pub(crate) const LOG_HEAD: TableDefinition<&str, Bytes> = TableDefinition::new("log_head");
 pub(crate) const PROJ_META: TableDefinition<&str, Bytes> = TableDefinition::new("proj_meta");
 pub(crate) const BLOCK_INDEX: TableDefinition<Bytes, Bytes> = TableDefinition::new("block_index");
@@ -55,8 +60,9 @@ pub(crate) const SIDE_BLOCKS: TableDefinition<Bytes, u64> = TableDefinition::new
 /// `tx_index` values are height and position only (the block is the main chain's at that
 /// height) and `undo` rows hold the spent outputs without the outpoints; 3 = `block_index`
 /// rows hold the whole header (version, merkle root and nonce added), so headers are
-/// served without reading blocks.
-pub(crate) const PROJECTION_FORMAT: u64 = 3;
+/// served without reading blocks; 4 = a block's `undo` data is cut into rows of
+/// `codec::UNDO_ROW_ENTRIES` spent outputs, keyed by block hash ‖ row.
+pub(crate) const PROJECTION_FORMAT: u64 = 4;
 
 /// The `PROJ_META` key of [`PROJECTION_FORMAT`].
 pub(crate) const FORMAT_KEY: &str = "format";
@@ -194,6 +200,7 @@ pub(crate) fn read_proj_meta(t: &impl ReadableTable<&'static str, Bytes>) -> Sto
 /// visibility, not by convention.
 pub struct Tables<'t> {
     log: redb::Table<'t, u64, Bytes>,
+    log_chunks: redb::Table<'t, (u64, u32), Bytes>,
     log_head: redb::Table<'t, &'static str, Bytes>,
     proj_meta: redb::Table<'t, &'static str, Bytes>,
     block_index: redb::Table<'t, Bytes, Bytes>,
@@ -228,6 +235,7 @@ impl<'t> Tables<'t> {
         let meta = read_proj_meta(&proj_meta)?;
         Ok(Tables {
             log: txn.open_table(LOG)?,
+            log_chunks: txn.open_table(LOG_CHUNKS)?,
             log_head,
             proj_meta,
             block_index: txn.open_table(BLOCK_INDEX)?,
@@ -272,7 +280,7 @@ impl<'t> Tables<'t> {
             event,
         };
         let bytes = record.encode();
-        self.log.insert(seq, bytes.as_slice())?;
+        logtable::put(&mut self.log, &mut self.log_chunks, seq, &bytes)?;
         self.head = Head {
             next_seq: seq + 1,
             last_hash: Record::hash_of_bytes(&bytes),
@@ -348,6 +356,11 @@ impl<'t> Tables<'t> {
         &self.log
     }
 
+    /// The pieces of the log's long records ([`logtable`]).
+    pub(crate) fn log_chunks(&self) -> &redb::Table<'t, (u64, u32), Bytes> {
+        &self.log_chunks
+    }
+
     pub(crate) fn block_index(&self) -> &redb::Table<'t, Bytes, Bytes> {
         &self.block_index
     }
@@ -398,7 +411,7 @@ impl<'t> Tables<'t> {
 
     /// Reads the record at `seq` from the log.
     pub fn record(&self, seq: u64) -> StoreResult<Record> {
-        read_record(&self.log, seq)
+        read_record(&self.log, Some(&self.log_chunks), seq)
     }
 
     /// The block with `hash`, from this transaction's cache or the log.
@@ -425,11 +438,14 @@ impl<'t> Tables<'t> {
     }
 }
 
-pub(crate) fn read_record(log: &impl ReadableTable<u64, Bytes>, seq: u64) -> StoreResult<Record> {
-    let bytes = log
-        .get(seq)?
+pub(crate) fn read_record(
+    log: &impl ReadableTable<u64, Bytes>,
+    chunks: Option<&impl ReadableTable<(u64, u32), Bytes>>,
+    seq: u64,
+) -> StoreResult<Record> {
+    let bytes = logtable::get(log, chunks, seq)?
         .ok_or_else(|| StoreError::corrupt(format!("log record {seq} is missing")))?;
-    Record::decode(bytes.value())
+    Record::decode(&bytes)
         .map_err(|e| StoreError::corrupt(format!("log record {seq} does not decode: {e}")))
 }
 
