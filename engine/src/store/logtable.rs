@@ -174,7 +174,8 @@ mod tests {
 
     #[test]
     fn a_missing_or_altered_piece_is_corruption() {
-        let cases: [(&str, fn(&mut Table<'_, (u64, u32), Bytes>)); 4] = [
+        type Damage = fn(&mut Table<'_, (u64, u32), Bytes>);
+        let cases: [(&str, Damage); 4] = [
             ("a piece gone", |c| {
                 c.remove((0, 1)).unwrap();
             }),
