@@ -110,17 +110,14 @@ impl Engine {
         }
         let hist = s.table(ADDR_HISTORY)?;
         let mut end = prefix.to_vec();
-        end.extend_from_slice(&[0xff; 12]);
+        end.extend_from_slice(&[0xff; 8]);
         for row in hist.range(prefix.as_slice()..=end.as_slice())?.rev() {
             if history.len() >= history_limit {
                 break;
             }
             let (k, v) = row?;
-            let height = u64::from_be_bytes(
-                k.value()[20..28]
-                    .try_into()
-                    .map_err(|_| StoreError::corrupt("history key"))?,
-            );
+            let height =
+                history_key_height(k.value()).ok_or_else(|| StoreError::corrupt("history key"))?;
             let (txid, delta) = decode_history_value(v.value())
                 .ok_or_else(|| StoreError::corrupt("history row"))?;
             history.push(HistoryItem {

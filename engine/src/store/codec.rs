@@ -21,14 +21,16 @@ pub struct UtxoEntry {
 }
 
 impl UtxoEntry {
-    pub const LEN: usize = 37;
+    /// A row's length: the height is stored in 4 bytes (a chain of 2^32 blocks is
+    /// centuries away; the writer refuses a taller one rather than wrap).
+    pub const LEN: usize = 33;
 
     pub fn encode(&self) -> [u8; Self::LEN] {
         let mut b = [0u8; Self::LEN];
         b[..8].copy_from_slice(&self.amount.to_le_bytes());
         b[8..28].copy_from_slice(&self.address.0);
-        b[28..36].copy_from_slice(&self.height.to_le_bytes());
-        b[36] = self.coinbase as u8;
+        b[28..32].copy_from_slice(&row_height(self.height).to_le_bytes());
+        b[32] = self.coinbase as u8;
         b
     }
 
@@ -39,10 +41,29 @@ impl UtxoEntry {
         Some(UtxoEntry {
             amount: u64::from_le_bytes(word(b, 0)),
             address: Address(word(b, 8)),
-            height: u64::from_le_bytes(word(b, 28)),
-            coinbase: b[36] != 0,
+            height: u64::from(u32::from_le_bytes(word(b, 28))),
+            coinbase: b[32] != 0,
         })
     }
+
+    /// The entry as the UTXO-set hash digests it: amount, address, height in 8 bytes,
+    /// coinbase (the row layout of format 1, kept so the hash does not change with how
+    /// rows are stored).
+    pub fn digest_bytes(&self) -> [u8; 37] {
+        let mut b = [0u8; 37];
+        b[..8].copy_from_slice(&self.amount.to_le_bytes());
+        b[8..28].copy_from_slice(&self.address.0);
+        b[28..36].copy_from_slice(&self.height.to_le_bytes());
+        b[36] = self.coinbase as u8;
+        b
+    }
+}
+
+/// A height as projection rows store it: 4 bytes. Heights come from the chain the node
+/// itself connected, one block at a time, so one past `u32::MAX` cannot be reached in
+/// practice; the assertion makes the limit explicit instead of wrapping.
+fn row_height(height: u64) -> u32 {
+    u32::try_from(height).expect("block heights fit in 32 bits")
 }
 
 /// What the block index knows about a stored block.
@@ -138,12 +159,12 @@ pub struct TxPosition {
 }
 
 impl TxPosition {
-    pub const LEN: usize = 12;
+    pub const LEN: usize = 8;
 
     pub fn encode(&self) -> [u8; Self::LEN] {
         let mut b = [0u8; Self::LEN];
-        b[..8].copy_from_slice(&self.height.to_le_bytes());
-        b[8..].copy_from_slice(&self.position.to_le_bytes());
+        b[..4].copy_from_slice(&row_height(self.height).to_le_bytes());
+        b[4..].copy_from_slice(&self.position.to_le_bytes());
         b
     }
 
@@ -152,18 +173,18 @@ impl TxPosition {
             return None;
         }
         Some(TxPosition {
-            height: u64::from_le_bytes(word(b, 0)),
-            position: u32::from_le_bytes(word(b, 8)),
+            height: u64::from(u32::from_le_bytes(word(b, 0))),
+            position: u32::from_le_bytes(word(b, 4)),
         })
     }
 }
 
 /// Spent outputs per `undo` row: a block's undo data is cut into rows of this many
-/// entries (3,996 bytes, so a row fills a 4 KiB page), keyed by [`undo_key`]. One value
+/// entries (3,993 bytes, so a row fills a 4 KiB page), keyed by [`undo_key`]. One value
 /// per block would be up to 1.5 MB, and redb gives such a value a power-of-two run of
 /// pages (a quarter wasted on average) that compaction cannot move; whole entries per
 /// row let a reader fetch only the rows of the inputs it wants.
-pub const UNDO_ROW_ENTRIES: usize = 108;
+pub const UNDO_ROW_ENTRIES: usize = 121;
 
 /// Key of an `undo` row: block hash ‖ row index (big-endian, so a block's rows are
 /// contiguous and in order).
@@ -176,12 +197,20 @@ pub fn undo_key(block: &Hash256, row: u32) -> [u8; 36] {
 
 /// Key of an address-history row: address, height, position (big-endian, so rows sort
 /// by address then chain order).
-pub fn history_key(address: &Address, height: u64, position: u32) -> [u8; 32] {
-    let mut k = [0u8; 32];
+pub fn history_key(address: &Address, height: u64, position: u32) -> [u8; 28] {
+    let mut k = [0u8; 28];
     k[..20].copy_from_slice(&address.0);
-    k[20..28].copy_from_slice(&height.to_be_bytes());
-    k[28..].copy_from_slice(&position.to_be_bytes());
+    k[20..24].copy_from_slice(&row_height(height).to_be_bytes());
+    k[24..].copy_from_slice(&position.to_be_bytes());
     k
+}
+
+/// The height an address-history key names.
+pub fn history_key_height(k: &[u8]) -> Option<u64> {
+    if k.len() != 28 {
+        return None;
+    }
+    Some(u64::from(u32::from_be_bytes(word(k, 20))))
 }
 
 /// Value of an address-history row: txid and the signed change of the address's balance.
@@ -287,10 +316,13 @@ mod tests {
         assert_eq!(BlockMeta::decode(&m.encode()[..128]), None);
         assert_eq!(m.header().nonce, 0xdead_beef);
         let p = TxPosition {
-            height: 1 << 40,
+            height: u64::from(u32::MAX),
             position: 2,
         };
         assert_eq!(TxPosition::decode(&p.encode()), Some(p));
-        assert_eq!(TxPosition::decode(&[0; 11]), None);
+        assert_eq!(TxPosition::decode(&[0; 7]), None);
+        let k = history_key(&Address([4; 20]), 70_000, 3);
+        assert_eq!(history_key_height(&k), Some(70_000));
+        assert!(k < history_key(&Address([4; 20]), 70_001, 0), "chain order");
     }
 }

@@ -37,22 +37,20 @@ impl BalanceChanges {
 }
 
 pub(crate) fn utxo_digest(key: &[u8; 36], entry: &UtxoEntry) -> U256 {
-    utxo_row_digest(key, &entry.encode())
+    let mut buf = [0u8; 36 + 37];
+    buf[..36].copy_from_slice(key);
+    buf[36..].copy_from_slice(&entry.digest_bytes());
+    U256::from_big_endian(&sha256(&buf))
 }
 
-/// The UTXO-set hash's term for a `utxo` row: SHA-256(outpoint key ‖ encoded entry).
+/// The UTXO-set hash's term for a `utxo` row (key and stored value).
 pub(crate) fn utxo_row_digest(key: &[u8], value: &[u8]) -> U256 {
-    let mut buf = [0u8; 36 + UtxoEntry::LEN];
-    let digest = if key.len() + value.len() == buf.len() {
-        buf[..key.len()].copy_from_slice(key);
-        buf[key.len()..].copy_from_slice(value);
-        sha256(&buf)
-    } else {
+    match (<[u8; 36]>::try_from(key), UtxoEntry::decode(value)) {
+        (Ok(key), Some(entry)) => utxo_digest(&key, &entry),
         // Not a row the fold writes (a damaged one): digested all the same, so `verify`
         // reports the mismatch instead of this panicking.
-        sha256(&[key, value].concat())
-    };
-    U256::from_big_endian(&digest)
+        _ => U256::from_big_endian(&sha256(&[key, value].concat())),
+    }
 }
 
 impl Tables<'_> {

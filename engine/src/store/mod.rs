@@ -61,8 +61,9 @@ pub(crate) const SIDE_BLOCKS: TableDefinition<Bytes, u64> = TableDefinition::new
 /// height) and `undo` rows hold the spent outputs without the outpoints; 3 = `block_index`
 /// rows hold the whole header (version, merkle root and nonce added), so headers are
 /// served without reading blocks; 4 = a block's `undo` data is cut into rows of
-/// `codec::UNDO_ROW_ENTRIES` spent outputs, keyed by block hash ‖ row.
-pub(crate) const PROJECTION_FORMAT: u64 = 4;
+/// `codec::UNDO_ROW_ENTRIES` spent outputs, keyed by block hash ‖ row; 5 = heights in
+/// 4 bytes in `utxo`, `undo`, `tx_index` and `addr_history` rows.
+pub(crate) const PROJECTION_FORMAT: u64 = 5;
 
 /// The `PROJ_META` key of [`PROJECTION_FORMAT`].
 pub(crate) const FORMAT_KEY: &str = "format";
