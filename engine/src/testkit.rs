@@ -97,7 +97,7 @@ pub mod ledger_file {
     /// Address → balance.
     pub const BALANCE: TableDefinition<'static, &'static [u8], u64> = crate::store::BALANCE;
     /// Txid → [`TxPosition`] (height and position in the main chain's block).
-    pub const TX_INDEX: TableDefinition<'static, &'static [u8], &'static [u8]> =
+    pub const TX_INDEX: TableDefinition<'static, &'static [u8; 32], &'static [u8; 8]> =
         crate::store::TX_INDEX;
     /// Height → block hash, genesis to tip.
     pub const MAIN_CHAIN: TableDefinition<'static, u64, &'static [u8]> = crate::store::MAIN_CHAIN;

@@ -141,10 +141,13 @@ fn a_wrong_utxo_set_hash_or_balance_is_rebuilt_from_the_log_at_open() {
 }
 
 /// A ledger whose projections an older node wrote (format 1: no `format` key, each
-/// `tx_index` row holding block hash ‖ height ‖ position in 44 bytes) is rebuilt in this
-/// node's format at open, rather than its rows misread.
+/// `tx_index` row holding block hash ‖ height ‖ position in 44 bytes, keys and values of
+/// any length) is rebuilt in this node's format at open, rather than its rows misread or
+/// its tables refused for their types.
 #[test]
 fn projections_of_an_older_format_are_rebuilt_at_open() {
+    const OLD_TX_INDEX: redb::TableDefinition<&[u8], &[u8]> =
+        redb::TableDefinition::new("tx_index");
     let l = small_ledger();
     let mut indexed = Vec::new();
     rewrite(&l.path, |txn| {
@@ -153,15 +156,18 @@ fn projections_of_an_older_format_are_rebuilt_at_open() {
             .remove(FORMAT_KEY)
             .unwrap();
         let main = txn.open_table(MAIN_CHAIN).unwrap();
-        let mut index = txn.open_table(TX_INDEX).unwrap();
-        let rows: Vec<(Vec<u8>, TxPosition)> = index
+        let rows: Vec<([u8; 32], TxPosition)> = txn
+            .open_table(TX_INDEX)
+            .unwrap()
             .iter()
             .unwrap()
             .map(|r| {
                 let (k, v) = r.unwrap();
-                (k.value().to_vec(), TxPosition::decode(v.value()).unwrap())
+                (*k.value(), TxPosition::decode(v.value()).unwrap())
             })
             .collect();
+        txn.delete_table(TX_INDEX).unwrap();
+        let mut index = txn.open_table(OLD_TX_INDEX).unwrap();
         for (txid, at) in rows {
             let block = main.get(at.height).unwrap().unwrap().value().to_vec();
             let mut old = block.clone();

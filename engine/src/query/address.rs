@@ -19,7 +19,12 @@ impl Engine {
         let (mut confirmed, mut immature) = (0u64, 0u64);
         let mut utxos = Vec::new();
         let prefix = address.0;
-        for row in s.table(ADDR_UTXO)?.range(prefix.as_slice()..)? {
+        let mut first = [0u8; ADDR_OUTPOINT_LEN];
+        first[..20].copy_from_slice(&prefix);
+        for row in s
+            .table(ADDR_UTXO)?
+            .range::<&[u8; ADDR_OUTPOINT_LEN]>(&first..)?
+        {
             let (k, _) = row?;
             let k = k.value();
             if k[..20] != prefix {
@@ -109,9 +114,11 @@ impl Engine {
             });
         }
         let hist = s.table(ADDR_HISTORY)?;
-        let mut end = prefix.to_vec();
-        end.extend_from_slice(&[0xff; 8]);
-        for row in hist.range(prefix.as_slice()..=end.as_slice())?.rev() {
+        let (start, end) = (
+            history_key(address, 0, 0),
+            history_key(address, u64::from(u32::MAX), u32::MAX),
+        );
+        for row in hist.range::<&[u8; HISTORY_KEY_LEN]>(&start..=&end)?.rev() {
             if history.len() >= history_limit {
                 break;
             }
@@ -146,9 +153,9 @@ impl Engine {
         let s = self.snapshot()?;
         let tip = s.tip()?;
         let t = s.table(UTXO)?;
-        let start = after.map(|o| o.key().to_vec()).unwrap_or_default();
+        let start = after.map(|o| o.key()).unwrap_or([0; OUTPOINT_LEN]);
         let mut out = Vec::new();
-        for row in t.range(start.as_slice()..)? {
+        for row in t.range::<&[u8; OUTPOINT_LEN]>(&start..)? {
             let (k, v) = row?;
             let op =
                 OutPoint::from_key(k.value()).ok_or_else(|| StoreError::corrupt("utxo key"))?;

@@ -136,7 +136,7 @@ impl Tables<'_> {
 
     /// The unspent output `op` on the best chain, if any.
     pub fn utxo_entry(&self, op: &OutPoint) -> StoreResult<Option<UtxoEntry>> {
-        match self.utxo.get(op.key().as_slice())? {
+        match self.utxo.get(&op.key())? {
             None => Ok(None),
             Some(v) => UtxoEntry::decode(v.value())
                 .map(Some)
@@ -162,7 +162,7 @@ impl Tables<'_> {
 
     /// Whether the transaction is confirmed on the best chain.
     pub fn tx_known(&self, txid: &Hash256) -> StoreResult<bool> {
-        Ok(self.tx_index.get(txid.0.as_slice())?.is_some())
+        Ok(self.tx_index.get(&txid.0)?.is_some())
     }
 
     /// Validates every transaction of `block` in order against the chain at its parent

@@ -175,13 +175,11 @@ impl Tables<'_> {
                 height: meta.height,
                 position: pos as u32,
             };
-            self.tx_index
-                .put(txid.0.as_slice(), at.encode().as_slice())?;
+            self.tx_index.put(&txid.0, &at.encode())?;
             for (address, delta) in &deltas {
                 let key = history_key(address, meta.height, pos as u32);
                 let d = (*delta).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-                self.addr_history
-                    .put(key.as_slice(), history_value(&txid, d).as_slice())?;
+                self.addr_history.put(&key, &history_value(&txid, d))?;
                 if self.collect_notes {
                     touched.insert(*address);
                 }
@@ -242,10 +240,10 @@ impl Tables<'_> {
                 add_delta(&mut deltas, entry.address, -(entry.amount as i128));
             }
             spent_end = start;
-            self.tx_index.delete(txid.0.as_slice())?;
+            self.tx_index.delete(&txid.0)?;
             for (address, _) in &deltas {
                 let key = history_key(address, meta.height, pos as u32);
-                self.addr_history.delete(key.as_slice())?;
+                self.addr_history.delete(&key)?;
                 if self.collect_notes {
                     touched.insert(*address);
                 }
@@ -354,15 +352,11 @@ impl Tables<'_> {
         entry: &UtxoEntry,
         balances: &mut BalanceChanges,
     ) -> StoreResult<()> {
-        if self
-            .utxo
-            .insert(key.as_slice(), entry.encode().as_slice())?
-            .is_some()
-        {
+        if self.utxo.insert(key, &entry.encode())?.is_some() {
             return Err(StoreError::corrupt("an output was created twice"));
         }
         self.addr_utxo
-            .put(address_outpoint_key(&entry.address, key).as_slice(), ())?;
+            .put(&address_outpoint_key(&entry.address, key), ())?;
         balances.add(entry.address, entry.amount as i128);
         if !self.utxo.defers_digest() {
             self.meta.utxo_hash = self
@@ -382,14 +376,14 @@ impl Tables<'_> {
     ) -> StoreResult<UtxoEntry> {
         let entry = self
             .utxo
-            .remove(key.as_slice())?
+            .remove(key)?
             .and_then(|v| UtxoEntry::decode(v.value()))
             .ok_or_else(|| {
                 let op = OutPoint::from_key(key).expect("36-byte key");
                 StoreError::corrupt(format!("output {}:{} is not unspent", op.txid, op.vout))
             })?;
         self.addr_utxo
-            .delete(address_outpoint_key(&entry.address, key).as_slice())?;
+            .delete(&address_outpoint_key(&entry.address, key))?;
         balances.add(entry.address, -(entry.amount as i128));
         if !self.utxo.defers_digest() {
             self.meta.utxo_hash = self
@@ -466,7 +460,7 @@ impl Tables<'_> {
     /// Amount and address of an output that is unspent on chain or created by a
     /// mempool transaction (whether or not something in the mempool spends it).
     pub fn spendable_output(&self, op: &OutPoint) -> StoreResult<Option<(u64, Address)>> {
-        if let Some(v) = self.utxo.get(op.key().as_slice())? {
+        if let Some(v) = self.utxo.get(&op.key())? {
             let e = UtxoEntry::decode(v.value()).ok_or_else(|| StoreError::corrupt("utxo row"))?;
             return Ok(Some((e.amount, e.address)));
         }

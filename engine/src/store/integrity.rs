@@ -134,7 +134,7 @@ fn check_side_blocks(txn: &redb::ReadTransaction, indexed: u64, main: u64) -> St
 
 /// Recomputes the UTXO-set hash, count and per-address balances from the UTXO table.
 fn check_utxo_set(
-    utxo: &impl ReadableTable<super::Bytes, super::Bytes>,
+    utxo: &impl ReadableTable<super::Fixed<{ super::OUTPOINT_LEN }>, super::Fixed<{ super::UTXO_LEN }>>,
     balance: &impl ReadableTable<super::Bytes, u64>,
     meta: &super::ProjMeta,
 ) -> StoreResult<()> {
@@ -142,10 +142,7 @@ fn check_utxo_set(
     let mut balances: HashMap<Vec<u8>, u64> = HashMap::new();
     for row in utxo.iter()? {
         let (k, v) = row?;
-        let key: [u8; 36] = k
-            .value()
-            .try_into()
-            .map_err(|_| StoreError::damaged("a UTXO key"))?;
+        let key: [u8; 36] = *k.value();
         let entry = UtxoEntry::decode(v.value()).ok_or_else(|| StoreError::damaged("a UTXO"))?;
         sum = sum
             .overflowing_add(super::fold::utxo_digest(&key, &entry))

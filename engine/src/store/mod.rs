@@ -31,6 +31,19 @@ use std::sync::Arc;
 
 pub(crate) type Bytes = &'static [u8];
 
+/// A fixed-width key or value: redb stores no length for it, 4 bytes a row saved per
+/// fixed side (the high-churn tables hold a few rows per transaction).
+pub(crate) type Fixed<const N: usize> = &'static [u8; N];
+
+/// Byte lengths of the fixed-width rows.
+pub(crate) const OUTPOINT_LEN: usize = 36;
+pub(crate) const UTXO_LEN: usize = codec::UtxoEntry::LEN;
+pub(crate) const ADDR_OUTPOINT_LEN: usize = 56;
+pub(crate) const TXID_LEN: usize = 32;
+pub(crate) const TX_POSITION_LEN: usize = codec::TxPosition::LEN;
+pub(crate) const HISTORY_KEY_LEN: usize = 28;
+pub(crate) const HISTORY_VALUE_LEN: usize = 40;
+
 /// The log: sequence → a record's bytes, or the marker of one cut into `LOG_CHUNKS`
 /// pieces ([`logtable`]).
 pub(crate) const LOG: TableDefinition<u64, Bytes> = TableDefinition::new("log");
@@ -39,11 +52,15 @@ pub(crate) const LOG_HEAD: TableDefinition<&str, Bytes> = TableDefinition::new("
 pub(crate) const PROJ_META: TableDefinition<&str, Bytes> = TableDefinition::new("proj_meta");
 pub(crate) const BLOCK_INDEX: TableDefinition<Bytes, Bytes> = TableDefinition::new("block_index");
 pub(crate) const MAIN_CHAIN: TableDefinition<u64, Bytes> = TableDefinition::new("main_chain");
-pub(crate) const UTXO: TableDefinition<Bytes, Bytes> = TableDefinition::new("utxo");
-pub(crate) const ADDR_UTXO: TableDefinition<Bytes, ()> = TableDefinition::new("addr_utxo");
+pub(crate) const UTXO: TableDefinition<Fixed<OUTPOINT_LEN>, Fixed<UTXO_LEN>> =
+    TableDefinition::new("utxo");
+pub(crate) const ADDR_UTXO: TableDefinition<Fixed<ADDR_OUTPOINT_LEN>, ()> =
+    TableDefinition::new("addr_utxo");
 pub(crate) const BALANCE: TableDefinition<Bytes, u64> = TableDefinition::new("balance");
-pub(crate) const TX_INDEX: TableDefinition<Bytes, Bytes> = TableDefinition::new("tx_index");
-pub(crate) const ADDR_HISTORY: TableDefinition<Bytes, Bytes> = TableDefinition::new("addr_history");
+pub(crate) const TX_INDEX: TableDefinition<Fixed<TXID_LEN>, Fixed<TX_POSITION_LEN>> =
+    TableDefinition::new("tx_index");
+pub(crate) const ADDR_HISTORY: TableDefinition<Fixed<HISTORY_KEY_LEN>, Fixed<HISTORY_VALUE_LEN>> =
+    TableDefinition::new("addr_history");
 pub(crate) const UNDO: TableDefinition<Bytes, Bytes> = TableDefinition::new("undo");
 pub(crate) const MEMPOOL: TableDefinition<Bytes, Bytes> = TableDefinition::new("mempool");
 pub(crate) const MEMPOOL_SPENDS: TableDefinition<Bytes, Bytes> =
@@ -62,8 +79,9 @@ pub(crate) const SIDE_BLOCKS: TableDefinition<Bytes, u64> = TableDefinition::new
 /// rows hold the whole header (version, merkle root and nonce added), so headers are
 /// served without reading blocks; 4 = a block's `undo` data is cut into rows of
 /// `codec::UNDO_ROW_ENTRIES` spent outputs, keyed by block hash ‖ row; 5 = heights in
-/// 4 bytes in `utxo`, `undo`, `tx_index` and `addr_history` rows.
-pub(crate) const PROJECTION_FORMAT: u64 = 5;
+/// 4 bytes in `utxo`, `undo`, `tx_index` and `addr_history` rows; 6 = those four tables
+/// (but `undo`) and `addr_utxo` have fixed-width keys and values (no lengths stored).
+pub(crate) const PROJECTION_FORMAT: u64 = 6;
 
 /// The `PROJ_META` key of [`PROJECTION_FORMAT`].
 pub(crate) const FORMAT_KEY: &str = "format";
@@ -206,11 +224,11 @@ pub struct Tables<'t> {
     proj_meta: redb::Table<'t, &'static str, Bytes>,
     block_index: redb::Table<'t, Bytes, Bytes>,
     main_chain: redb::Table<'t, u64, Bytes>,
-    utxo: Staged<'t, Bytes, Bytes>,
-    addr_utxo: Staged<'t, Bytes, ()>,
+    utxo: Staged<'t, Fixed<OUTPOINT_LEN>, Fixed<UTXO_LEN>>,
+    addr_utxo: Staged<'t, Fixed<ADDR_OUTPOINT_LEN>, ()>,
     balance: Staged<'t, Bytes, u64>,
-    tx_index: Staged<'t, Bytes, Bytes>,
-    addr_history: Staged<'t, Bytes, Bytes>,
+    tx_index: Staged<'t, Fixed<TXID_LEN>, Fixed<TX_POSITION_LEN>>,
+    addr_history: Staged<'t, Fixed<HISTORY_KEY_LEN>, Fixed<HISTORY_VALUE_LEN>>,
     undo: redb::Table<'t, Bytes, Bytes>,
     mempool: Staged<'t, Bytes, Bytes>,
     mempool_spends: Staged<'t, Bytes, Bytes>,

@@ -2,7 +2,9 @@
 //! read snapshot): generic over redb's `ReadableTable`.
 
 use super::codec::*;
-use super::{Bytes, StoreError, StoreResult};
+use super::{
+    Bytes, Fixed, StoreError, StoreResult, OUTPOINT_LEN, TXID_LEN, TX_POSITION_LEN, UTXO_LEN,
+};
 use crate::encoding::Decode;
 use crate::hash::Hash256;
 use crate::tx::{OutPoint, Transaction};
@@ -34,8 +36,11 @@ pub fn main_hash_at(
     }
 }
 
-pub fn utxo(t: &impl ReadableTable<Bytes, Bytes>, op: &OutPoint) -> StoreResult<Option<UtxoEntry>> {
-    match t.get(op.key().as_slice())? {
+pub fn utxo(
+    t: &impl ReadableTable<Fixed<OUTPOINT_LEN>, Fixed<UTXO_LEN>>,
+    op: &OutPoint,
+) -> StoreResult<Option<UtxoEntry>> {
+    match t.get(&op.key())? {
         None => Ok(None),
         Some(v) => UtxoEntry::decode(v.value())
             .map(Some)
@@ -66,11 +71,11 @@ pub fn parse_mempool_row(row: &[u8]) -> StoreResult<(Transaction, u64)> {
 /// Where a best-chain transaction sits: its `tx_index` row, and the main chain's block
 /// at that height (a row whose height has no main-chain block is damaged).
 pub fn tx_location(
-    index: &impl ReadableTable<Bytes, Bytes>,
+    index: &impl ReadableTable<Fixed<TXID_LEN>, Fixed<TX_POSITION_LEN>>,
     main: &impl ReadableTable<u64, Bytes>,
     txid: &Hash256,
 ) -> StoreResult<Option<TxLocation>> {
-    let Some(v) = index.get(txid.0.as_slice())? else {
+    let Some(v) = index.get(&txid.0)? else {
         return Ok(None);
     };
     let at = TxPosition::decode(v.value()).ok_or_else(|| StoreError::corrupt("tx index row"))?;
