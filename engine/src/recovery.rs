@@ -214,6 +214,9 @@ pub(crate) fn rebuild(db: &Database) -> StoreResult<Hash256> {
     Ok(utxo_hash)
 }
 
+/// Decoded blocks a replay keeps for the connects that follow their acceptance.
+const REPLAY_BLOCK_CACHE: usize = 8;
+
 /// Records read and decoded ahead of the fold (at most 16 blocks of 8 MB twice over in
 /// memory: raw and decoded).
 const DECODE_AHEAD: u64 = 16;
@@ -261,8 +264,13 @@ pub(crate) fn replay(t: &mut Tables<'_>, until: u64) -> StoreResult<()> {
             }
             prev = hash;
             t.fold(seq, &record.event)?;
-            // Blocks are cached for connects that follow soon; keep replay memory bounded.
-            t.bound_block_cache(256);
+            // A block is cached when accepted for its connect, which follows soon; after a
+            // connect the cache is cut back. It held up to 256 decoded blocks before (a GB of
+            // 10,000-transaction blocks, each page of it fresh memory for the kernel to
+            // zero): the 1M-transaction rebuild ran at 75-93k tx/s then, 98-108k with 8.
+            if matches!(record.event, Event::TipConnected(_)) {
+                t.bound_block_cache(REPLAY_BLOCK_CACHE);
+            }
         }
         Ok(())
     })
