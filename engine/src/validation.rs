@@ -482,9 +482,15 @@ fn verify_chunk(chunk: &[Transaction], ids: &[Hash256]) -> bool {
 /// [`CheckedBlock::coinbase`] rests on a check that provably ran. Signatures are verified
 /// separately, batched, while the writer works ([`verify_signatures_batch`]).
 #[derive(Clone, Debug)]
-pub struct CheckedBlock(Arc<Block>);
+pub struct CheckedBlock(Arc<Block>, Arc<[Hash256]>);
 
 impl CheckedBlock {
+    /// The txids, in block order, as the merkle check computed them: the writer folds
+    /// with them instead of hashing every transaction again on its thread.
+    pub fn txids(&self) -> &Arc<[Hash256]> {
+        &self.1
+    }
+
     pub fn block(&self) -> &Block {
         &self.0
     }
@@ -516,11 +522,12 @@ impl CheckedBlock {
 /// miners may roll its bits 13–28 as extra nonce space (BIP 310 / BIP 320) and the
 /// block is still accepted (engine/tests/version_rolling.rs).
 pub fn check_block(block: Block, params: &ChainParams) -> Result<CheckedBlock, Reject> {
-    check_block_rules(&block, params)?;
-    Ok(CheckedBlock(Arc::new(block)))
+    let txids = check_block_rules(&block, params)?;
+    Ok(CheckedBlock(Arc::new(block), txids.into()))
 }
 
-fn check_block_rules(block: &Block, params: &ChainParams) -> Result<(), Reject> {
+/// The rules of [`check_block`]; returns the txids the merkle check computed.
+fn check_block_rules(block: &Block, params: &ChainParams) -> Result<Vec<Hash256>, Reject> {
     // First, before any other work: a block claiming an easier target than the network
     // ever allows (0x207fffff on main, met by every other hash) is refused, so a pushed
     // orphan cannot pass its proof-of-work check for free.
@@ -584,7 +591,7 @@ fn check_bits_within_limit(header: &BlockHeader, params: &ChainParams) -> Result
     Ok(())
 }
 
-fn check_merkle(block: &Block) -> Result<(), Reject> {
+fn check_merkle(block: &Block) -> Result<Vec<Hash256>, Reject> {
     let txids = block.txids();
     let mut seen = HashSet::with_capacity(txids.len());
     for id in &txids {
@@ -596,7 +603,7 @@ fn check_merkle(block: &Block) -> Result<(), Reject> {
     if mutated || root != block.header.merkle_root {
         return Err(Reject::BadMerkleRoot);
     }
-    Ok(())
+    Ok(txids)
 }
 
 #[cfg(test)]

@@ -140,11 +140,12 @@ impl Tables<'_> {
             )));
         }
         let block = self.block(hash)?;
+        let txids = self.txids_of(hash, &block);
         let mut undo = Vec::new();
         let mut touched = AddressSet::default();
         let mut balances = BalanceChanges::default();
         for (pos, tx) in block.txs.iter().enumerate() {
-            let txid = tx.txid();
+            let txid = txids[pos];
             let mut deltas = Deltas::new();
             for input in tx.spends() {
                 let key = input.prevout.key();
@@ -192,7 +193,7 @@ impl Tables<'_> {
         self.mark_side(&meta, false)?;
         self.meta.tip = *hash;
         if self.collect_notes {
-            let txids = block.txids();
+            let txids = txids.to_vec();
             let kind = NotificationKind::BlockConnected {
                 hash: *hash,
                 height: meta.height,

@@ -25,6 +25,9 @@ pub(crate) const LOG_CHUNKS: TableDefinition<(u64, u32), Bytes> =
 /// page with its key and redb's per-leaf and per-entry headers (4096 − 96 to spare).
 pub(crate) const CHUNK_BYTES: usize = 4000;
 
+/// Room reserved at most when putting a record together (a block is at most 8 MB).
+const MAX_RECORD_BYTES: usize = 16 << 20;
+
 /// The length of a `LOG` value that marks a record stored in pieces (shorter than any
 /// record: a record holds its sequence and its predecessor's hash).
 const MARKER_LEN: usize = 8;
@@ -65,7 +68,8 @@ pub(crate) fn record_bytes<'v>(
     if len <= CHUNK_BYTES {
         return Err(damaged("a marker for a record short enough to be whole"));
     }
-    let mut bytes = Vec::with_capacity(len);
+    // The marker may be damaged: reserve no more than a record can hold.
+    let mut bytes = Vec::with_capacity(len.min(MAX_RECORD_BYTES));
     for (expected, row) in chunks.range((seq, 0)..=(seq, u32::MAX))?.enumerate() {
         let (key, part) = row?;
         let part = part.value();
@@ -189,6 +193,16 @@ mod tests {
                 c.insert((0, 3), [7u8; 10].as_slice()).unwrap();
             }),
         ];
+        // A marker whose length was flipped to something huge is refused, not allocated.
+        let huge = db();
+        write(&huge, &[(0, record(2 * CHUNK_BYTES + 5, 1))]);
+        let txn = huge.begin_write().unwrap();
+        txn.open_table(LOG)
+            .unwrap()
+            .insert(0, (1u64 << 60).to_le_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        assert!(matches!(read(&huge, 0), Err(StoreError::Corrupt(_))));
         for (what, damage) in cases {
             let db = db();
             write(&db, &[(0, record(2 * CHUNK_BYTES + 5, 1))]);

@@ -79,8 +79,9 @@ pub(crate) const SIDE_BLOCKS: TableDefinition<Bytes, u64> = TableDefinition::new
 /// rows hold the whole header (version, merkle root and nonce added), so headers are
 /// served without reading blocks; 4 = a block's `undo` data is cut into rows of
 /// `codec::UNDO_ROW_ENTRIES` spent outputs, keyed by block hash ‖ row; 5 = heights in
-/// 4 bytes in `utxo`, `undo`, `tx_index` and `addr_history` rows; 6 = those four tables
-/// (but `undo`) and `addr_utxo` have fixed-width keys and values (no lengths stored).
+/// 4 bytes in `utxo`, `undo`, `tx_index` and `addr_history` rows; 6 = `utxo`,
+/// `addr_utxo`, `tx_index` and `addr_history` have fixed-width keys and values (redb
+/// stores no lengths for them).
 pub(crate) const PROJECTION_FORMAT: u64 = 6;
 
 /// The `PROJ_META` key of [`PROJECTION_FORMAT`].
@@ -239,6 +240,9 @@ pub struct Tables<'t> {
     meta: ProjMeta,
     /// Blocks decoded in this transaction, so connecting one just accepted needs no re-read.
     blocks: HashMap<Hash256, Arc<crate::block::Block>>,
+    /// Txids of blocks, computed off the writer's thread (the merkle check, a replay's
+    /// decoder), so the fold does not hash every transaction again.
+    txids: HashMap<Hash256, Arc<[Hash256]>>,
     /// Filled while folding when `collect_notes` is set.
     notes: Vec<Notification>,
     collect_notes: bool,
@@ -273,6 +277,7 @@ impl<'t> Tables<'t> {
             head,
             meta,
             blocks: HashMap::new(),
+            txids: HashMap::new(),
             notes: Vec::new(),
             collect_notes: true,
             // The wall clock unless the writer sets its own (tests inject one).
@@ -421,10 +426,37 @@ impl<'t> Tables<'t> {
         std::mem::take(&mut self.notes)
     }
 
-    /// Forgets the decoded blocks once more than `max` are cached (long replays).
+    /// Forgets the decoded blocks (and their txids) once more than `max` are cached
+    /// (long replays).
     pub(crate) fn bound_block_cache(&mut self, max: usize) {
         if self.blocks.len() > max {
             self.blocks.clear();
+        }
+        if self.txids.len() > max {
+            self.txids.clear();
+        }
+    }
+
+    /// Hands the fold the txids of `block`, in block order, computed elsewhere. Only
+    /// from a source that derived them from the block itself (they must be its txids:
+    /// the fold indexes by them).
+    pub(crate) fn remember_txids(&mut self, block: Hash256, txids: Arc<[Hash256]>) {
+        self.txids.insert(block, txids);
+    }
+
+    /// The txids of `block` (whose hash is `hash`): remembered, or computed now.
+    pub(crate) fn txids_of(
+        &mut self,
+        hash: &Hash256,
+        block: &crate::block::Block,
+    ) -> Arc<[Hash256]> {
+        match self.txids.get(hash) {
+            Some(ids) if ids.len() == block.txs.len() => ids.clone(),
+            _ => {
+                let ids: Arc<[Hash256]> = block.txids().into();
+                self.txids.insert(*hash, ids.clone());
+                ids
+            }
         }
     }
 
