@@ -1184,7 +1184,6 @@ impl Writer {
         if branch <= tip.chainwork {
             self.check_side_room(t, block.block(), branch, &tip)?;
         }
-        t.remember_txids(hash, block.txids().clone());
         t.append(Event::BlockAccepted(block.shared().clone()))?;
         let new = read::block_meta(t.block_index(), &hash)?
             .ok_or_else(|| StoreError::corrupt("block just stored"))?;

@@ -254,7 +254,7 @@ pub(crate) fn replay(t: &mut Tables<'_>, until: u64) -> StoreResult<()> {
                     .map_err(|_| StoreError::corrupt("the record decoder stopped"))?;
                 read += 1;
             }
-            let (record, hash, txids) = decoded
+            let (record, hash) = decoded
                 .recv()
                 .map_err(|_| StoreError::corrupt("the record decoder stopped"))??;
             if record.prev_hash != prev || record.seq != seq {
@@ -263,9 +263,6 @@ pub(crate) fn replay(t: &mut Tables<'_>, until: u64) -> StoreResult<()> {
                 )));
             }
             prev = hash;
-            if let (Event::BlockAccepted(block), Some(txids)) = (&record.event, txids) {
-                t.remember_txids(block.hash(), txids);
-            }
             t.fold(seq, &record.event)?;
             // A block is cached when accepted for its connect, which follows soon; after a
             // connect the cache is cut back. It held up to 256 decoded blocks before (a GB of
@@ -280,18 +277,10 @@ pub(crate) fn replay(t: &mut Tables<'_>, until: u64) -> StoreResult<()> {
 }
 
 /// A record and its hash, from its bytes.
-/// A record read ahead of the fold: the record, its hash, and a block's txids (hashed
-/// here, on the decoder's thread, instead of by the fold).
-type Decoded = (Record, Hash256, Option<Arc<[Hash256]>>);
-
-fn decode_record(seq: u64, bytes: &[u8]) -> StoreResult<Decoded> {
+fn decode_record(seq: u64, bytes: &[u8]) -> StoreResult<(Record, Hash256)> {
     let record =
         Record::decode(bytes).map_err(|e| StoreError::corrupt(format!("record {seq}: {e}")))?;
-    let txids = match &record.event {
-        Event::BlockAccepted(block) => Some(block.txids().into()),
-        _ => None,
-    };
-    Ok((record, Record::hash_of_bytes(bytes), txids))
+    Ok((record, Record::hash_of_bytes(bytes)))
 }
 
 fn raw(t: &Tables<'_>, seq: u64) -> StoreResult<Vec<u8>> {

@@ -482,15 +482,9 @@ fn verify_chunk(chunk: &[Transaction], ids: &[Hash256]) -> bool {
 /// [`CheckedBlock::coinbase`] rests on a check that provably ran. Signatures are verified
 /// separately, batched, while the writer works ([`verify_signatures_batch`]).
 #[derive(Clone, Debug)]
-pub struct CheckedBlock(Arc<Block>, Arc<[Hash256]>);
+pub struct CheckedBlock(Arc<Block>);
 
 impl CheckedBlock {
-    /// The txids, in block order, as the merkle check computed them: the writer folds
-    /// with them instead of hashing every transaction again on its thread.
-    pub fn txids(&self) -> &Arc<[Hash256]> {
-        &self.1
-    }
-
     pub fn block(&self) -> &Block {
         &self.0
     }
@@ -522,12 +516,11 @@ impl CheckedBlock {
 /// miners may roll its bits 13–28 as extra nonce space (BIP 310 / BIP 320) and the
 /// block is still accepted (engine/tests/version_rolling.rs).
 pub fn check_block(block: Block, params: &ChainParams) -> Result<CheckedBlock, Reject> {
-    let txids = check_block_rules(&block, params)?;
-    Ok(CheckedBlock(Arc::new(block), txids.into()))
+    check_block_rules(&block, params)?;
+    Ok(CheckedBlock(Arc::new(block)))
 }
 
-/// The rules of [`check_block`]; returns the txids the merkle check computed.
-fn check_block_rules(block: &Block, params: &ChainParams) -> Result<Vec<Hash256>, Reject> {
+fn check_block_rules(block: &Block, params: &ChainParams) -> Result<(), Reject> {
     // First, before any other work: a block claiming an easier target than the network
     // ever allows (0x207fffff on main, met by every other hash) is refused, so a pushed
     // orphan cannot pass its proof-of-work check for free.
@@ -591,7 +584,7 @@ fn check_bits_within_limit(header: &BlockHeader, params: &ChainParams) -> Result
     Ok(())
 }
 
-fn check_merkle(block: &Block) -> Result<Vec<Hash256>, Reject> {
+fn check_merkle(block: &Block) -> Result<(), Reject> {
     let txids = block.txids();
     let mut seen = HashSet::with_capacity(txids.len());
     for id in &txids {
@@ -603,7 +596,7 @@ fn check_merkle(block: &Block) -> Result<Vec<Hash256>, Reject> {
     if mutated || root != block.header.merkle_root {
         return Err(Reject::BadMerkleRoot);
     }
-    Ok(txids)
+    Ok(())
 }
 
 #[cfg(test)]

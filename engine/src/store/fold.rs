@@ -140,12 +140,11 @@ impl Tables<'_> {
             )));
         }
         let block = self.block(hash)?;
-        let txids = self.txids_of(hash, &block);
         let mut undo = Vec::new();
         let mut touched = AddressSet::default();
         let mut balances = BalanceChanges::default();
         for (pos, tx) in block.txs.iter().enumerate() {
-            let txid = txids[pos];
+            let txid = tx.txid();
             let mut deltas = Deltas::new();
             for input in tx.spends() {
                 let key = input.prevout.key();
@@ -193,7 +192,7 @@ impl Tables<'_> {
         self.mark_side(&meta, false)?;
         self.meta.tip = *hash;
         if self.collect_notes {
-            let txids = txids.to_vec();
+            let txids = block.txids();
             let kind = NotificationKind::BlockConnected {
                 hash: *hash,
                 height: meta.height,

@@ -240,9 +240,6 @@ pub struct Tables<'t> {
     meta: ProjMeta,
     /// Blocks decoded in this transaction, so connecting one just accepted needs no re-read.
     blocks: HashMap<Hash256, Arc<crate::block::Block>>,
-    /// Txids of blocks, computed off the writer's thread (the merkle check, a replay's
-    /// decoder), so the fold does not hash every transaction again.
-    txids: HashMap<Hash256, Arc<[Hash256]>>,
     /// Filled while folding when `collect_notes` is set.
     notes: Vec<Notification>,
     collect_notes: bool,
@@ -277,7 +274,6 @@ impl<'t> Tables<'t> {
             head,
             meta,
             blocks: HashMap::new(),
-            txids: HashMap::new(),
             notes: Vec::new(),
             collect_notes: true,
             // The wall clock unless the writer sets its own (tests inject one).
@@ -426,37 +422,10 @@ impl<'t> Tables<'t> {
         std::mem::take(&mut self.notes)
     }
 
-    /// Forgets the decoded blocks (and their txids) once more than `max` are cached
-    /// (long replays).
+    /// Forgets the decoded blocks once more than `max` are cached (long replays).
     pub(crate) fn bound_block_cache(&mut self, max: usize) {
         if self.blocks.len() > max {
             self.blocks.clear();
-        }
-        if self.txids.len() > max {
-            self.txids.clear();
-        }
-    }
-
-    /// Hands the fold the txids of `block`, in block order, computed elsewhere. Only
-    /// from a source that derived them from the block itself (they must be its txids:
-    /// the fold indexes by them).
-    pub(crate) fn remember_txids(&mut self, block: Hash256, txids: Arc<[Hash256]>) {
-        self.txids.insert(block, txids);
-    }
-
-    /// The txids of `block` (whose hash is `hash`): remembered, or computed now.
-    pub(crate) fn txids_of(
-        &mut self,
-        hash: &Hash256,
-        block: &crate::block::Block,
-    ) -> Arc<[Hash256]> {
-        match self.txids.get(hash) {
-            Some(ids) if ids.len() == block.txs.len() => ids.clone(),
-            _ => {
-                let ids: Arc<[Hash256]> = block.txids().into();
-                self.txids.insert(*hash, ids.clone());
-                ids
-            }
         }
     }
 
