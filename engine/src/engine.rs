@@ -473,7 +473,12 @@ impl Engine {
         file: Option<std::path::PathBuf>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
-        crate::recovery::check_and_init(&db, &config.params)?;
+        let mut db = db;
+        if crate::recovery::check_and_init(&db, &config.params)? && file.is_some() {
+            // A rebuild at open (an older node's projection format, or damage) rewrote
+            // every projection row: give the old rows' pages back before serving.
+            crate::recovery::compact_until_done(&mut db, Duration::ZERO)?;
+        }
         let (notifier, _) = broadcast::channel(65_536);
         let sigcache = SigCache::new(config.sigcache_capacity);
         let shared = Arc::new(Shared {

@@ -23,8 +23,11 @@ use std::sync::Arc;
 /// itself rewrites the header durably while repairing, so what the new handle reads is
 /// on the disk before anything is acknowledged: `engine/tests/power_loss.rs` cuts the
 /// power right after such an acknowledgement, a failed sync's writes dropped.)
-pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<(), EngineError> {
-    upgrade_projections(db)?;
+///
+/// Returns whether the projections were rebuilt (an older format, or damage): the file
+/// then holds the old rows' pages free, for the caller to compact.
+pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<bool, EngineError> {
+    let upgraded = upgrade_projections(db)?;
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     txn.set_two_phase_commit(true);
@@ -53,19 +56,19 @@ pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<(), 
     } else {
         txn.abort()?;
     }
-    check_or_rebuild_projections(db)
+    Ok(check_or_rebuild_projections(db)? || upgraded)
 }
 
 /// Rebuilds the projections from the log when they were written in another layout than
 /// [`PROJECTION_FORMAT`] (by an older node): folding new records onto rows of another
 /// format would misread them. The log itself is unchanged, so this is all a ledger
 /// written by an older node needs.
-fn upgrade_projections(db: &Database) -> Result<(), EngineError> {
+fn upgrade_projections(db: &Database) -> Result<bool, EngineError> {
     let Some(found) = projection_format(db)? else {
-        return Ok(());
+        return Ok(false);
     };
     if found == PROJECTION_FORMAT {
-        return Ok(());
+        return Ok(false);
     }
     tracing::warn!(
         found,
@@ -78,7 +81,7 @@ fn upgrade_projections(db: &Database) -> Result<(), EngineError> {
     );
     rebuild(db)?;
     eprintln!("projections rebuilt from the log in format {PROJECTION_FORMAT}");
-    Ok(())
+    Ok(true)
 }
 
 /// The format the projections were written in (1 before it was recorded), or None for a
@@ -106,9 +109,9 @@ fn projection_format(db: &Database) -> StoreResult<Option<u64>> {
 /// Checks the projections consensus relies on ([`integrity::check_projections`]); if one
 /// is damaged, says so and rebuilds every projection from the log, which is the ground
 /// truth. A log that does not fold into sound projections is refused.
-fn check_or_rebuild_projections(db: &Database) -> Result<(), EngineError> {
+fn check_or_rebuild_projections(db: &Database) -> Result<bool, EngineError> {
     let why = match integrity::check_projections(db) {
-        Ok(()) => return Ok(()),
+        Ok(()) => return Ok(false),
         Err(e @ (StoreError::Damaged(_) | StoreError::Corrupt(_))) => e,
         Err(e) => return Err(e.into()),
     };
@@ -119,7 +122,7 @@ fn check_or_rebuild_projections(db: &Database) -> Result<(), EngineError> {
         EngineError::Damaged(format!("still damaged after a rebuild from the log: {e}"))
     })?;
     eprintln!("projections rebuilt from the log; they pass their checks");
-    Ok(())
+    Ok(true)
 }
 
 fn check_network(t: &Tables<'_>, params: &ChainParams) -> Result<(), EngineError> {
