@@ -468,12 +468,11 @@ impl Engine {
     }
 
     fn with_database(
-        db: Database,
+        mut db: Database,
         reopen: Option<Reopen>,
         file: Option<std::path::PathBuf>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
-        let mut db = db;
         if crate::recovery::check_and_init(&db, &config.params)? && file.is_some() {
             // A rebuild at open (an older node's projection format, or damage) rewrote
             // every projection row: give the old rows' pages back before serving.

@@ -19,8 +19,7 @@ impl Engine {
         let (mut confirmed, mut immature) = (0u64, 0u64);
         let mut utxos = Vec::new();
         let prefix = address.0;
-        let mut first = [0u8; ADDR_OUTPOINT_LEN];
-        first[..20].copy_from_slice(&prefix);
+        let first = address_outpoint_key(address, &[0; OUTPOINT_LEN]);
         for row in s
             .table(ADDR_UTXO)?
             .range::<&[u8; ADDR_OUTPOINT_LEN]>(&first..)?
@@ -123,8 +122,7 @@ impl Engine {
                 break;
             }
             let (k, v) = row?;
-            let height =
-                history_key_height(k.value()).ok_or_else(|| StoreError::corrupt("history key"))?;
+            let height = history_key_height(k.value());
             let (txid, delta) = decode_history_value(v.value())
                 .ok_or_else(|| StoreError::corrupt("history row"))?;
             history.push(HistoryItem {

@@ -197,8 +197,8 @@ pub fn undo_key(block: &Hash256, row: u32) -> [u8; 36] {
 
 /// Key of an address-history row: address, height, position (big-endian, so rows sort
 /// by address then chain order).
-pub fn history_key(address: &Address, height: u64, position: u32) -> [u8; 28] {
-    let mut k = [0u8; 28];
+pub fn history_key(address: &Address, height: u64, position: u32) -> [u8; HISTORY_KEY_LEN] {
+    let mut k = [0u8; HISTORY_KEY_LEN];
     k[..20].copy_from_slice(&address.0);
     k[20..24].copy_from_slice(&row_height(height).to_be_bytes());
     k[24..].copy_from_slice(&position.to_be_bytes());
@@ -206,16 +206,18 @@ pub fn history_key(address: &Address, height: u64, position: u32) -> [u8; 28] {
 }
 
 /// The height an address-history key names.
-pub fn history_key_height(k: &[u8]) -> Option<u64> {
-    if k.len() != 28 {
-        return None;
-    }
-    Some(u64::from(u32::from_be_bytes(word(k, 20))))
+pub fn history_key_height(k: &[u8; HISTORY_KEY_LEN]) -> u64 {
+    u64::from(u32::from_be_bytes(word(k, 20)))
 }
 
+/// Lengths of an address-history row's key and value, and of an address → outpoint key.
+pub const HISTORY_KEY_LEN: usize = 28;
+pub const HISTORY_VALUE_LEN: usize = 40;
+pub const ADDR_OUTPOINT_LEN: usize = 56;
+
 /// Value of an address-history row: txid and the signed change of the address's balance.
-pub fn history_value(txid: &Hash256, delta: i64) -> [u8; 40] {
-    let mut v = [0u8; 40];
+pub fn history_value(txid: &Hash256, delta: i64) -> [u8; HISTORY_VALUE_LEN] {
+    let mut v = [0u8; HISTORY_VALUE_LEN];
     v[..32].copy_from_slice(&txid.0);
     v[32..].copy_from_slice(&delta.to_le_bytes());
     v
@@ -229,8 +231,8 @@ pub fn decode_history_value(v: &[u8]) -> Option<(Hash256, i64)> {
 }
 
 /// Key of an address → outpoint index row.
-pub fn address_outpoint_key(address: &Address, outpoint_key: &[u8; 36]) -> [u8; 56] {
-    let mut k = [0u8; 56];
+pub fn address_outpoint_key(address: &Address, outpoint_key: &[u8; 36]) -> [u8; ADDR_OUTPOINT_LEN] {
+    let mut k = [0u8; ADDR_OUTPOINT_LEN];
     k[..20].copy_from_slice(&address.0);
     k[20..].copy_from_slice(outpoint_key);
     k
@@ -322,7 +324,7 @@ mod tests {
         assert_eq!(TxPosition::decode(&p.encode()), Some(p));
         assert_eq!(TxPosition::decode(&[0; 7]), None);
         let k = history_key(&Address([4; 20]), 70_000, 3);
-        assert_eq!(history_key_height(&k), Some(70_000));
+        assert_eq!(history_key_height(&k), 70_000);
         assert!(k < history_key(&Address([4; 20]), 70_001, 0), "chain order");
     }
 }

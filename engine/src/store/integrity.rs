@@ -20,6 +20,7 @@
 
 use super::codec::{BlockMeta, UtxoEntry};
 use super::{read, read_head, read_proj_meta, read_record, StoreError, StoreResult};
+use super::{Fixed, OUTPOINT_LEN, UTXO_LEN};
 use super::{BALANCE, BLOCK_INDEX, LOG, LOG_HEAD, MAIN_CHAIN, PROJ_META, SIDE_BLOCKS, UTXO};
 use crate::block::Block;
 use crate::events::Event;
@@ -134,7 +135,7 @@ fn check_side_blocks(txn: &redb::ReadTransaction, indexed: u64, main: u64) -> St
 
 /// Recomputes the UTXO-set hash, count and per-address balances from the UTXO table.
 fn check_utxo_set(
-    utxo: &impl ReadableTable<super::Fixed<{ super::OUTPOINT_LEN }>, super::Fixed<{ super::UTXO_LEN }>>,
+    utxo: &impl ReadableTable<Fixed<OUTPOINT_LEN>, Fixed<UTXO_LEN>>,
     balance: &impl ReadableTable<super::Bytes, u64>,
     meta: &super::ProjMeta,
 ) -> StoreResult<()> {

@@ -35,14 +35,12 @@ pub(crate) type Bytes = &'static [u8];
 /// fixed side (the high-churn tables hold a few rows per transaction).
 pub(crate) type Fixed<const N: usize> = &'static [u8; N];
 
-/// Byte lengths of the fixed-width rows.
+/// Byte lengths of the fixed-width rows (the codec's layouts).
 pub(crate) const OUTPOINT_LEN: usize = 36;
 pub(crate) const UTXO_LEN: usize = codec::UtxoEntry::LEN;
-pub(crate) const ADDR_OUTPOINT_LEN: usize = 56;
 pub(crate) const TXID_LEN: usize = 32;
 pub(crate) const TX_POSITION_LEN: usize = codec::TxPosition::LEN;
-pub(crate) const HISTORY_KEY_LEN: usize = 28;
-pub(crate) const HISTORY_VALUE_LEN: usize = 40;
+pub(crate) use codec::{ADDR_OUTPOINT_LEN, HISTORY_KEY_LEN, HISTORY_VALUE_LEN};
 
 /// The log: sequence → a record's bytes, or the marker of one cut into `LOG_CHUNKS`
 /// pieces ([`logtable`]).

@@ -22,21 +22,20 @@ const SPARE_FRACTION: u64 = 4;
 /// Rewrites every projection table that is sparse enough (see the constants); returns
 /// the names of those rewritten.
 pub(crate) fn repack_sparse_tables(txn: &WriteTransaction) -> StoreResult<Vec<&'static str>> {
-    let mut done = Vec::new();
-    let mut consider = |name: &'static str, repacked: bool| {
-        if repacked {
-            done.push(name);
-        }
-    };
-    consider("utxo", repack_if_sparse(txn, UTXO)?);
-    consider("addr_utxo", repack_if_sparse(txn, ADDR_UTXO)?);
-    consider("balance", repack_if_sparse(txn, BALANCE)?);
-    consider("tx_index", repack_if_sparse(txn, TX_INDEX)?);
-    consider("addr_history", repack_if_sparse(txn, ADDR_HISTORY)?);
-    consider("undo", repack_if_sparse(txn, UNDO)?);
-    consider("block_index", repack_if_sparse(txn, BLOCK_INDEX)?);
-    consider("main_chain", repack_if_sparse(txn, MAIN_CHAIN)?);
-    Ok(done)
+    let repacked = [
+        ("utxo", repack_if_sparse(txn, UTXO)?),
+        ("addr_utxo", repack_if_sparse(txn, ADDR_UTXO)?),
+        ("balance", repack_if_sparse(txn, BALANCE)?),
+        ("tx_index", repack_if_sparse(txn, TX_INDEX)?),
+        ("addr_history", repack_if_sparse(txn, ADDR_HISTORY)?),
+        ("undo", repack_if_sparse(txn, UNDO)?),
+        ("block_index", repack_if_sparse(txn, BLOCK_INDEX)?),
+        ("main_chain", repack_if_sparse(txn, MAIN_CHAIN)?),
+    ];
+    Ok(repacked
+        .into_iter()
+        .filter_map(|(name, done)| done.then_some(name))
+        .collect())
 }
 
 /// Whether a table with these page statistics is worth rewriting.
