@@ -6,6 +6,7 @@ use crate::error::EngineError;
 use crate::events::{Event, Record};
 use crate::hash::Hash256;
 use crate::params::ChainParams;
+use crate::store::indexes::IndexJob;
 use crate::store::{
     drop_projections, integrity, logtable, Bytes, Head, StoreError, StoreResult, Tables,
     FORMAT_KEY, LOG, LOG_CHUNKS, LOG_HEAD, PROJECTION_FORMAT, PROJ_META,
@@ -224,13 +225,39 @@ const REPLAY_BLOCK_CACHE: usize = 8;
 /// memory: raw and decoded).
 const DECODE_AHEAD: u64 = 16;
 
+/// Blocks the index thread may lag behind the fold (each job holds a decoded block).
+const INDEX_JOBS_AHEAD: usize = 4;
+
 /// Folds records from the projection cursor up to (not including) `until`, staging the
-/// projections in memory (the caller's `flush_meta` writes them). The fold is the serial
-/// part; decoding each record and hashing it for the chain check run on a second thread,
-/// [`DECODE_AHEAD`] records ahead, so they cost the fold nothing on a machine with a core
-/// to spare.
+/// projections in memory (the caller's `flush_meta` writes them). Three threads share
+/// the work: one reads nothing but decodes each record and hashes it for the chain
+/// check, [`DECODE_AHEAD`] records ahead; the fold thread folds the log into the UTXO
+/// set, undo data and chain; a third folds the address and transaction indexes from
+/// what the fold thread hands it (`store::indexes`), a few blocks behind.
 pub(crate) fn replay(t: &mut Tables<'_>, until: u64) -> StoreResult<()> {
     t.stage_projections()?;
+    std::thread::scope(|scope| {
+        let (jobs, job_rx) = mpsc::sync_channel::<IndexJob>(INDEX_JOBS_AHEAD);
+        let mut indexes = t.send_indexes(jobs)?;
+        let index_thread = scope.spawn(move || {
+            let folded = job_rx
+                .into_iter()
+                .try_for_each(|job| indexes.apply(job).map(drop));
+            (indexes, folded)
+        });
+        let folded = fold_records(t, until);
+        t.stop_index_jobs();
+        let (indexes, index_folded) = index_thread
+            .join()
+            .map_err(|_| StoreError::corrupt("the index fold panicked"))?;
+        t.take_back_indexes(indexes);
+        // The index thread's own error first: the fold thread only saw it stop.
+        index_folded.and(folded)
+    })
+}
+
+/// The fold thread's part of [`replay`]: checks the hash chain and folds every record.
+fn fold_records(t: &mut Tables<'_>, until: u64) -> StoreResult<()> {
     let start = t.meta().cursor;
     let mut prev = if start == 0 {
         Hash256::ZERO

@@ -162,7 +162,9 @@ impl Tables<'_> {
 
     /// Whether the transaction is confirmed on the best chain.
     pub fn tx_known(&self, txid: &Hash256) -> StoreResult<bool> {
-        Ok(self.tx_index.get(&txid.0)?.is_some())
+        let indexes = self.indexes.as_ref();
+        let indexes = indexes.ok_or_else(|| StoreError::corrupt("the indexes are away"))?;
+        Ok(indexes.tx_index.get(&txid.0)?.is_some())
     }
 
     /// Validates every transaction of `block` in order against the chain at its parent

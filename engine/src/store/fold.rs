@@ -5,36 +5,17 @@
 //! (a spent output must exist) but never signatures or consensus rules.
 
 use super::codec::*;
+use super::indexes::{BlockChange, IndexJob};
 use super::{read, StoreError, StoreResult, Tables};
 use crate::address::Address;
 use crate::block::Block;
 use crate::encoding::{Decode, Encode};
 use crate::events::Event;
 use crate::hash::{sha256, Hash256};
-use crate::notify::{push_unique, AddressSet, Notification, NotificationKind};
+use crate::notify::{push_unique, Notification, NotificationKind};
 use crate::tx::{OutPoint, Transaction};
 use primitive_types::U256;
 use std::sync::Arc;
-
-/// Per-transaction balance changes, summed per address in first-seen order.
-type Deltas = Vec<(Address, i128)>;
-
-fn add_delta(deltas: &mut Deltas, address: Address, amount: i128) {
-    match deltas.iter_mut().find(|(a, _)| *a == address) {
-        Some((_, d)) => *d += amount,
-        None => deltas.push((address, amount)),
-    }
-}
-
-/// Balance changes summed per address over a whole block, written once at its end.
-#[derive(Default)]
-struct BalanceChanges(foldhash::HashMap<Address, i128>);
-
-impl BalanceChanges {
-    fn add(&mut self, address: Address, delta: i128) {
-        *self.0.entry(address).or_default() += delta;
-    }
-}
 
 pub(crate) fn utxo_digest(key: &[u8; 36], entry: &UtxoEntry) -> U256 {
     let mut buf = [0u8; 36 + 37];
@@ -140,18 +121,11 @@ impl Tables<'_> {
             )));
         }
         let block = self.block(hash)?;
-        let mut undo = Vec::new();
-        let mut touched = AddressSet::default();
-        let mut balances = BalanceChanges::default();
-        for (pos, tx) in block.txs.iter().enumerate() {
-            let txid = tx.txid();
-            let mut deltas = Deltas::new();
+        let txids = block.txids();
+        let mut spent = Vec::new();
+        for (tx, txid) in block.txs.iter().zip(&txids) {
             for input in tx.spends() {
-                let key = input.prevout.key();
-                let entry = self.remove_utxo(&key, &mut balances)?;
-                // The outpoint is the block's own input: undo keeps only what it spent.
-                undo.extend_from_slice(&entry.encode());
-                add_delta(&mut deltas, entry.address, -(entry.amount as i128));
+                spent.push(self.remove_utxo(&input.prevout.key())?);
             }
             for (vout, out) in tx.outputs.iter().enumerate() {
                 let entry = UtxoEntry {
@@ -160,39 +134,30 @@ impl Tables<'_> {
                     height: meta.height,
                     coinbase: tx.is_coinbase(),
                 };
-                self.add_utxo(
-                    &OutPoint {
-                        txid,
-                        vout: vout as u32,
-                    }
-                    .key(),
-                    &entry,
-                    &mut balances,
-                )?;
-                add_delta(&mut deltas, out.address, out.amount as i128);
+                let op = OutPoint {
+                    txid: *txid,
+                    vout: vout as u32,
+                };
+                self.add_utxo(&op.key(), &entry)?;
             }
-            let at = TxPosition {
-                height: meta.height,
-                position: pos as u32,
-            };
-            self.tx_index.put(&txid.0, &at.encode())?;
-            for (address, delta) in &deltas {
-                let key = history_key(address, meta.height, pos as u32);
-                let d = (*delta).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-                self.addr_history.put(&key, &history_value(&txid, d))?;
-                if self.collect_notes {
-                    touched.insert(*address);
-                }
-            }
-            self.remove_mempool_entry(&txid)?;
+            self.remove_mempool_entry(txid)?;
         }
-        self.apply_balances(balances)?;
+        // The outpoints are the block's own inputs: undo keeps only what they spent.
+        let undo: Vec<u8> = spent.iter().flat_map(UtxoEntry::encode).collect();
         self.put_undo(hash, &undo)?;
         self.main_chain.insert(meta.height, hash.0.as_slice())?;
         self.mark_side(&meta, false)?;
         self.meta.tip = *hash;
-        if self.collect_notes {
-            let txids = block.txids();
+        let change = BlockChange {
+            block,
+            txids,
+            height: meta.height,
+            spent,
+            note_addresses: self.collect_notes,
+        };
+        let txids = self.collect_notes.then(|| change.txids.clone());
+        let touched = self.fold_indexes(IndexJob::Connect(change))?;
+        if let Some(txids) = txids {
             let kind = NotificationKind::BlockConnected {
                 hash: *hash,
                 height: meta.height,
@@ -211,48 +176,37 @@ impl Tables<'_> {
         }
         let meta = self.meta_of(hash)?;
         let block = self.block(hash)?;
-        let undo = self.take_undo(hash)?;
-        let spent = parse_undo(&undo)?;
+        let txids = block.txids();
+        let spent = parse_undo(&self.take_undo(hash)?)?;
         let mut spent_end = spent.len();
-        let mut touched = AddressSet::default();
-        let mut balances = BalanceChanges::default();
-        for (pos, tx) in block.txs.iter().enumerate().rev() {
-            let txid = tx.txid();
-            let mut deltas = Deltas::new();
-            for (vout, out) in tx.outputs.iter().enumerate() {
-                self.remove_utxo(
-                    &OutPoint {
-                        txid,
-                        vout: vout as u32,
-                    }
-                    .key(),
-                    &mut balances,
-                )?;
-                add_delta(&mut deltas, out.address, out.amount as i128);
+        for (tx, txid) in block.txs.iter().zip(&txids).rev() {
+            for vout in 0..tx.outputs.len() {
+                let op = OutPoint {
+                    txid: *txid,
+                    vout: vout as u32,
+                };
+                self.remove_utxo(&op.key())?;
             }
-            let n = tx.spends().len();
-            let start = spent_end.checked_sub(n).ok_or_else(|| {
+            let start = spent_end.checked_sub(tx.spends().len()).ok_or_else(|| {
                 StoreError::corrupt(format!("undo data of block {hash} is short"))
             })?;
             let restored = tx.spends().iter().zip(&spent[start..spent_end]);
             for (input, entry) in restored.rev() {
-                self.add_utxo(&input.prevout.key(), entry, &mut balances)?;
-                add_delta(&mut deltas, entry.address, -(entry.amount as i128));
+                self.add_utxo(&input.prevout.key(), entry)?;
             }
             spent_end = start;
-            self.tx_index.delete(&txid.0)?;
-            for (address, _) in &deltas {
-                let key = history_key(address, meta.height, pos as u32);
-                self.addr_history.delete(&key)?;
-                if self.collect_notes {
-                    touched.insert(*address);
-                }
-            }
         }
-        self.apply_balances(balances)?;
         self.main_chain.remove(meta.height)?;
         self.mark_side(&meta, true)?;
         self.meta.tip = meta.prev;
+        let change = BlockChange {
+            block,
+            txids,
+            height: meta.height,
+            spent,
+            note_addresses: self.collect_notes,
+        };
+        let touched = self.fold_indexes(IndexJob::Disconnect(change))?;
         self.note(
             seq,
             NotificationKind::BlockDisconnected {
@@ -310,10 +264,7 @@ impl Tables<'_> {
         self.block_index.retain(|_, _| false)?;
         self.main_chain.retain(|_, _| false)?;
         self.utxo.clear()?;
-        self.addr_utxo.clear()?;
-        self.balance.clear()?;
-        self.tx_index.clear()?;
-        self.addr_history.clear()?;
+        self.fold_indexes(IndexJob::Clear)?;
         self.undo.retain(|_, _| false)?;
         self.mempool.clear()?;
         self.mempool_spends.clear()?;
@@ -346,18 +297,10 @@ impl Tables<'_> {
             .ok_or_else(|| StoreError::corrupt(format!("block {hash} is not in the index")))
     }
 
-    fn add_utxo(
-        &mut self,
-        key: &[u8; 36],
-        entry: &UtxoEntry,
-        balances: &mut BalanceChanges,
-    ) -> StoreResult<()> {
+    fn add_utxo(&mut self, key: &[u8; 36], entry: &UtxoEntry) -> StoreResult<()> {
         if self.utxo.insert(key, &entry.encode())?.is_some() {
             return Err(StoreError::corrupt("an output was created twice"));
         }
-        self.addr_utxo
-            .put(&address_outpoint_key(&entry.address, key), ())?;
-        balances.add(entry.address, entry.amount as i128);
         if !self.utxo.defers_digest() {
             self.meta.utxo_hash = self
                 .meta
@@ -369,11 +312,7 @@ impl Tables<'_> {
         Ok(())
     }
 
-    fn remove_utxo(
-        &mut self,
-        key: &[u8; 36],
-        balances: &mut BalanceChanges,
-    ) -> StoreResult<UtxoEntry> {
+    fn remove_utxo(&mut self, key: &[u8; 36]) -> StoreResult<UtxoEntry> {
         let entry = self
             .utxo
             .remove(key)?
@@ -382,9 +321,6 @@ impl Tables<'_> {
                 let op = OutPoint::from_key(key).expect("36-byte key");
                 StoreError::corrupt(format!("output {}:{} is not unspent", op.txid, op.vout))
             })?;
-        self.addr_utxo
-            .delete(&address_outpoint_key(&entry.address, key))?;
-        balances.add(entry.address, -(entry.amount as i128));
         if !self.utxo.defers_digest() {
             self.meta.utxo_hash = self
                 .meta
@@ -434,27 +370,6 @@ impl Tables<'_> {
             )));
         }
         Ok(undo)
-    }
-
-    /// Writes a block's summed balance changes: one read and one write per address,
-    /// however many of its outputs the block created or spent.
-    fn apply_balances(&mut self, balances: BalanceChanges) -> StoreResult<()> {
-        for (address, delta) in balances.0 {
-            let a = address.0;
-            let old = self
-                .balance
-                .get(a.as_slice())?
-                .map(|v| v.value())
-                .unwrap_or(0);
-            let new = u64::try_from(old as i128 + delta)
-                .map_err(|_| StoreError::corrupt("balance out of range"))?;
-            if new == 0 {
-                self.balance.delete(a.as_slice())?;
-            } else {
-                self.balance.put(a.as_slice(), new)?;
-            }
-        }
-        Ok(())
     }
 
     /// Amount and address of an output that is unspent on chain or created by a

@@ -14,6 +14,7 @@
 pub mod chainstate;
 pub mod codec;
 pub mod fold;
+pub mod indexes;
 pub mod integrity;
 pub mod logtable;
 pub mod read;
@@ -23,11 +24,12 @@ pub mod staged;
 use crate::encoding::{Decode, Encode};
 use crate::events::{Event, Record};
 use crate::hash::Hash256;
-use crate::notify::Notification;
+use crate::notify::{AddressSet, Notification};
+use indexes::{IndexJob, Indexes};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use staged::Staged;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 pub(crate) type Bytes = &'static [u8];
 
@@ -224,10 +226,10 @@ pub struct Tables<'t> {
     block_index: redb::Table<'t, Bytes, Bytes>,
     main_chain: redb::Table<'t, u64, Bytes>,
     utxo: Staged<'t, Fixed<OUTPOINT_LEN>, Fixed<UTXO_LEN>>,
-    addr_utxo: Staged<'t, Fixed<ADDR_OUTPOINT_LEN>, ()>,
-    balance: Staged<'t, Bytes, u64>,
-    tx_index: Staged<'t, Fixed<TXID_LEN>, Fixed<TX_POSITION_LEN>>,
-    addr_history: Staged<'t, Fixed<HISTORY_KEY_LEN>, Fixed<HISTORY_VALUE_LEN>>,
+    /// The address and transaction indexes; `None` while a replay folds them on its
+    /// own thread ([`Tables::send_indexes`]), which `index_jobs` then feeds.
+    indexes: Option<Indexes<'t>>,
+    index_jobs: Option<mpsc::SyncSender<IndexJob>>,
     undo: redb::Table<'t, Bytes, Bytes>,
     mempool: Staged<'t, Bytes, Bytes>,
     mempool_spends: Staged<'t, Bytes, Bytes>,
@@ -259,10 +261,13 @@ impl<'t> Tables<'t> {
             block_index: txn.open_table(BLOCK_INDEX)?,
             main_chain: txn.open_table(MAIN_CHAIN)?,
             utxo: Staged::new(txn.open_table(UTXO)?).digesting(fold::utxo_row_digest),
-            addr_utxo: Staged::new(txn.open_table(ADDR_UTXO)?),
-            balance: Staged::new(txn.open_table(BALANCE)?),
-            tx_index: Staged::new(txn.open_table(TX_INDEX)?),
-            addr_history: Staged::new(txn.open_table(ADDR_HISTORY)?),
+            indexes: Some(Indexes {
+                addr_utxo: Staged::new(txn.open_table(ADDR_UTXO)?),
+                balance: Staged::new(txn.open_table(BALANCE)?),
+                tx_index: Staged::new(txn.open_table(TX_INDEX)?),
+                addr_history: Staged::new(txn.open_table(ADDR_HISTORY)?),
+            }),
+            index_jobs: None,
             undo: txn.open_table(UNDO)?,
             mempool: Staged::new(txn.open_table(MEMPOOL)?),
             mempool_spends: Staged::new(txn.open_table(MEMPOOL_SPENDS)?),
@@ -311,10 +316,7 @@ impl<'t> Tables<'t> {
     /// [`staged`]): for replays, which fold many events in one transaction.
     pub fn stage_projections(&mut self) -> StoreResult<()> {
         self.utxo.stage()?;
-        self.addr_utxo.stage()?;
-        self.balance.stage()?;
-        self.tx_index.stage()?;
-        self.addr_history.stage()?;
+        self.indexes_here()?.stage()?;
         self.mempool.stage()?;
         self.mempool_spends.stage()?;
         self.mempool_rate.stage()?;
@@ -326,14 +328,55 @@ impl<'t> Tables<'t> {
         // Staged, the UTXO-set hash is summed over the rows written back, not per change.
         let delta = self.utxo.take_digest_delta();
         self.meta.utxo_hash = self.meta.utxo_hash.overflowing_add(delta).0;
-        self.addr_utxo.flush()?;
-        self.balance.flush()?;
-        self.tx_index.flush()?;
-        self.addr_history.flush()?;
+        self.indexes_here()?.flush()?;
         self.mempool.flush()?;
         self.mempool_spends.flush()?;
         self.mempool_rate.flush()?;
         self.mempool_addr.flush()
+    }
+
+    /// The index tables, which must be on this thread (not handed to a replay's).
+    fn indexes_here(&mut self) -> StoreResult<&mut Indexes<'t>> {
+        self.indexes
+            .as_mut()
+            .ok_or_else(|| StoreError::corrupt("the indexes are away on a replay's thread"))
+    }
+
+    /// Folds a block's change into the indexes: here, or on the replay's index thread
+    /// (whose answer is then no touched address: replays publish nothing).
+    fn fold_indexes(&mut self, job: IndexJob) -> StoreResult<AddressSet> {
+        if let Some(indexes) = self.indexes.as_mut() {
+            return indexes.apply(job);
+        }
+        let jobs = self.index_jobs.as_ref().expect("indexes are here or fed");
+        jobs.send(job)
+            .map_err(|_| StoreError::corrupt("the index fold stopped"))?;
+        Ok(AddressSet::default())
+    }
+
+    /// Hands the index tables over to another thread, which folds the jobs sent to
+    /// `jobs` into them; [`Tables::take_back_indexes`] ends it. Only for replays, which
+    /// publish nothing.
+    pub(crate) fn send_indexes(
+        &mut self,
+        jobs: mpsc::SyncSender<IndexJob>,
+    ) -> StoreResult<Indexes<'t>> {
+        assert!(!self.collect_notes, "a replay publishes nothing");
+        let indexes = self.indexes.take();
+        let indexes = indexes.ok_or_else(|| StoreError::corrupt("the indexes are away"))?;
+        self.index_jobs = Some(jobs);
+        Ok(indexes)
+    }
+
+    /// Stops feeding the index thread (its job queue closes, so it ends).
+    pub(crate) fn stop_index_jobs(&mut self) {
+        self.index_jobs = None;
+    }
+
+    /// The index tables back from the replay's thread.
+    pub(crate) fn take_back_indexes(&mut self, indexes: Indexes<'t>) {
+        self.index_jobs = None;
+        self.indexes = Some(indexes);
     }
 
     /// Writes staged projection rows, the in-memory head and the projection metadata

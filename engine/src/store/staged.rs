@@ -26,6 +26,7 @@ use redb::{AccessGuard, Key, ReadableTable, ReadableTableMetadata, Table, Value}
 use smallvec::SmallVec;
 use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
+use std::hash::Hash;
 use std::marker::PhantomData;
 use std::ops::Bound;
 
@@ -38,47 +39,82 @@ pub const MAX_STAGED_ROWS: usize = 1 << 20;
 
 /// A row read through [`Staged`]: borrowed from redb or from the staging map, or owned
 /// (a value just replaced or deleted).
-pub enum Row<'a, V: Value + 'static> {
+pub enum Row<'a, V: Value + Staging + 'static> {
     Stored(AccessGuard<'a, V>),
     Pending(&'a [u8], PhantomData<V>),
-    Taken(ValueBuf, PhantomData<V>),
+    Taken(ValueBuf<V>, PhantomData<V>),
 }
 
-impl<V: Value + 'static> Row<'_, V> {
+impl<V: Value + Staging + 'static> Row<'_, V> {
     pub fn value(&self) -> V::SelfType<'_> {
         match self {
             Row::Stored(guard) => guard.value(),
             Row::Pending(bytes, _) => V::from_bytes(bytes),
-            Row::Taken(bytes, _) => V::from_bytes(bytes),
+            Row::Taken(bytes, _) => V::from_bytes(bytes.as_ref()),
         }
     }
 }
 
-fn taken<V: Value + 'static>(bytes: Option<ValueBuf>) -> Option<Row<'static, V>> {
+fn taken<V: Value + Staging + 'static>(bytes: Option<ValueBuf<V>>) -> Option<Row<'static, V>> {
     bytes.map(|b| Row::Taken(b, PhantomData))
 }
 
-/// A staged key: inline up to the longest projection key (an address-outpoint row, 56
-/// bytes), so a replay's million rows cost no allocation each and a sort of them reads
-/// each key where the row is instead of chasing a pointer per comparison.
-type KeyBuf = SmallVec<[u8; 56]>;
+/// How a staged key or value is held in memory: inline, at its table's width where the
+/// width is fixed, so a replay's million rows cost no allocation each, a sort of them
+/// reads each key where the row is, and a row takes no more bytes than it needs (the
+/// staging maps of a 200k-transaction rebuild were a quarter of its time in the kernel
+/// zeroing fresh pages while they were 112 bytes a row for every table).
+pub trait Staging {
+    type Buf: AsRef<[u8]> + Borrow<[u8]> + Eq + Hash + Clone + Send + Sync;
+    /// `bytes` as stored; for a fixed width, `bytes` is that wide (redb's encoding).
+    fn buf(bytes: &[u8]) -> Self::Buf;
+}
 
-/// A staged value: inline up to an address-history value (40 bytes); mempool rows (whole
-/// transactions) spill to the heap.
-pub type ValueBuf = SmallVec<[u8; 40]>;
+impl<const N: usize> Staging for &'static [u8; N] {
+    type Buf = [u8; N];
+    fn buf(bytes: &[u8]) -> [u8; N] {
+        bytes.try_into().expect("a fixed-width row has its width")
+    }
+}
+
+/// Variable-length bytes: inline up to the longest mempool index key (52 bytes), so only
+/// mempool rows (whole transactions) spill to the heap.
+impl Staging for &'static [u8] {
+    type Buf = SmallVec<[u8; 52]>;
+    fn buf(bytes: &[u8]) -> Self::Buf {
+        SmallVec::from_slice(bytes)
+    }
+}
+
+impl Staging for u64 {
+    type Buf = [u8; 8];
+    fn buf(bytes: &[u8]) -> [u8; 8] {
+        bytes.try_into().expect("a u64 is 8 bytes")
+    }
+}
+
+impl Staging for () {
+    type Buf = [u8; 0];
+    fn buf(_: &[u8]) -> [u8; 0] {
+        []
+    }
+}
+
+/// A staged value of table value type `V`.
+pub type ValueBuf<V> = <V as Staging>::Buf;
 
 /// Changes not yet written to redb: `Some` a row's new value, `None` a deletion. foldhash,
 /// not SipHash: hashing the keys was a tenth of a replay's time with the default hasher.
-type Pending = foldhash::HashMap<KeyBuf, Option<ValueBuf>>;
+type Pending<K, V> = foldhash::HashMap<<K as Staging>::Buf, Option<ValueBuf<V>>>;
 
 /// Staged rows drained for a write-back.
-type Rows = Vec<(KeyBuf, Option<ValueBuf>)>;
+type Rows<K, V> = Vec<(<K as Staging>::Buf, Option<ValueBuf<V>>)>;
 
 /// A redb table with an optional in-memory staging layer (see the module docs).
-pub struct Staged<'t, K: Key + 'static, V: Value + 'static> {
+pub struct Staged<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> {
     table: Table<'t, K, V>,
     /// `None` in write-through mode.
-    pending: Option<Pending>,
+    pending: Option<Pending<K, V>>,
     /// The redb table holds no rows, so a staged deletion needs no tombstone.
     base_empty: bool,
     /// Pending rows that trigger a write-back ([`MAX_STAGED_ROWS`]; lower in tests).
@@ -94,7 +130,7 @@ pub struct Staged<'t, K: Key + 'static, V: Value + 'static> {
 /// A row's digest: key bytes, value bytes.
 pub type RowDigest = fn(&[u8], &[u8]) -> U256;
 
-impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
+impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K, V> {
     /// Write-through: every call goes straight to redb.
     pub fn new(table: Table<'t, K, V>) -> Self {
         Staged {
@@ -132,7 +168,7 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
     pub fn stage(&mut self) -> StoreResult<()> {
         if self.pending.is_none() {
             self.base_empty = self.table.is_empty()?;
-            self.pending = Some(Pending::default());
+            self.pending = Some(Pending::<K, V>::default());
         }
         Ok(())
     }
@@ -148,7 +184,7 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
         let key = key.borrow();
         if let Some(pending) = &self.pending {
             if let Some(row) = pending.get(K::as_bytes(key).as_ref()) {
-                return Ok(row.as_deref().map(|b| Row::Pending(b, PhantomData)));
+                return Ok(row.as_ref().map(|b| Row::Pending(b.as_ref(), PhantomData)));
             }
             if self.base_empty {
                 return Ok(None);
@@ -168,8 +204,8 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
             return Ok(self.table.insert(key, value)?.map(Row::Stored));
         }
         let (table, pending, base_empty) = self.staged_parts();
-        let new = Some(ValueBuf::from_slice(V::as_bytes(value).as_ref()));
-        let old = match pending.entry(KeyBuf::from_slice(K::as_bytes(key).as_ref())) {
+        let new = Some(V::buf(V::as_bytes(value).as_ref()));
+        let old = match pending.entry(K::buf(K::as_bytes(key).as_ref())) {
             Entry::Occupied(mut row) => row.insert(new),
             Entry::Vacant(row) => {
                 row.insert(new);
@@ -203,7 +239,7 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
         } else {
             let old = stored_bytes(table, key)?;
             if old.is_some() {
-                pending.insert(KeyBuf::from_slice(key_bytes), None);
+                pending.insert(K::buf(key_bytes), None);
             }
             old
         };
@@ -225,8 +261,8 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
                 self.table.insert(key, value)?;
             }
             Some(pending) => {
-                let new = ValueBuf::from_slice(V::as_bytes(value).as_ref());
-                pending.insert(KeyBuf::from_slice(K::as_bytes(key).as_ref()), Some(new));
+                let new = V::buf(V::as_bytes(value).as_ref());
+                pending.insert(K::buf(K::as_bytes(key).as_ref()), Some(new));
                 self.spill_if_full()?;
             }
         }
@@ -245,7 +281,7 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
                 pending.remove(K::as_bytes(key).as_ref());
             }
             Some(pending) => {
-                pending.insert(KeyBuf::from_slice(K::as_bytes(key).as_ref()), None);
+                pending.insert(K::buf(K::as_bytes(key).as_ref()), None);
                 self.spill_if_full()?;
             }
         }
@@ -270,31 +306,34 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
         let Some(pending) = self.pending.as_mut() else {
             return Ok(());
         };
-        let mut rows: Rows = pending.drain().collect();
+        let mut rows: Rows<K, V> = pending.drain().collect();
         // Sorted on every core: a replay's write-back sorts ~a million rows per table,
         // every comparison a `memcmp`, while the writer's thread waits.
-        rows.par_sort_unstable_by(|a, b| K::compare(&a.0, &b.0));
+        rows.par_sort_unstable_by(|a, b| K::compare(a.0.as_ref(), b.0.as_ref()));
         self.base_empty &= rows.is_empty();
         let last = self.last_key()?;
         let split = rows.partition_point(|(key, _)| {
             last.as_ref()
-                .is_some_and(|last| K::compare(key, last) != std::cmp::Ordering::Greater)
+                .is_some_and(|last| K::compare(key.as_ref(), last) != std::cmp::Ordering::Greater)
         });
         let appended = rows.split_off(split);
         for (key, value) in rows {
             let old = match &value {
                 Some(value) => self
                     .table
-                    .insert(K::from_bytes(&key), V::from_bytes(value))?,
-                None => self.table.remove(K::from_bytes(&key))?,
+                    .insert(K::from_bytes(key.as_ref()), V::from_bytes(value.as_ref()))?,
+                None => self.table.remove(K::from_bytes(key.as_ref()))?,
             };
             if let Some(digest) = self.digest {
                 if let Some(old) = old {
-                    let old = digest(&key, V::as_bytes(&old.value()).as_ref());
+                    let old = digest(key.as_ref(), V::as_bytes(&old.value()).as_ref());
                     self.digest_delta = self.digest_delta.overflowing_sub(old).0;
                 }
                 if let Some(value) = &value {
-                    self.digest_delta = self.digest_delta.overflowing_add(digest(&key, value)).0;
+                    self.digest_delta = self
+                        .digest_delta
+                        .overflowing_add(digest(key.as_ref(), value.as_ref()))
+                        .0;
                 }
             }
         }
@@ -303,13 +342,13 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
     }
 
     /// Adds the digests of rows that replace nothing, computed on every core.
-    fn digest_appended(&mut self, rows: &Rows) {
+    fn digest_appended(&mut self, rows: &Rows<K, V>) {
         let Some(digest) = self.digest else {
             return;
         };
         let sum = rows
             .par_iter()
-            .filter_map(|(key, value)| value.as_ref().map(|v| digest(key, v)))
+            .filter_map(|(key, value)| value.as_ref().map(|v| digest(key.as_ref(), v.as_ref())))
             .reduce(U256::zero, |a, b| a.overflowing_add(b).0);
         self.digest_delta = self.digest_delta.overflowing_add(sum).0;
     }
@@ -328,7 +367,7 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
     /// tree for each row and leaving the half-full leaves of 50/50 splits behind (a
     /// faster write-back and smaller rebuilt tables: BENCHMARKS.md, session 10). A
     /// tombstone here names a key redb lacks: nothing to delete.
-    fn append(&mut self, rows: Rows) -> StoreResult<()> {
+    fn append(&mut self, rows: Rows<K, V>) -> StoreResult<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -338,7 +377,7 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
         for (key, value) in rows {
             if let Some(value) = value {
                 cursor
-                    .insert_before(K::from_bytes(&key), V::from_bytes(&value))
+                    .insert_before(K::from_bytes(key.as_ref()), V::from_bytes(value.as_ref()))
                     .map_err(redb::Error::from)?;
             }
         }
@@ -348,7 +387,7 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
 
     /// What a staged write works on: the redb table, the pending rows and whether redb
     /// is known empty. Only called with staging on.
-    fn staged_parts(&mut self) -> (&Table<'t, K, V>, &mut Pending, bool) {
+    fn staged_parts(&mut self) -> (&Table<'t, K, V>, &mut Pending<K, V>, bool) {
         let pending = self.pending.as_mut().expect("staging is on");
         (&self.table, pending, self.base_empty)
     }
@@ -362,13 +401,13 @@ impl<'t, K: Key + 'static, V: Value + 'static> Staged<'t, K, V> {
 }
 
 /// A row's value as stored in redb, copied out.
-fn stored_bytes<K: Key + 'static, V: Value + 'static>(
+fn stored_bytes<K: Key + 'static, V: Value + Staging + 'static>(
     table: &Table<'_, K, V>,
     key: &K::SelfType<'_>,
-) -> StoreResult<Option<ValueBuf>> {
+) -> StoreResult<Option<ValueBuf<V>>> {
     Ok(table
         .get(key)?
-        .map(|row| ValueBuf::from_slice(V::as_bytes(&row.value()).as_ref())))
+        .map(|row| V::buf(V::as_bytes(&row.value()).as_ref())))
 }
 
 #[cfg(test)]

@@ -1,0 +1,212 @@
+//! The address and transaction indexes (`addr_utxo`, `balance`, `tx_index`,
+//! `addr_history`): what a connected or disconnected block changes in them follows from
+//! its transactions, their txids and the outputs their inputs spent, and from nothing
+//! else the fold keeps. So the fold of a block is cut in two: the coin part
+//! (`fold.rs`: the UTXO set, undo data, the chain) works out what was spent and hands an
+//! [`IndexJob`] to [`Indexes::apply`].
+//!
+//! Why: the writer folds both parts in turn, in one thread; a replay folds the indexes
+//! on a second thread, one job behind the coin part, because they are most of a
+//! replay's staged rows and the fold thread was the whole of a rebuild's time on a
+//! two-core machine while the other core idled (BENCHMARKS.md, session 11). Each table
+//! still sees the same changes in the same order, so a replay rebuilds exactly what the
+//! writer folded.
+
+use super::codec::*;
+use super::staged::Staged;
+use super::{Fixed, StoreError, StoreResult};
+use super::{HISTORY_KEY_LEN, HISTORY_VALUE_LEN, TXID_LEN, TX_POSITION_LEN};
+use crate::address::Address;
+use crate::block::Block;
+use crate::hash::Hash256;
+use crate::notify::AddressSet;
+use crate::tx::OutPoint;
+use std::sync::Arc;
+
+/// A block's change to the indexes, in log order.
+pub(crate) enum IndexJob {
+    /// `block` joined the main chain at `height`; `spent` holds the outputs its inputs
+    /// spent, in input order over the whole block.
+    Connect(BlockChange),
+    /// `block` left the main chain; `spent` as for [`IndexJob::Connect`] (its undo data).
+    Disconnect(BlockChange),
+    /// A reset: every index row goes.
+    Clear,
+}
+
+/// What the indexes need to know of a block connected or disconnected.
+pub(crate) struct BlockChange {
+    pub block: Arc<Block>,
+    pub txids: Vec<Hash256>,
+    pub height: u64,
+    pub spent: Vec<UtxoEntry>,
+    /// Whether to answer the addresses touched (a replay publishes nothing).
+    pub note_addresses: bool,
+}
+
+/// Per-transaction balance changes, summed per address in first-seen order.
+type Deltas = Vec<(Address, i128)>;
+
+fn add_delta(deltas: &mut Deltas, address: Address, amount: i128) {
+    match deltas.iter_mut().find(|(a, _)| *a == address) {
+        Some((_, d)) => *d += amount,
+        None => deltas.push((address, amount)),
+    }
+}
+
+/// Balance changes summed per address over a whole block, written once at its end.
+#[derive(Default)]
+struct BalanceChanges(foldhash::HashMap<Address, i128>);
+
+impl BalanceChanges {
+    fn add(&mut self, address: Address, delta: i128) {
+        *self.0.entry(address).or_default() += delta;
+    }
+}
+
+/// The index tables of one write transaction.
+pub(crate) struct Indexes<'t> {
+    pub(super) addr_utxo: Staged<'t, Fixed<ADDR_OUTPOINT_LEN>, ()>,
+    pub(super) balance: Staged<'t, &'static [u8], u64>,
+    pub(super) tx_index: Staged<'t, Fixed<TXID_LEN>, Fixed<TX_POSITION_LEN>>,
+    pub(super) addr_history: Staged<'t, Fixed<HISTORY_KEY_LEN>, Fixed<HISTORY_VALUE_LEN>>,
+}
+
+impl Indexes<'_> {
+    /// Folds one block's change; returns the addresses it touched (for notifications).
+    pub(crate) fn apply(&mut self, job: IndexJob) -> StoreResult<AddressSet> {
+        match job {
+            IndexJob::Connect(change) => self.connect(&change),
+            IndexJob::Disconnect(change) => self.disconnect(&change),
+            IndexJob::Clear => {
+                self.addr_utxo.clear()?;
+                self.balance.clear()?;
+                self.tx_index.clear()?;
+                self.addr_history.clear()?;
+                Ok(AddressSet::default())
+            }
+        }
+    }
+
+    pub(super) fn stage(&mut self) -> StoreResult<()> {
+        self.addr_utxo.stage()?;
+        self.balance.stage()?;
+        self.tx_index.stage()?;
+        self.addr_history.stage()
+    }
+
+    pub(super) fn flush(&mut self) -> StoreResult<()> {
+        self.addr_utxo.flush()?;
+        self.balance.flush()?;
+        self.tx_index.flush()?;
+        self.addr_history.flush()
+    }
+
+    fn connect(&mut self, change: &BlockChange) -> StoreResult<AddressSet> {
+        let mut spent = change.spent.iter();
+        let mut touched = AddressSet::default();
+        let mut balances = BalanceChanges::default();
+        for (pos, (tx, txid)) in change.block.txs.iter().zip(&change.txids).enumerate() {
+            let mut deltas = Deltas::new();
+            for input in tx.spends() {
+                let entry = spent.next().ok_or_else(|| short(change))?;
+                let key = address_outpoint_key(&entry.address, &input.prevout.key());
+                self.addr_utxo.delete(&key)?;
+                balances.add(entry.address, -(entry.amount as i128));
+                add_delta(&mut deltas, entry.address, -(entry.amount as i128));
+            }
+            for (vout, out) in tx.outputs.iter().enumerate() {
+                let op = OutPoint {
+                    txid: *txid,
+                    vout: vout as u32,
+                };
+                self.addr_utxo
+                    .put(&address_outpoint_key(&out.address, &op.key()), ())?;
+                balances.add(out.address, out.amount as i128);
+                add_delta(&mut deltas, out.address, out.amount as i128);
+            }
+            let at = TxPosition {
+                height: change.height,
+                position: pos as u32,
+            };
+            self.tx_index.put(&txid.0, &at.encode())?;
+            for (address, delta) in &deltas {
+                let key = history_key(address, change.height, pos as u32);
+                let d = (*delta).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+                self.addr_history.put(&key, &history_value(txid, d))?;
+                if change.note_addresses {
+                    touched.insert(*address);
+                }
+            }
+        }
+        self.apply_balances(balances)?;
+        Ok(touched)
+    }
+
+    fn disconnect(&mut self, change: &BlockChange) -> StoreResult<AddressSet> {
+        let mut spent_end = change.spent.len();
+        let mut touched = AddressSet::default();
+        let mut balances = BalanceChanges::default();
+        let txs = change.block.txs.iter().zip(&change.txids).enumerate();
+        for (pos, (tx, txid)) in txs.rev() {
+            let mut deltas = Deltas::new();
+            for (vout, out) in tx.outputs.iter().enumerate() {
+                let op = OutPoint {
+                    txid: *txid,
+                    vout: vout as u32,
+                };
+                self.addr_utxo
+                    .delete(&address_outpoint_key(&out.address, &op.key()))?;
+                balances.add(out.address, -(out.amount as i128));
+                add_delta(&mut deltas, out.address, out.amount as i128);
+            }
+            let start = spent_end
+                .checked_sub(tx.spends().len())
+                .ok_or_else(|| short(change))?;
+            let restored = tx.spends().iter().zip(&change.spent[start..spent_end]);
+            for (input, entry) in restored.rev() {
+                let key = address_outpoint_key(&entry.address, &input.prevout.key());
+                self.addr_utxo.put(&key, ())?;
+                balances.add(entry.address, entry.amount as i128);
+                add_delta(&mut deltas, entry.address, -(entry.amount as i128));
+            }
+            spent_end = start;
+            self.tx_index.delete(&txid.0)?;
+            for (address, _) in &deltas {
+                let key = history_key(address, change.height, pos as u32);
+                self.addr_history.delete(&key)?;
+                if change.note_addresses {
+                    touched.insert(*address);
+                }
+            }
+        }
+        self.apply_balances(balances)?;
+        Ok(touched)
+    }
+
+    /// Writes a block's summed balance changes: one read and one write per address,
+    /// however many of its outputs the block created or spent.
+    fn apply_balances(&mut self, balances: BalanceChanges) -> StoreResult<()> {
+        for (address, delta) in balances.0 {
+            let a = address.0;
+            let old = self
+                .balance
+                .get(a.as_slice())?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let new = u64::try_from(old as i128 + delta)
+                .map_err(|_| StoreError::corrupt("balance out of range"))?;
+            if new == 0 {
+                self.balance.delete(a.as_slice())?;
+            } else {
+                self.balance.put(a.as_slice(), new)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn short(change: &BlockChange) -> StoreError {
+    let hash = change.block.hash();
+    StoreError::corrupt(format!("undo data of block {hash} is short"))
+}
