@@ -121,7 +121,7 @@ impl Tables<'_> {
             )));
         }
         let block = self.block(hash)?;
-        let txids = block.txids();
+        let txids = self.txids_of(hash, &block);
         let mut spent = Vec::new();
         for (tx, txid) in block.txs.iter().zip(&txids) {
             for input in tx.spends() {
@@ -272,6 +272,7 @@ impl Tables<'_> {
         self.mempool_addr.clear()?;
         self.side_blocks.retain(|_, _| false)?;
         self.blocks.clear();
+        self.txids.clear();
         self.meta = super::ProjMeta {
             cursor: seq,
             ..Default::default()

@@ -13,7 +13,7 @@
 //! writer folded.
 
 use super::codec::*;
-use super::staged::Staged;
+use super::staged::{Staged, WriteBack};
 use super::{Fixed, StoreError, StoreResult};
 use super::{HISTORY_KEY_LEN, HISTORY_VALUE_LEN, TXID_LEN, TX_POSITION_LEN};
 use crate::address::Address;
@@ -89,17 +89,21 @@ impl Indexes<'_> {
     }
 
     pub(super) fn stage(&mut self) -> StoreResult<()> {
-        self.addr_utxo.stage()?;
+        // Only `balance` is read while a replay folds the indexes.
+        self.addr_utxo.stage_blind()?;
         self.balance.stage()?;
-        self.tx_index.stage()?;
-        self.addr_history.stage()
+        self.tx_index.stage_blind()?;
+        self.addr_history.stage_blind()
     }
 
-    pub(super) fn flush(&mut self) -> StoreResult<()> {
-        self.addr_utxo.flush()?;
-        self.balance.flush()?;
-        self.tx_index.flush()?;
-        self.addr_history.flush()
+    /// The staged tables, for a write-back ([`staged::write_back_all`]).
+    pub(super) fn staged_tables(&mut self) -> [&mut dyn WriteBack; 4] {
+        [
+            &mut self.addr_utxo,
+            &mut self.balance,
+            &mut self.tx_index,
+            &mut self.addr_history,
+        ]
     }
 
     fn connect(&mut self, change: &BlockChange) -> StoreResult<AddressSet> {

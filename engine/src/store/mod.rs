@@ -240,6 +240,8 @@ pub struct Tables<'t> {
     meta: ProjMeta,
     /// Blocks decoded in this transaction, so connecting one just accepted needs no re-read.
     blocks: HashMap<Hash256, Arc<crate::block::Block>>,
+    /// Txids of blocks in `blocks`, where a replay's decode thread worked them out.
+    txids: HashMap<Hash256, Vec<Hash256>>,
     /// Filled while folding when `collect_notes` is set.
     notes: Vec<Notification>,
     collect_notes: bool,
@@ -277,6 +279,7 @@ impl<'t> Tables<'t> {
             head,
             meta,
             blocks: HashMap::new(),
+            txids: HashMap::new(),
             notes: Vec::new(),
             collect_notes: true,
             // The wall clock unless the writer sets its own (tests inject one).
@@ -324,15 +327,26 @@ impl<'t> Tables<'t> {
     }
 
     fn flush_staged(&mut self) -> StoreResult<()> {
-        self.utxo.flush()?;
+        let indexes = self
+            .indexes
+            .as_mut()
+            .ok_or_else(|| StoreError::corrupt("the indexes are away on a replay's thread"))?;
+        let [a, b, c, d] = indexes.staged_tables();
+        staged::write_back_all(&mut [
+            &mut self.utxo,
+            a,
+            b,
+            c,
+            d,
+            &mut self.mempool,
+            &mut self.mempool_spends,
+            &mut self.mempool_rate,
+            &mut self.mempool_addr,
+        ])?;
         // Staged, the UTXO-set hash is summed over the rows written back, not per change.
         let delta = self.utxo.take_digest_delta();
         self.meta.utxo_hash = self.meta.utxo_hash.overflowing_add(delta).0;
-        self.indexes_here()?.flush()?;
-        self.mempool.flush()?;
-        self.mempool_spends.flush()?;
-        self.mempool_rate.flush()?;
-        self.mempool_addr.flush()
+        Ok(())
     }
 
     /// The index tables, which must be on this thread (not handed to a replay's).
@@ -467,7 +481,19 @@ impl<'t> Tables<'t> {
     pub(crate) fn bound_block_cache(&mut self, max: usize) {
         if self.blocks.len() > max {
             self.blocks.clear();
+            self.txids.clear();
         }
+    }
+
+    /// The txids of block `block`, worked out ahead of its connect (a replay's decode
+    /// thread); they must be its transactions' in order.
+    pub(crate) fn hand_txids(&mut self, block: Hash256, txids: Vec<Hash256>) {
+        self.txids.insert(block, txids);
+    }
+
+    /// The txids of `block` (whose hash is `hash`): handed over ahead, or worked out now.
+    fn txids_of(&mut self, hash: &Hash256, block: &crate::block::Block) -> Vec<Hash256> {
+        self.txids.remove(hash).unwrap_or_else(|| block.txids())
     }
 
     /// Reads the record at `seq` from the log.
