@@ -911,8 +911,11 @@ async fn peer_answering_429_is_retried_not_dropped() {
     let runner = tokio::spawn(sa.clone().run(async move {
         let _ = stopped.await;
     }));
+    // The blocks are connected while the sync runs; its outcome is recorded on the peer
+    // only when it returns, so wait for both (reading the view in between once showed the
+    // 503 it recovered from).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while state(&a).0 != state(&b).0 {
+    while state(&a).0 != state(&b).0 || sa.peers()[0].status != "ok" {
         assert!(
             Instant::now() < deadline,
             "never synced: {:?}",
@@ -923,6 +926,7 @@ async fn peer_answering_429_is_retried_not_dropped() {
     assert!(refusals.lock().unwrap().is_empty());
     let view = &sa.peers()[0];
     assert_eq!((view.status, view.failures), ("ok", 0), "{view:?}");
+    assert_eq!(view.last_sync.as_ref().unwrap().error, None, "{view:?}");
     let _ = stop.send(());
     runner.await.unwrap();
 }
