@@ -1443,9 +1443,8 @@ fn check_within_reach(block: &Block, parent: &BlockMeta, tip: &BlockMeta) -> Res
     })
 }
 
-/// The checks a transaction passes before it is queued for the writer: context-free
-/// rules, then strict signature verification.
-/// The pool for [`Shared::prepare_pool`]: all cores but one (at least one thread).
+/// The pool for [`Shared::prepare_pool`]: all cores but one (at least one thread), so
+/// the writer keeps a core while blocks ahead of it are verified.
 fn prepare_pool() -> Option<rayon::ThreadPool> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     rayon::ThreadPoolBuilder::new()
@@ -1466,6 +1465,8 @@ fn timed<T>(timers: Option<&BlockTimers>, stage: Stage, work: impl FnOnce() -> T
     }
 }
 
+/// The checks a transaction passes before it is queued for the writer: context-free
+/// rules, then strict signature verification.
 fn check_tx(tx: Transaction) -> Result<VerifiedTx, EngineError> {
     // The txid costs a hash: only worth it when the refusal will be logged.
     let txid = tracing::enabled!(tracing::Level::DEBUG).then(|| tx.txid());
