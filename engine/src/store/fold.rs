@@ -148,13 +148,7 @@ impl Tables<'_> {
         self.main_chain.insert(meta.height, hash.0.as_slice())?;
         self.mark_side(&meta, false)?;
         self.meta.tip = *hash;
-        let change = BlockChange {
-            block,
-            txids,
-            height: meta.height,
-            spent,
-            note_addresses: self.collect_notes,
-        };
+        let change = self.block_change(block, txids, meta.height, spent);
         let txids = self.collect_notes.then(|| change.txids.clone());
         let touched = self.fold_indexes(IndexJob::Connect(change))?;
         if let Some(txids) = txids {
@@ -199,13 +193,7 @@ impl Tables<'_> {
         self.main_chain.remove(meta.height)?;
         self.mark_side(&meta, true)?;
         self.meta.tip = meta.prev;
-        let change = BlockChange {
-            block,
-            txids,
-            height: meta.height,
-            spent,
-            note_addresses: self.collect_notes,
-        };
+        let change = self.block_change(block, txids, meta.height, spent);
         let touched = self.fold_indexes(IndexJob::Disconnect(change))?;
         self.note(
             seq,
@@ -216,6 +204,23 @@ impl Tables<'_> {
             touched.into_vec(),
         );
         Ok(())
+    }
+
+    /// What the indexes need of a block that joins or leaves the main chain.
+    fn block_change(
+        &self,
+        block: Arc<Block>,
+        txids: Vec<Hash256>,
+        height: u64,
+        spent: Vec<UtxoEntry>,
+    ) -> BlockChange {
+        BlockChange {
+            block,
+            txids,
+            height,
+            spent,
+            note_addresses: self.collect_notes,
+        }
     }
 
     fn fold_admit(&mut self, seq: u64, tx: &Transaction) -> StoreResult<()> {
