@@ -327,11 +327,7 @@ impl<'t> Tables<'t> {
     }
 
     fn flush_staged(&mut self) -> StoreResult<()> {
-        let indexes = self
-            .indexes
-            .as_mut()
-            .ok_or_else(|| StoreError::corrupt("the indexes are away on a replay's thread"))?;
-        let [a, b, c, d] = indexes.staged_tables();
+        let [a, b, c, d] = indexes_in(&mut self.indexes)?.staged_tables();
         staged::write_back_all(&mut [
             &mut self.utxo,
             a,
@@ -351,9 +347,7 @@ impl<'t> Tables<'t> {
 
     /// The index tables, which must be on this thread (not handed to a replay's).
     fn indexes_here(&mut self) -> StoreResult<&mut Indexes<'t>> {
-        self.indexes
-            .as_mut()
-            .ok_or_else(|| StoreError::corrupt("the indexes are away on a replay's thread"))
+        indexes_in(&mut self.indexes)
     }
 
     /// Folds a block's change into the indexes: here, or on the replay's index thread
@@ -523,6 +517,14 @@ impl<'t> Tables<'t> {
         self.blocks.insert(*hash, block.clone());
         Ok(block)
     }
+}
+
+/// The index tables, which must be on this thread (not handed to a replay's). A free
+/// function so that a caller can borrow the other tables of [`Tables`] beside them.
+fn indexes_in<'a, 't>(indexes: &'a mut Option<Indexes<'t>>) -> StoreResult<&'a mut Indexes<'t>> {
+    indexes
+        .as_mut()
+        .ok_or_else(|| StoreError::corrupt("the indexes are away on a replay's thread"))
 }
 
 pub(crate) fn read_record(

@@ -601,21 +601,10 @@ mod tests {
         },
     }
 
-    /// Applies `ops` to a table holding `initial` in `mode`; returns what it answered
-    /// and held.
-    fn run(initial: &[(u8, u64)], ops: &[Op], mode: Mode) -> Outcome {
-        let db = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .unwrap();
-        let txn = db.begin_write().unwrap();
-        let mut answers = Vec::new();
-        {
-            let mut table = txn.open_table(T).unwrap();
-            for (k, v) in initial {
-                table.insert([*k].as_slice(), *v).unwrap();
-            }
-            let mut t = Staged::new(table);
-            match mode {
+    impl Mode {
+        /// Puts `t` in this mode.
+        fn stage<K: Key + Staging, V: Value + Staging>(self, t: &mut Staged<'_, K, V>) {
+            match self {
                 Mode::WriteThrough => {}
                 Mode::Staged { limit } => {
                     t.limit = limit;
@@ -626,6 +615,36 @@ mod tests {
                     t.stage_blind().unwrap();
                 }
             }
+        }
+    }
+
+    /// Table `T` of `txn`, holding `initial`.
+    fn table_of<'t>(
+        txn: &'t redb::WriteTransaction,
+        initial: impl IntoIterator<Item = (u8, u64)>,
+    ) -> Table<'t, &'static [u8], u64> {
+        let mut table = txn.open_table(T).unwrap();
+        for (k, v) in initial {
+            table.insert([k].as_slice(), v).unwrap();
+        }
+        table
+    }
+
+    fn in_memory() -> Database {
+        Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap()
+    }
+
+    /// Applies `ops` to a table holding `initial` in `mode`; returns what it answered
+    /// and held.
+    fn run(initial: &[(u8, u64)], ops: &[Op], mode: Mode) -> Outcome {
+        let db = in_memory();
+        let txn = db.begin_write().unwrap();
+        let mut answers = Vec::new();
+        {
+            let mut t = Staged::new(table_of(&txn, initial.iter().copied()));
+            mode.stage(&mut t);
             for op in ops {
                 let answer = match op {
                     Op::Insert(k, v) => t.insert([*k].as_slice(), *v).unwrap().map(|r| r.value()),
@@ -694,19 +713,9 @@ mod tests {
         txn: &'t redb::WriteTransaction,
         initial: &[(u8, u64)],
     ) -> Staged<'t, &'static [u8], u64> {
-        let mut table = txn.open_table(T).unwrap();
-        for (k, v) in initial {
-            table.insert([*k].as_slice(), *v).unwrap();
-        }
-        let mut t = Staged::new(table);
+        let mut t = Staged::new(table_of(txn, initial.iter().copied()));
         t.stage_blind().unwrap();
         t
-    }
-
-    fn in_memory() -> Database {
-        Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .unwrap()
     }
 
     #[test]
@@ -845,21 +854,12 @@ mod tests {
             limit in 1usize..16,
             blind in any::<bool>(),
         ) {
-            let db = Database::builder()
-                .create_with_backend(redb::backends::InMemoryBackend::new())
-                .unwrap();
+            let db = in_memory();
             let txn = db.begin_write().unwrap();
-            let mut table = txn.open_table(T).unwrap();
-            for (k, v) in &initial {
-                table.insert([*k].as_slice(), *v).unwrap();
-            }
+            let table = table_of(&txn, initial.iter().map(|(k, v)| (*k, *v)));
             let mut t = Staged::new(table).digesting(toy_digest);
-            t.limit = limit;
-            if blind {
-                t.stage_blind().unwrap();
-            } else {
-                t.stage().unwrap();
-            }
+            let mode = if blind { Mode::Blind { limit } } else { Mode::Staged { limit } };
+            mode.stage(&mut t);
             prop_assert!(t.defers_digest());
             let mut before = digest_sum(initial.iter().map(|(k, v)| (*k, *v)));
             for op in &ops {
@@ -886,9 +886,7 @@ mod tests {
 
     #[test]
     fn flushed_table_shows_staged_rows() {
-        let db = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .unwrap();
+        let db = in_memory();
         let txn = db.begin_write().unwrap();
         let mut t = Staged::new(txn.open_table(T).unwrap());
         t.stage().unwrap();
