@@ -397,6 +397,14 @@ impl Current {
         if self.job_id.as_deref() == Some(t.job_id.as_str()) {
             return Ok(());
         }
+        // A `tip` event can arrive after we have fetched past it (the event for our
+        // previous block, delivered once the next one was already accepted): the template
+        // it fetched builds on the tip we mine on, the same work under a new job id, so
+        // the live job stays (CI once saw it replaced: `regression_work_event_for_the_
+        // current_tip_replaced_the_live_job`, heights [1, 2, 3, 3, 4]).
+        if reason == "tip" && self.builds_on(t.height, &t.prev_hash) {
+            return Ok(());
+        }
         let job = job_from_template(&t)?;
         stats.height = t.height;
         self.job_id = Some(t.job_id.clone());
@@ -419,10 +427,16 @@ impl Current {
     fn is_on_tip(&self, event: &serde_json::Value) -> bool {
         let height = event.get("height").and_then(|h| h.as_u64());
         let prev = event.get("prev_hash").and_then(|p| p.as_str());
-        match (height.zip(prev), &self.tip) {
-            (Some((h, p)), Some((ch, cp))) => *ch == h && cp.eq_ignore_ascii_case(p),
-            _ => false,
-        }
+        height
+            .zip(prev)
+            .is_some_and(|(height, prev)| self.builds_on(height, prev))
+    }
+
+    /// Whether the current job is at `height` on top of `prev_hash`.
+    fn builds_on(&self, height: u64, prev_hash: &str) -> bool {
+        self.tip
+            .as_ref()
+            .is_some_and(|(h, p)| *h == height && p.eq_ignore_ascii_case(prev_hash))
     }
 }
 
