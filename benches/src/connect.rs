@@ -20,12 +20,14 @@ pub fn connect(n: usize, runs: usize, from_mempool: bool) -> Result<()> {
     let mut sample = Vec::new();
     let mut hits = 0;
     let mut cpu = Vec::new();
+    let mut stages = Vec::new();
     for _ in 0..runs {
         let (_dir, bench, block) = fresh_block(n)?;
         if from_mempool {
             admit(&bench, &block.txs[1..])?;
         }
         let before = bench.engine.sigcache_stats().hits;
+        let timings = bench.engine.block_timings();
         let (start, cpu_start) = (Instant::now(), cpu_ns());
         bench
             .engine
@@ -36,6 +38,7 @@ pub fn connect(n: usize, runs: usize, from_mempool: bool) -> Result<()> {
             cpu.push(b.saturating_sub(a) as f64 / 1e6);
         }
         hits = bench.engine.sigcache_stats().hits - before;
+        stages.push(bench.engine.block_timings().since(&timings));
         sample = block.txs[1..].to_vec();
     }
     let (single, batch) = verify_references(&sample);
@@ -45,6 +48,7 @@ pub fn connect(n: usize, runs: usize, from_mempool: bool) -> Result<()> {
         json!({"bench": "connect_block", "txs": n, "from_mempool": from_mempool,
                "tx_per_s": rate.round(),
                "sigcache_hits": hits,
+               "breakdown_ms": stage_medians(&stages),
                "connect_cpu_ms": (!cpu.is_empty()).then(|| median(cpu).round()),
                "ref_single_verify_per_s_all_cores": single.round(),
                "ref_batch_verify_per_s_all_cores": batch.round(),
@@ -52,6 +56,17 @@ pub fn connect(n: usize, runs: usize, from_mempool: bool) -> Result<()> {
                "threads": rayon::current_num_threads()})
     );
     Ok(())
+}
+
+/// Each stage's median over the runs, in ms: where a block's connect went (the stages
+/// overlap, see [`engine::BlockTimings`]).
+fn stage_medians(runs: &[engine::BlockTimings]) -> serde_json::Value {
+    let of = |f: fn(&engine::BlockTimings) -> f64| {
+        (median(runs.iter().map(f).collect()) * 10.0).round() / 10.0
+    };
+    json!({"check": of(|t| t.check_ms), "verify": of(|t| t.verify_ms),
+           "verify_wait": of(|t| t.verify_wait_ms), "fold": of(|t| t.fold_ms),
+           "commit": of(|t| t.commit_ms)})
 }
 
 /// A new ledger file with `n` funded outputs and, not yet submitted, the block of `n`

@@ -43,7 +43,9 @@ pub mod testkit;
 pub mod timings;
 pub mod validation;
 
-pub use engine::{BlockAccepted, BlockReceipt, Engine, EngineConfig, PreparedBlock, TxAccepted};
+pub use engine::{
+    BlockAccepted, BlockReceipt, Engine, EngineConfig, Follows, PreparedBlock, TxAccepted,
+};
 pub use error::EngineError;
 pub use recovery::{compact_file, repair_file, Compaction, VerifyReport};
 pub use store::StoreError;

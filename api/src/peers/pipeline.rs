@@ -15,7 +15,7 @@
 //! `AHEAD_BYTES` fetched and not yet connected.
 
 use super::*;
-use engine::{BlockReceipt, PreparedBlock};
+use engine::{BlockReceipt, Follows, PreparedBlock};
 use futures_util::stream::{self, StreamExt};
 use std::collections::VecDeque;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -88,6 +88,7 @@ impl PeerService {
         timings: &mut SyncTimings,
     ) -> Result<(), SyncError> {
         let (feed_tx, mut feed) = mpsc::channel::<Fed>(MAX_QUEUED);
+        let mut left = hashes.len();
         let producer = tokio::spawn(self.clone().feed(url.to_string(), hashes, feed_tx));
         let mut queued: VecDeque<Queued> = VecDeque::new();
         let mut result = Ok(());
@@ -109,7 +110,13 @@ impl PeerService {
             timings.add_fetch(&ready.cost);
             report.fetched += 1;
             self.remember_origin(ready.block.hash(), url);
-            queued.push_back(self.queue(ready)?);
+            left -= 1;
+            let follows = if left > 0 {
+                Follows::More
+            } else {
+                Follows::Nothing
+            };
+            queued.push_back(self.queue(ready, follows)?);
             if queued.len() >= MAX_QUEUED {
                 result = settle(queued.pop_front(), report).await;
             }
@@ -126,8 +133,10 @@ impl PeerService {
 
     /// Hands a prepared block to the writer; a task waits for its answer and then gives
     /// its budget share back, whether or not anyone reads the answer yet.
-    fn queue(&self, ready: Ready) -> Result<Queued, SyncError> {
-        let receipt: BlockReceipt = self.inner.engine.queue_prepared(ready.block)?;
+    /// `follows` says whether the round has more blocks after this one (so the writer may
+    /// hold its group open for them).
+    fn queue(&self, ready: Ready, follows: Follows) -> Result<Queued, SyncError> {
+        let receipt: BlockReceipt = self.inner.engine.queue_prepared(ready.block, follows)?;
         let budget = ready.budget;
         Ok(tokio::spawn(async move {
             let answer = receipt.wait().await;

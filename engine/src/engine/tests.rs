@@ -54,7 +54,11 @@ fn group_of(engine: &Engine, blocks: &[Block]) -> (BlockGroup, Vec<Answer>) {
     let mut answers = Vec::new();
     for b in blocks {
         let (reply, answer) = oneshot::channel();
-        group.push(engine.prepare_block(b.clone()).unwrap(), reply);
+        group.push(
+            engine.prepare_block(b.clone()).unwrap(),
+            reply,
+            Follows::Nothing,
+        );
         answers.push(answer);
     }
     (group, answers)
@@ -72,7 +76,7 @@ fn prepared_blocks_in_a_group_share_one_commit_and_end_where_one_by_one_ends() {
     let owner = TestKey::new(1);
     let blocks = chain(&source, &owner);
     let (group, answers) = group_of(&target, &blocks);
-    writer(&target).commit_group(group);
+    writer(&target).commit_group(group, |_| None);
     for answer in answers {
         let r = answer.blocking_recv().unwrap();
         assert!(matches!(r, Ok(BlockAccepted::Connected { .. })), "{r:?}");
@@ -87,22 +91,26 @@ fn prepared_blocks_in_a_group_share_one_commit_and_end_where_one_by_one_ends() {
     assert!(target.verify().unwrap().ok());
 }
 
+/// A block connected on `source`, and one on top of it whose proof of work is for harder
+/// bits than the chain asks: context-free checks pass, the writer's bits rule does not.
+fn good_then_bad_bits(source: &Engine, owner: &TestKey) -> (Block, Block) {
+    let first = mined(source.block_template(owner.address(), vec![]).unwrap());
+    source.submit_block(first.clone()).unwrap();
+    let mut t = source.block_template(owner.address(), vec![]).unwrap();
+    t.header.bits = CompactTarget(0x2000_ffff);
+    (first, mined(t))
+}
+
 #[test]
 fn a_refused_block_in_a_group_leaves_the_ones_before_it_connected() {
     let (source, target) = (engine_at(NOW), engine_at(NOW));
     let owner = TestKey::new(1);
-    let first = mined(source.block_template(owner.address(), vec![]).unwrap());
-    source.submit_block(first.clone()).unwrap();
-    // Proof of work for harder bits than the chain asks: context-free checks pass, the
-    // writer's bits rule does not.
-    let mut t = source.block_template(owner.address(), vec![]).unwrap();
-    t.header.bits = CompactTarget(0x2000_ffff);
-    let bad = mined(t);
+    let (first, bad) = good_then_bad_bits(&source, &owner);
     let mut t = source.block_template(owner.address(), vec![]).unwrap();
     t.header.prev_hash = bad.hash();
     let after_bad = mined(t);
     let (group, answers) = group_of(&target, &[first.clone(), bad.clone(), after_bad]);
-    writer(&target).commit_group(group);
+    writer(&target).commit_group(group, |_| None);
     let got: Vec<_> = answers
         .into_iter()
         .map(|a| a.blocking_recv().unwrap())
@@ -154,6 +162,123 @@ fn prepare_refuses_a_bad_signature_and_does_not_remember_the_hash() {
     );
     assert_eq!(target.known_invalid(&tampered.hash()), None);
     let honest = target.prepare_block(blocks.remove(3)).unwrap();
-    let r = target.queue_prepared(honest).unwrap().wait_blocking();
+    let r = target
+        .queue_prepared(honest, Follows::Nothing)
+        .unwrap()
+        .wait_blocking();
     assert!(matches!(r, Ok(BlockAccepted::Connected { .. })), "{r:?}");
+}
+
+/// `block`, prepared for `engine`, as the writer's queue carries it, with the caller's end.
+fn queued(engine: &Engine, block: &Block, follows: Follows) -> (Command, Answer) {
+    let (reply, answer) = oneshot::channel();
+    let prepared = engine.prepare_block(block.clone()).unwrap();
+    (Command::Prepared(prepared, reply, follows), answer)
+}
+
+fn connected(answer: Answer) {
+    let r = answer.blocking_recv().unwrap();
+    assert!(matches!(r, Ok(BlockAccepted::Connected { .. })), "{r:?}");
+}
+
+#[test]
+fn a_group_held_open_folds_the_block_that_follows_into_its_one_commit() {
+    let (source, target) = (engine_at(NOW), engine_at(NOW));
+    let blocks = chain(&source, &TestKey::new(1));
+    let (mut group, answers) = group_of(&target, &blocks[..1]);
+    group.follows = Follows::More;
+    let (queue, rx) = mpsc::channel();
+    let (second, second_answer) = queued(&target, &blocks[1], Follows::Nothing);
+    let late = std::thread::spawn(move || {
+        // Well inside GROUP_LINGER: the writer is waiting for it.
+        std::thread::sleep(Duration::from_millis(30));
+        queue.send(second).map_err(drop).unwrap();
+    });
+    assert!(writer(&target).run_group(group, &rx).is_none());
+    late.join().unwrap();
+    // Before any answer is awaited: a writer that did not wait left the second queued.
+    let t = target.block_timings();
+    assert_eq!((t.blocks, t.commits), (2, 1), "{t:?}");
+    assert!(t.linger_ms > 0.0, "{t:?}");
+    answers.into_iter().for_each(connected);
+    connected(second_answer);
+    assert_eq!(target.status().unwrap().best_hash, blocks[1].hash());
+}
+
+#[test]
+fn a_group_commits_at_once_when_nothing_is_said_to_follow() {
+    let (source, target) = (engine_at(NOW), engine_at(NOW));
+    let blocks = chain(&source, &TestKey::new(1));
+    let (group, answers) = group_of(&target, &blocks[..1]);
+    let (_queue, rx) = mpsc::channel();
+    assert!(writer(&target).run_group(group, &rx).is_none());
+    answers.into_iter().for_each(connected);
+    let t = target.block_timings();
+    assert_eq!((t.blocks, t.commits, t.linger_ms), (1, 1, 0.0), "{t:?}");
+}
+
+#[test]
+fn a_held_group_gives_up_waiting_after_the_linger_and_commits_what_it_has() {
+    let (source, target) = (engine_at(NOW), engine_at(NOW));
+    let blocks = chain(&source, &TestKey::new(1));
+    let (mut group, answers) = group_of(&target, &blocks[..1]);
+    group.follows = Follows::More;
+    let (_queue, rx) = mpsc::channel();
+    let start = Instant::now();
+    assert!(writer(&target).run_group(group, &rx).is_none());
+    assert!(start.elapsed() >= GROUP_LINGER, "{:?}", start.elapsed());
+    answers.into_iter().for_each(connected);
+    let t = target.block_timings();
+    assert_eq!((t.blocks, t.commits), (1, 1), "{t:?}");
+}
+
+#[test]
+fn another_command_ends_a_held_group_and_is_handed_back_in_order() {
+    let (source, target) = (engine_at(NOW), engine_at(NOW));
+    let blocks = chain(&source, &TestKey::new(1));
+    let (mut group, answers) = group_of(&target, &blocks[..1]);
+    group.follows = Follows::More;
+    let (queue, rx) = mpsc::channel();
+    let (reply, _compacted) = oneshot::channel();
+    queue.send(Command::Compact(reply)).map_err(drop).unwrap();
+    let (after, after_answer) = queued(&target, &blocks[1], Follows::Nothing);
+    queue.send(after).map_err(drop).unwrap();
+    let start = Instant::now();
+    let next = writer(&target).run_group(group, &rx);
+    assert!(
+        matches!(next, Some(Command::Compact(_))),
+        "the compaction is next"
+    );
+    assert!(
+        start.elapsed() < GROUP_LINGER,
+        "no wait with a command queued"
+    );
+    answers.into_iter().for_each(connected);
+    let t = target.block_timings();
+    assert_eq!(
+        (t.blocks, t.commits),
+        (1, 1),
+        "the block behind it is not folded ahead of it"
+    );
+    drop(after_answer);
+}
+
+#[test]
+fn a_refused_block_that_joins_a_held_group_leaves_the_ones_before_it_connected() {
+    let (source, target) = (engine_at(NOW), engine_at(NOW));
+    let (first, bad) = good_then_bad_bits(&source, &TestKey::new(1));
+    let (mut group, answers) = group_of(&target, std::slice::from_ref(&first));
+    group.follows = Follows::More;
+    let (queue, rx) = mpsc::channel();
+    let (late, late_answer) = queued(&target, &bad, Follows::Nothing);
+    queue.send(late).map_err(drop).unwrap();
+    assert!(writer(&target).run_group(group, &rx).is_none());
+    answers.into_iter().for_each(connected);
+    let r = late_answer.blocking_recv().unwrap();
+    assert!(
+        matches!(r, Err(EngineError::Rejected(Reject::BadBits { .. }))),
+        "{r:?}"
+    );
+    assert_eq!(target.status().unwrap().best_hash, first.hash());
+    assert!(target.verify().unwrap().ok());
 }
