@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 pub const RECORD_VERSION: u8 = 2;
 /// The first version, without a time: logs written before version 2 still open.
-const RECORD_VERSION_UNTIMED: u8 = 1;
+pub const RECORD_VERSION_UNTIMED: u8 = 1;
 /// Where the time sits in a version-2 record: after version, sequence and previous hash.
 const TIME_OFFSET: usize = 1 + 8 + 32;
 

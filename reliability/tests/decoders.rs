@@ -4,7 +4,7 @@
 //! `PROPTEST_CASES=N` for longer runs (default 2000 per property).
 
 use engine::encoding::{Decode, Encode};
-use engine::events::{Event, Record, RemovalReason};
+use engine::events::{Event, Record, RemovalReason, RECORD_VERSION, RECORD_VERSION_UNTIMED};
 use engine::testkit::{outpoint, TestKey};
 use engine::{Block, BlockHeader, CompactTarget, Hash256, Transaction, TxOut};
 use proptest::prelude::*;
@@ -16,11 +16,35 @@ fn roundtrip<T: Decode + Encode>(bytes: &[u8]) {
     }
 }
 
+/// A record re-encodes to the same bytes, except one in the untimed version 1 (still read,
+/// so logs written before record times open): that one comes back in today's version,
+/// its time 0 written where version 2 keeps it.
+fn roundtrip_record(bytes: &[u8]) {
+    let Ok(record) = Record::decode(bytes) else {
+        return;
+    };
+    if bytes[0] != RECORD_VERSION_UNTIMED {
+        return roundtrip::<Record>(bytes);
+    }
+    // version, seq (8 bytes), previous hash (32), then time (8) in version 2.
+    let time_at = 1 + 8 + 32;
+    let mut today = vec![RECORD_VERSION];
+    today.extend_from_slice(&bytes[1..time_at]);
+    today.extend_from_slice(&0u64.to_le_bytes());
+    today.extend_from_slice(&bytes[time_at..]);
+    assert_eq!(record.time, 0);
+    assert_eq!(
+        record.encode(),
+        today,
+        "an untimed record is re-encoded in version 2"
+    );
+}
+
 fn all(bytes: &[u8]) {
     roundtrip::<Block>(bytes);
     roundtrip::<BlockHeader>(bytes);
     roundtrip::<Transaction>(bytes);
-    roundtrip::<Record>(bytes);
+    roundtrip_record(bytes);
 }
 
 /// Valid encodings to mutate, so the fuzzing reaches past the first length check.
@@ -146,4 +170,17 @@ proptest! {
         let b = apply(seeds()[which].clone(), &muts);
         all(&b);
     }
+}
+
+/// Regression (CI on fd91440): a mutation turned a reset record's version 2 into 1 and
+/// cut 8 bytes; it decoded as an untimed record (as logs from before record times do)
+/// and re-encoded in version 2, which the round-trip property took for a decoder bug.
+#[test]
+fn regression_an_untimed_record_from_a_mutation_re_encodes_in_version_2() {
+    let mut bytes = vec![RECORD_VERSION_UNTIMED];
+    bytes.extend([1; 25]);
+    bytes.extend([2, 223, 130, 41, 63, 13, 149, 0, 210, 73, 107, 0, 0, 0, 0, 6]);
+    let record = Record::decode(&bytes).unwrap();
+    assert_eq!(record.event, Event::Reset);
+    roundtrip_record(&bytes);
 }
