@@ -822,26 +822,8 @@ impl Writer {
     /// prepared blocks as one group, anything else alone.
     fn run(self, rx: mpsc::Receiver<Command>) {
         let mut next = None;
-        loop {
-            let cmd = match next.take() {
-                Some(cmd) => cmd,
-                None => match rx.recv() {
-                    Ok(cmd) => cmd,
-                    Err(_) => return,
-                },
-            };
-            next = match cmd {
-                Command::Tx(tx, reply) => self.run_tx_batch((tx, reply), &rx),
-                Command::Prepared(block, reply, follows) => {
-                    let mut group = BlockGroup::default();
-                    group.push(block, reply, follows);
-                    self.run_group(group, &rx)
-                }
-                other => {
-                    self.run_single(other);
-                    None
-                }
-            };
+        while let Some(cmd) = next.take().or_else(|| rx.recv().ok()) {
+            next = self.run_command(cmd, &rx);
         }
     }
 
@@ -977,17 +959,19 @@ impl Writer {
         }
     }
 
-    fn run_single(&self, cmd: Command) {
+    /// Runs `cmd` (with the transactions or prepared blocks queued behind it, for those);
+    /// returns the command that ended such a run, if one did.
+    fn run_command(&self, cmd: Command, rx: &mpsc::Receiver<Command>) -> Option<Command> {
         match cmd {
-            Command::Tx(tx, reply) => self.commit_txs(vec![(tx, reply)]),
-            Command::Block(block, reply) => {
-                let r = self.accept_block_verified(&block);
-                let _ = reply.send(self.settle(&block, r));
-            }
+            Command::Tx(tx, reply) => return self.run_tx_batch((tx, reply), rx),
             Command::Prepared(block, reply, follows) => {
                 let mut group = BlockGroup::default();
                 group.push(block, reply, follows);
-                self.commit_group(group, |_| None);
+                return self.run_group(group, rx);
+            }
+            Command::Block(block, reply) => {
+                let r = self.accept_block_verified(&block);
+                let _ = reply.send(self.settle(&block, r));
             }
             Command::Reset(reply) => {
                 let _ = reply.send(self.transact(|t| self.reset(t)));
@@ -1003,6 +987,7 @@ impl Writer {
                 let _ = reply.send(self.compact());
             }
         }
+        None
     }
 
     /// [`Engine::compact`], on the writer's thread.

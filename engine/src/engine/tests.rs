@@ -181,12 +181,19 @@ fn connected(answer: Answer) {
     assert!(matches!(r, Ok(BlockAccepted::Connected { .. })), "{r:?}");
 }
 
-#[test]
-fn a_group_held_open_folds_the_block_that_follows_into_its_one_commit() {
+/// A target engine, the source chain's blocks, and a group holding the first of them as
+/// its caller queued it, saying `follows`, with the caller's end.
+fn first_block_grouped(follows: Follows) -> (Engine, Vec<Block>, BlockGroup, Vec<Answer>) {
     let (source, target) = (engine_at(NOW), engine_at(NOW));
     let blocks = chain(&source, &TestKey::new(1));
     let (mut group, answers) = group_of(&target, &blocks[..1]);
-    group.follows = Follows::More;
+    group.follows = follows;
+    (target, blocks, group, answers)
+}
+
+#[test]
+fn a_group_held_open_folds_the_block_that_follows_into_its_one_commit() {
+    let (target, blocks, group, answers) = first_block_grouped(Follows::More);
     let (queue, rx) = mpsc::channel();
     let (second, second_answer) = queued(&target, &blocks[1], Follows::Nothing);
     let late = std::thread::spawn(move || {
@@ -207,9 +214,7 @@ fn a_group_held_open_folds_the_block_that_follows_into_its_one_commit() {
 
 #[test]
 fn a_group_commits_at_once_when_nothing_is_said_to_follow() {
-    let (source, target) = (engine_at(NOW), engine_at(NOW));
-    let blocks = chain(&source, &TestKey::new(1));
-    let (group, answers) = group_of(&target, &blocks[..1]);
+    let (target, _, group, answers) = first_block_grouped(Follows::Nothing);
     let (_queue, rx) = mpsc::channel();
     assert!(writer(&target).run_group(group, &rx).is_none());
     answers.into_iter().for_each(connected);
@@ -219,10 +224,7 @@ fn a_group_commits_at_once_when_nothing_is_said_to_follow() {
 
 #[test]
 fn a_held_group_gives_up_waiting_after_the_linger_and_commits_what_it_has() {
-    let (source, target) = (engine_at(NOW), engine_at(NOW));
-    let blocks = chain(&source, &TestKey::new(1));
-    let (mut group, answers) = group_of(&target, &blocks[..1]);
-    group.follows = Follows::More;
+    let (target, _, group, answers) = first_block_grouped(Follows::More);
     let (_queue, rx) = mpsc::channel();
     let start = Instant::now();
     assert!(writer(&target).run_group(group, &rx).is_none());
@@ -234,10 +236,7 @@ fn a_held_group_gives_up_waiting_after_the_linger_and_commits_what_it_has() {
 
 #[test]
 fn another_command_ends_a_held_group_and_is_handed_back_in_order() {
-    let (source, target) = (engine_at(NOW), engine_at(NOW));
-    let blocks = chain(&source, &TestKey::new(1));
-    let (mut group, answers) = group_of(&target, &blocks[..1]);
-    group.follows = Follows::More;
+    let (target, blocks, group, answers) = first_block_grouped(Follows::More);
     let (queue, rx) = mpsc::channel();
     let (reply, _compacted) = oneshot::channel();
     queue.send(Command::Compact(reply)).map_err(drop).unwrap();
