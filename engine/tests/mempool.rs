@@ -87,3 +87,67 @@ fn templates_take_the_best_package_first() {
     assert_eq!(all.txs.len(), 4);
     assert_eq!(all.fees, 8);
 }
+
+/// Admits `mined` payments, builds a block of them, admits `left` more, then connects the
+/// block: the mempool must hold exactly the `left`, and every projection (the mempool's
+/// indexes included) must equal a rebuild's, which folds the block one point delete at a
+/// time.
+fn mine_part_of_the_mempool(mined: usize, left: usize) {
+    let (f, coins) = funded((mined + left) as u64, 100);
+    let pays: Vec<_> = coins
+        .iter()
+        .enumerate()
+        .map(|(i, (k, coin))| pay(k, *coin, 1 + i as u64 % 3))
+        .collect();
+    for tx in &pays[..mined] {
+        f.engine.submit_tx(tx.clone()).unwrap();
+    }
+    let block = f.build_block(key(99).address());
+    assert_eq!(block.txs.len(), mined + 1);
+    for tx in &pays[mined..] {
+        f.engine.submit_tx(tx.clone()).unwrap();
+    }
+    f.engine.submit_block(block).unwrap();
+    let mut pool: Vec<Hash256> = f
+        .engine
+        .mempool(100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.txid)
+        .collect();
+    let mut expected: Vec<Hash256> = pays[mined..].iter().map(|t| t.txid()).collect();
+    pool.sort();
+    expected.sort();
+    assert_eq!(pool, expected);
+    assert_eq!(f.engine.status().unwrap().mempool_size, left as u64);
+    let report = f.engine.verify().unwrap();
+    assert!(
+        report.ok(),
+        "differs from a rebuild: {:?}",
+        report.mismatched
+    );
+    // The survivors still spend what they spent: a double spend of one is refused.
+    if let Some((k, coin)) = coins.get(mined) {
+        let fee = 1 + mined as u64 % 3;
+        let twin = k.spend(&[*coin], &[(key(51).address(), 10 - fee)]);
+        let err = f.engine.submit_tx(twin).unwrap_err();
+        assert!(matches!(err, EngineError::Rejected(_)), "{err}");
+    }
+}
+
+#[test]
+fn a_block_taking_most_of_the_mempool_leaves_exactly_the_rest() {
+    // 7 block transactions against a mempool of 9: past the scan share.
+    mine_part_of_the_mempool(6, 3);
+}
+
+#[test]
+fn a_block_taking_all_of_the_mempool_empties_it() {
+    mine_part_of_the_mempool(5, 0);
+}
+
+#[test]
+fn a_small_block_against_a_large_mempool_leaves_exactly_the_rest() {
+    // 2 block transactions against a mempool of 12: point deletes.
+    mine_part_of_the_mempool(1, 11);
+}
