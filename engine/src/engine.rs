@@ -719,8 +719,10 @@ impl Engine {
         shared
             .timers
             .time(Stage::Verify, || {
-                let verify =
-                    || validation::verify_block_signatures(checked.spends(), &shared.sigcache);
+                let verify = || {
+                    let (txs, ids) = (checked.spends(), checked.spend_txids());
+                    validation::verify_block_signatures(txs, ids, &shared.sigcache)
+                };
                 match shared.prepare_pool.get_or_init(prepare_pool) {
                     Some(pool) => pool.install(verify),
                     None => verify(),
@@ -1173,7 +1175,8 @@ impl Writer {
         let shared = self.shared.clone();
         rayon::spawn(move || {
             let verdict = shared.timers.time(Stage::Verify, || {
-                validation::verify_block_signatures(for_pool.spends(), &shared.sigcache)
+                let (txs, ids) = (for_pool.spends(), for_pool.spend_txids());
+                validation::verify_block_signatures(txs, ids, &shared.sigcache)
             });
             // Let go of the engine before answering: once the writer has heard back,
             // nothing of this block's work holds the ledger file open.
@@ -1308,6 +1311,7 @@ impl Writer {
             self.check_side_room(t, block.block(), branch, &tip)?;
         }
         t.append(Event::BlockAccepted(block.shared().clone()))?;
+        t.hand_txids(hash, block.txids().to_vec());
         let new = read::block_meta(t.block_index(), &hash)?
             .ok_or_else(|| StoreError::corrupt("block just stored"))?;
         if new.chainwork <= tip.chainwork {
@@ -1384,7 +1388,9 @@ impl Writer {
         let block = t.block(hash)?;
         let meta = read::block_meta(t.block_index(), hash)?
             .ok_or_else(|| StoreError::corrupt("block missing"))?;
-        t.check_block_txs(&block, meta.height, self.params())?;
+        let txids = t.txids_of(hash, &block);
+        t.check_block_txs(&block, &txids, meta.height, self.params())?;
+        t.hand_txids(*hash, txids);
         t.append(Event::TipConnected(*hash))?;
         let mut conflicts = Vec::new();
         for tx in &block.txs[1..] {

@@ -167,18 +167,21 @@ impl Tables<'_> {
         Ok(indexes.tx_index.get(&txid.0)?.is_some())
     }
 
-    /// Validates every transaction of `block` in order against the chain at its parent
-    /// and returns the total fees. The block must extend the current tip.
+    /// Validates every transaction of `block` (whose txids are `txids`) in order against
+    /// the chain at its parent and returns the total fees. The block must extend the
+    /// current tip.
     pub fn check_block_txs(
         &self,
         block: &Block,
+        txids: &[Hash256],
         height: u64,
         params: &ChainParams,
     ) -> Result<u64, EngineError> {
+        assert_eq!(txids.len(), block.txs.len(), "one txid per transaction");
         let mut created = HashMap::new();
         let mut spent = HashSet::new();
         let mut fees: u64 = 0;
-        for tx in &block.txs[1..] {
+        for (tx, txid) in block.txs.iter().zip(txids).skip(1) {
             let ctx = InputContext::Block {
                 height,
                 created: &created,
@@ -187,11 +190,10 @@ impl Tables<'_> {
             let fee = self.check_inputs(tx, &ctx, params)?;
             fees = fees.checked_add(fee).ok_or(Reject::InputOverflow)?;
             spent.extend(tx.spends().iter().map(|i| i.prevout));
-            let txid = tx.txid();
             for (vout, out) in tx.outputs.iter().enumerate() {
                 created.insert(
                     OutPoint {
-                        txid,
+                        txid: *txid,
                         vout: vout as u32,
                     },
                     UtxoEntry {

@@ -480,13 +480,15 @@ impl<'t> Tables<'t> {
     }
 
     /// The txids of block `block`, worked out ahead of its connect (a replay's decode
-    /// thread); they must be its transactions' in order.
+    /// thread, the merkle check of a block submitted); they must be its transactions'
+    /// in order.
     pub(crate) fn hand_txids(&mut self, block: Hash256, txids: Vec<Hash256>) {
         self.txids.insert(block, txids);
     }
 
-    /// The txids of `block` (whose hash is `hash`): handed over ahead, or worked out now.
-    fn txids_of(&mut self, hash: &Hash256, block: &crate::block::Block) -> Vec<Hash256> {
+    /// The txids of `block` (whose hash is `hash`): handed over ahead (and taken back, so
+    /// hand them again to keep them), or worked out now.
+    pub(crate) fn txids_of(&mut self, hash: &Hash256, block: &crate::block::Block) -> Vec<Hash256> {
         self.txids.remove(hash).unwrap_or_else(|| block.txids())
     }
 
