@@ -1389,8 +1389,9 @@ impl Writer {
         let meta = read::block_meta(t.block_index(), hash)?
             .ok_or_else(|| StoreError::corrupt("block missing"))?;
         let txids = t.txids_of(hash, &block);
-        t.check_block_txs(&block, &txids, meta.height, self.params())?;
+        let spent = t.check_block_txs(&block, &txids, meta.height, self.params())?;
         t.hand_txids(*hash, txids);
+        t.hand_spent(*hash, spent);
         t.append(Event::TipConnected(*hash))?;
         let mut conflicts = Vec::new();
         for tx in &block.txs[1..] {

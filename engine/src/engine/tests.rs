@@ -281,3 +281,50 @@ fn a_refused_block_that_joins_a_held_group_leaves_the_ones_before_it_connected()
     assert_eq!(target.status().unwrap().best_hash, first.hash());
     assert!(target.verify().unwrap().ok());
 }
+
+/// The fold folds a block's index rows from the outputs the writer's checks found it
+/// spending, beside its coins; it must refuse, and change nothing, when those differ
+/// from what its coins spent (a check and a fold that disagree about the chain).
+#[test]
+fn a_fold_refuses_spent_outputs_other_than_its_checks_found() {
+    let (source, target) = (engine_at(NOW), engine_at(NOW));
+    let owner = TestKey::new(1);
+    let blocks = chain(&source, &owner);
+    for b in &blocks[..3] {
+        target.submit_block(b.clone()).unwrap();
+    }
+    let block = target.check_block(blocks[3].clone()).unwrap();
+    let (hash, height) = (block.hash(), 4);
+    let w = writer(&target);
+    let state = |e: &Engine| {
+        let s = e.status().unwrap();
+        (s.best_hash, s.utxo_set_hash, s.log_length)
+    };
+    let before = state(&target);
+    let fold_with = |bump: u64| {
+        w.transact_gated(
+            |t| {
+                t.append(Event::BlockAccepted(block.shared().clone()))?;
+                let mut spent =
+                    t.check_block_txs(block.block(), block.txids(), height, w.params())?;
+                spent[0].amount += bump;
+                t.hand_txids(hash, block.txids().to_vec());
+                t.hand_spent(hash, spent);
+                t.append(Event::TipConnected(hash))?;
+                Ok(())
+            },
+            || Ok(()),
+            None,
+        )
+    };
+    let err = fold_with(1).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("spent other outputs than its checks found"),
+        "{err}"
+    );
+    assert_eq!(state(&target), before, "the refused fold changed nothing");
+    fold_with(0).unwrap();
+    assert_eq!(target.status().unwrap().best_hash, hash);
+    assert!(target.verify().unwrap().ok());
+}

@@ -52,9 +52,21 @@ impl Tables<'_> {
         ctx: &InputContext<'_>,
         params: &ChainParams,
     ) -> Result<u64, EngineError> {
+        self.check_inputs_noting(tx, ctx, params, &mut |_| {})
+    }
+
+    /// [`Tables::check_inputs`], handing `found` each output spent, in input order.
+    fn check_inputs_noting(
+        &self,
+        tx: &Transaction,
+        ctx: &InputContext<'_>,
+        params: &ChainParams,
+        found: &mut impl FnMut(UtxoEntry),
+    ) -> Result<u64, EngineError> {
         let mut total: u64 = 0;
         for (i, input) in tx.spends().iter().enumerate() {
             let entry = self.find_input(i, &input.prevout, ctx)?;
+            found(entry);
             if entry.coinbase && ctx.spend_height() < entry.height + params.coinbase_maturity {
                 return Err(Reject::ImmatureCoinbase {
                     input: i,
@@ -168,15 +180,16 @@ impl Tables<'_> {
     }
 
     /// Validates every transaction of `block` (whose txids are `txids`) in order against
-    /// the chain at its parent and returns the total fees. The block must extend the
-    /// current tip.
+    /// the chain at its parent; returns the outputs its inputs spend, in input order
+    /// over the block. The block must extend the current tip.
     pub fn check_block_txs(
         &self,
         block: &Block,
         txids: &[Hash256],
         height: u64,
         params: &ChainParams,
-    ) -> Result<u64, EngineError> {
+    ) -> Result<Vec<UtxoEntry>, EngineError> {
+        let mut spent_entries = Vec::with_capacity(block.txs.len());
         assert_eq!(txids.len(), block.txs.len(), "one txid per transaction");
         let mut created = HashMap::new();
         let mut spent = HashSet::new();
@@ -187,7 +200,7 @@ impl Tables<'_> {
                 created: &created,
                 spent: &spent,
             };
-            let fee = self.check_inputs(tx, &ctx, params)?;
+            let fee = self.check_inputs_noting(tx, &ctx, params, &mut |e| spent_entries.push(e))?;
             fees = fees.checked_add(fee).ok_or(Reject::InputOverflow)?;
             spent.extend(tx.spends().iter().map(|i| i.prevout));
             for (vout, out) in tx.outputs.iter().enumerate() {
@@ -206,7 +219,7 @@ impl Tables<'_> {
             }
         }
         check_coinbase(&block.txs[0], height, fees, params)?;
-        Ok(fees)
+        Ok(spent_entries)
     }
 
     /// Header rules that need the parent: bits, median time past, future limit.

@@ -242,6 +242,9 @@ pub struct Tables<'t> {
     blocks: HashMap<Hash256, Arc<crate::block::Block>>,
     /// Txids of blocks in `blocks`, where a replay's decode thread worked them out.
     txids: HashMap<Hash256, Vec<Hash256>>,
+    /// The outputs a block about to connect spends, as the writer's input checks found
+    /// them (see [`Tables::hand_spent`]).
+    spent: HashMap<Hash256, Vec<codec::UtxoEntry>>,
     /// Filled while folding when `collect_notes` is set.
     notes: Vec<Notification>,
     collect_notes: bool,
@@ -280,6 +283,7 @@ impl<'t> Tables<'t> {
             meta,
             blocks: HashMap::new(),
             txids: HashMap::new(),
+            spent: HashMap::new(),
             notes: Vec::new(),
             collect_notes: true,
             // The wall clock unless the writer sets its own (tests inject one).
@@ -476,6 +480,7 @@ impl<'t> Tables<'t> {
         if self.blocks.len() > max {
             self.blocks.clear();
             self.txids.clear();
+            self.spent.clear();
         }
     }
 
@@ -484,6 +489,13 @@ impl<'t> Tables<'t> {
     /// in order.
     pub(crate) fn hand_txids(&mut self, block: Hash256, txids: Vec<Hash256>) {
         self.txids.insert(block, txids);
+    }
+
+    /// The outputs block `block` spends, in input order, found by the checks of its
+    /// inputs just before its connect: with them its index rows are folded while its
+    /// coins are (and its fold checks that it spent exactly these).
+    pub(crate) fn hand_spent(&mut self, block: Hash256, spent: Vec<codec::UtxoEntry>) {
+        self.spent.insert(block, spent);
     }
 
     /// The txids of `block` (whose hash is `hash`): handed over ahead (and taken back, so
