@@ -330,15 +330,24 @@ impl NodeClient {
         })
     }
 
-    /// `GET /v1/addresses/{addr}`: balances, spendable outputs (mempool included), history.
-    pub fn address(&self, address: &Address) -> Result<AddressInfo, NodeError> {
-        let url = self.url(&format!("/v1/addresses/{address}"));
+    /// `GET path`, its JSON answer parsed; also the URL asked, for the caller's errors.
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<(String, T), NodeError> {
+        let url = self.url(path);
         let resp = self
             .http
             .get(&url)
             .send()
             .map_err(|e| self.transport(&url, e))?;
-        let info: AddressInfo = self.json(&url, resp)?;
+        let value = self.json(&url, resp)?;
+        Ok((url, value))
+    }
+
+    /// `GET /v1/addresses/{addr}`: balances, spendable outputs (mempool included), history.
+    pub fn address(&self, address: &Address) -> Result<AddressInfo, NodeError> {
+        let (url, info): (_, AddressInfo) = self.get_json(&format!("/v1/addresses/{address}"))?;
         if info.address != *address {
             return Err(NodeError::Protocol {
                 url,
@@ -351,13 +360,7 @@ impl NodeClient {
     /// `GET /v1/tx/{txid}`: the transaction with its inputs' addresses and amounts, fee and
     /// confirmations.
     pub fn tx(&self, txid: &Hash256) -> Result<TxView, NodeError> {
-        let url = self.url(&format!("/v1/tx/{txid}"));
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .map_err(|e| self.transport(&url, e))?;
-        let view: TxView = self.json(&url, resp)?;
+        let (url, view): (_, TxView) = self.get_json(&format!("/v1/tx/{txid}"))?;
         if view.txid != *txid {
             return Err(NodeError::Protocol {
                 url,
@@ -369,13 +372,8 @@ impl NodeClient {
 
     /// The main-chain block at `height` (`GET /v1/blocks?from=H&limit=1`).
     pub fn block_at(&self, height: u64) -> Result<BlockSummary, NodeError> {
-        let url = self.url(&format!("/v1/blocks?from={height}&limit=1"));
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .map_err(|e| self.transport(&url, e))?;
-        let blocks: Vec<BlockSummary> = self.json(&url, resp)?;
+        let (url, blocks): (_, Vec<BlockSummary>) =
+            self.get_json(&format!("/v1/blocks?from={height}&limit=1"))?;
         blocks
             .into_iter()
             .find(|b| b.height == height)
