@@ -65,9 +65,44 @@ impl AddressSet {
     }
 }
 
-/// Collects addresses once each, in first-seen order (for short lists).
-pub(crate) fn push_unique(list: &mut Vec<Address>, a: Address) {
-    if !list.contains(&a) {
-        list.push(a);
+/// Addresses up to which [`unique_addresses`] scans its list rather than hash.
+const SCAN_MAX: usize = 16;
+
+/// `all`, once each, in first-seen order: a scan of the list for a transaction's few
+/// addresses, a hash set past [`SCAN_MAX`] (a payout to 10,000 addresses cost 10,000
+/// scans of a growing list; in a rebuild of fan-out blocks that was 3 % of the time).
+pub(crate) fn unique_addresses(all: impl IntoIterator<Item = Address>) -> Vec<Address> {
+    let mut list = Vec::new();
+    let mut seen: Option<foldhash::HashSet<Address>> = None;
+    for a in all {
+        match seen.as_mut() {
+            Some(seen) => {
+                if seen.insert(a) {
+                    list.push(a);
+                }
+            }
+            None if list.contains(&a) => {}
+            None => {
+                list.push(a);
+                if list.len() > SCAN_MAX {
+                    seen = Some(list.iter().copied().collect());
+                }
+            }
+        }
+    }
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_addresses_keeps_first_seen_order_past_the_scan() {
+        let a = |i: u8| Address([i; 20]);
+        let many: Vec<Address> = (0..100).chain((0..100).rev()).map(|i| a(i % 40)).collect();
+        let expected: Vec<Address> = (0..40).map(a).collect();
+        assert_eq!(unique_addresses(many), expected);
+        assert_eq!(unique_addresses([a(2), a(1), a(2)]), vec![a(2), a(1)]);
     }
 }

@@ -30,7 +30,7 @@ use crate::events::{Event, Record};
 use crate::hash::Hash256;
 use crate::merkle::MerkleProof;
 use crate::mining::BlockTemplate;
-use crate::notify::{push_unique, Notification, NotificationKind};
+use crate::notify::{unique_addresses, Notification, NotificationKind};
 use crate::params::Network;
 use crate::pow::{u256_hex, CompactTarget};
 use crate::store::chainstate::{ancestor_bits, median_after};

@@ -18,11 +18,7 @@ pub(super) fn note_for(
             return Ok((Vec::new(), Vec::new()));
         };
         let b = s.block(&m)?;
-        let mut a = Vec::new();
-        for tx in &b.txs {
-            push_addresses(tx, &mut a);
-        }
-        Ok((a, b.txids()))
+        Ok((addresses_of(&b.txs), b.txids()))
     };
     let (kind, addresses) = match record.event {
         Event::BlockAccepted(b) => {
@@ -57,8 +53,7 @@ pub(super) fn note_for(
             )
         }
         Event::TxAdmitted(tx) => {
-            let mut a = Vec::new();
-            push_addresses(&tx, &mut a);
+            let a = addresses_of([&tx]);
             // The fee it had when admitted, as the live event said, even when it has
             // since been confirmed or evicted (its inputs' amounts never change).
             let fee = match read::mempool_tx(&s.table(MEMPOOL)?, &tx.txid())? {
@@ -108,12 +103,13 @@ impl Engine {
     }
 }
 
-/// Adds every address `tx` spends from or pays to, once each, to `out`.
-fn push_addresses(tx: &Transaction, out: &mut Vec<Address>) {
-    for i in tx.spends() {
-        push_unique(out, Address::from_public_key(&i.public_key));
-    }
-    for o in &tx.outputs {
-        push_unique(out, o.address);
-    }
+/// Every address `txs` spend from or pay to, once each, in first-seen order.
+fn addresses_of<'a>(txs: impl IntoIterator<Item = &'a Transaction>) -> Vec<Address> {
+    unique_addresses(txs.into_iter().flat_map(|tx| {
+        let spenders = tx
+            .spends()
+            .iter()
+            .map(|i| Address::from_public_key(&i.public_key));
+        spenders.chain(tx.outputs.iter().map(|o| o.address))
+    }))
 }

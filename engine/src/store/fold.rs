@@ -12,7 +12,7 @@ use crate::block::Block;
 use crate::encoding::{Decode, Encode};
 use crate::events::Event;
 use crate::hash::{sha256, Hash256};
-use crate::notify::{push_unique, AddressSet, Notification, NotificationKind};
+use crate::notify::{unique_addresses, AddressSet, Notification, NotificationKind};
 use crate::tx::{OutPoint, Transaction};
 use primitive_types::U256;
 use std::sync::Arc;
@@ -288,7 +288,7 @@ impl Tables<'_> {
     fn fold_admit(&mut self, seq: u64, tx: &Transaction) -> StoreResult<()> {
         let txid = tx.txid();
         let mut input_total: u64 = 0;
-        let mut addresses = Vec::new();
+        let mut spenders = Vec::new();
         for input in tx.spends() {
             let (amount, address) = self.spendable_output(&input.prevout)?.ok_or_else(|| {
                 StoreError::corrupt(format!("admitted tx {txid} spends an unknown output"))
@@ -296,7 +296,7 @@ impl Tables<'_> {
             input_total = input_total
                 .checked_add(amount)
                 .ok_or_else(|| StoreError::corrupt("input overflow in the log"))?;
-            push_unique(&mut addresses, address);
+            spenders.push(address);
         }
         let fee = input_total
             .checked_sub(tx.output_total().unwrap_or(u64::MAX))
@@ -315,9 +315,7 @@ impl Tables<'_> {
         let rate = fee_rate_micro(fee, bytes.len());
         self.mempool_rate
             .put(rate_key(rate, &txid).as_slice(), ())?;
-        for out in &tx.outputs {
-            push_unique(&mut addresses, out.address);
-        }
+        let addresses = tx_addresses(spenders, tx);
         for a in &addresses {
             self.mempool_addr
                 .put(address_txid_key(a, &txid).as_slice(), ())?;
@@ -518,14 +516,14 @@ impl Tables<'_> {
             decode_mempool_value(&raw).ok_or_else(|| StoreError::corrupt("mempool row"))?;
         let tx = Transaction::decode(bytes)
             .map_err(|e| StoreError::corrupt(format!("mempool tx: {e}")))?;
-        let mut addresses = Vec::new();
         for input in tx.spends() {
             self.mempool_spends.delete(input.prevout.key().as_slice())?;
-            push_unique(&mut addresses, Address::from_public_key(&input.public_key));
         }
-        for out in &tx.outputs {
-            push_unique(&mut addresses, out.address);
-        }
+        let spenders = tx
+            .spends()
+            .iter()
+            .map(|i| Address::from_public_key(&i.public_key));
+        let addresses = tx_addresses(spenders.collect(), &tx);
         for a in &addresses {
             self.mempool_addr
                 .delete(address_txid_key(a, txid).as_slice())?;
@@ -535,6 +533,16 @@ impl Tables<'_> {
         self.meta.mempool_count -= 1;
         Ok(Some(addresses))
     }
+}
+
+/// The addresses a transaction touches, once each: those it spends from (`spenders`, in
+/// input order), then those it pays.
+fn tx_addresses(spenders: Vec<Address>, tx: &Transaction) -> Vec<Address> {
+    unique_addresses(
+        spenders
+            .into_iter()
+            .chain(tx.outputs.iter().map(|o| o.address)),
+    )
 }
 
 /// A block's undo row: the outputs its inputs spent, in input order (the outpoints are
