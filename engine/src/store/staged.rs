@@ -8,8 +8,9 @@
 //! rows reach redb, in key order. The fold code is the same in both modes, so a rebuild
 //! still folds exactly what the writer folded.
 //!
-//! The write-back sorts the rows and appends those past redb's last key (all of them
-//! into a table a rebuild emptied) through one cursor, which builds full leaves in bulk.
+//! The write-back sorts the rows (in runs by their key's first byte, see `runs`) and
+//! appends those past redb's last key (all of them into a table a rebuild emptied)
+//! through one cursor, which builds full leaves in bulk.
 //! A table may also keep a digest sum over its rows ([`Staged::digesting`]: the UTXO-set
 //! hash), computed at the write-back from the rows that survive.
 //!
@@ -18,11 +19,13 @@
 //! whenever more than [`MAX_STAGED_ROWS`] are pending, which bounds a replay's memory
 //! whatever the log's length.
 
+mod runs;
+
 use super::StoreResult;
 use primitive_types::U256;
-use rayon::iter::{IntoParallelRefIterator, IntoParallelRefMutIterator, ParallelIterator};
-use rayon::slice::ParallelSliceMut;
+use rayon::iter::{IntoParallelRefIterator, ParallelIterator};
 use redb::{AccessGuard, Key, ReadableTable, ReadableTableMetadata, Table, Value};
+use runs::{Runs, SortedRuns};
 use smallvec::SmallVec;
 use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
@@ -70,7 +73,7 @@ fn taken<V: Value + Staging + 'static>(bytes: Option<ValueBuf<V>>) -> Option<Row
 pub trait Staging {
     type Buf: AsRef<[u8]> + Borrow<[u8]> + Eq + Hash + Clone + Send + Sync;
     /// Whether redb orders these keys as their bytes (lexicographically), so a sort may
-    /// bucket them by their first byte ([`sorted_by_key`]).
+    /// keep them in runs by their first byte ([`runs::Runs`]).
     const BYTE_ORDERED: bool = false;
     /// `bytes` as stored; for a fixed width, `bytes` is that wide (redb's encoding).
     fn buf(bytes: &[u8]) -> Self::Buf;
@@ -125,7 +128,7 @@ pub struct Staged<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> 
     pending: Option<Pending<K, V>>,
     /// Staged blind ([`Staged::stage_blind`]): changes in the order made, not yet
     /// folded into `pending` (which is empty while this is not).
-    log: Rows<K, V>,
+    log: Runs<K, V>,
     blind: bool,
     /// The redb table holds no rows, so a staged deletion needs no tombstone.
     base_empty: bool,
@@ -148,7 +151,7 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
         Staged {
             table,
             pending: None,
-            log: Vec::new(),
+            log: Runs::default(),
             blind: false,
             base_empty: false,
             limit: MAX_STAGED_ROWS,
@@ -203,7 +206,7 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
     /// Folds the blind list into the map, for an operation that answers an old value.
     fn settle_log(&mut self) {
         if let Some(pending) = self.pending.as_mut() {
-            pending.extend(self.log.drain(..));
+            pending.extend(self.log.drain());
         }
     }
 
@@ -218,12 +221,7 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
         let key = key.borrow();
         if let Some(pending) = &self.pending {
             let bytes = K::as_bytes(key);
-            let logged = self
-                .log
-                .iter()
-                .rev()
-                .find(|(k, _)| k.as_ref() == bytes.as_ref());
-            if let Some((_, row)) = logged {
+            if let Some(row) = self.log.latest(bytes.as_ref()) {
                 return Ok(row.as_ref().map(|b| Row::Pending(b.as_ref(), PhantomData)));
             }
             if let Some(row) = pending.get(bytes.as_ref()) {
@@ -382,26 +380,18 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
         let Some(pending) = self.pending.as_mut() else {
             return Ok(());
         };
-        let mut rows = if self.log.is_empty() {
-            sorted_by_key::<K, V>(pending.drain().collect())
+        let rows = if self.log.is_empty() {
+            Runs::<K, V>::drained_from(pending).sorted()
         } else {
-            settled::<K, V>(std::mem::take(&mut self.log))
+            std::mem::take(&mut self.log).settled()
         };
-        self.base_empty &= rows.is_empty();
+        self.base_empty &= rows.iter().all(Vec::is_empty);
         let last = self.last_key()?;
-        let split = rows.partition_point(|(key, _)| {
-            last.as_ref()
-                .is_some_and(|last| K::compare(key.as_ref(), last) != std::cmp::Ordering::Greater)
-        });
-        // Not `split_off(0)`, which copies every row to a new vector: a rebuild writes all
-        // its rows into emptied tables, and the copy of a million rows was a third of a
-        // table's write-back (fresh pages for the kernel to zero).
-        let appended = if split == 0 {
-            std::mem::take(&mut rows)
-        } else {
-            rows.split_off(split)
-        };
-        for (key, value) in rows {
+        // No row is copied to split them: a rebuild writes all its rows into emptied
+        // tables, and a copy of a million rows was a third of a table's write-back (fresh
+        // pages for the kernel to zero).
+        let (replacing, appended) = runs::split_after::<K, V>(rows, last.as_deref());
+        for (key, value) in replacing.into_iter().flatten() {
             let old = match &value {
                 Some(value) => self
                     .table
@@ -426,12 +416,13 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
     }
 
     /// Adds the digests of rows that replace nothing, computed on every core.
-    fn digest_appended(&mut self, rows: &Rows<K, V>) {
+    fn digest_appended(&mut self, rows: &SortedRuns<K, V>) {
         let Some(digest) = self.digest else {
             return;
         };
         let sum = rows
             .par_iter()
+            .flat_map_iter(|run| run.iter())
             .filter_map(|(key, value)| value.as_ref().map(|v| digest(key.as_ref(), v.as_ref())))
             .reduce(U256::zero, |a, b| a.overflowing_add(b).0);
         self.digest_delta = self.digest_delta.overflowing_add(sum).0;
@@ -451,14 +442,14 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
     /// tree for each row and leaving the half-full leaves of 50/50 splits behind (a
     /// faster write-back and smaller rebuilt tables: BENCHMARKS.md, session 10). A
     /// tombstone here names a key redb lacks: nothing to delete.
-    fn append(&mut self, rows: Rows<K, V>) -> StoreResult<()> {
-        if rows.is_empty() {
+    fn append(&mut self, rows: SortedRuns<K, V>) -> StoreResult<()> {
+        if rows.iter().all(Vec::is_empty) {
             return Ok(());
         }
         let mut cursor = self
             .table
             .upper_bound_mut(Bound::<K::SelfType<'_>>::Unbounded)?;
-        for (key, value) in rows {
+        for (key, value) in rows.into_iter().flatten() {
             if let Some(value) = value {
                 cursor
                     .insert_before(K::from_bytes(key.as_ref()), V::from_bytes(value.as_ref()))
@@ -543,60 +534,6 @@ pub fn write_back_all(tables: &mut [&mut dyn WriteBack]) -> StoreResult<()> {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     })
-}
-
-/// A blind list's changes as rows: sorted by key, keeping each key's last change (a
-/// stable sort keeps equal keys in the order made).
-fn settled<K: Key + Staging + 'static, V: Value + Staging + 'static>(
-    log: Rows<K, V>,
-) -> Rows<K, V> {
-    let mut log = sorted_by_key::<K, V>(log);
-    // `dedup_by` keeps the first of a run and hands each later one as `later`: swap
-    // so that the kept slot holds the latest change.
-    log.dedup_by(|later, kept| {
-        let same = later.0 == kept.0;
-        if same {
-            std::mem::swap(later, kept);
-        }
-        same
-    });
-    log
-}
-
-/// Rows below which [`sorted_by_key`] sorts in one piece.
-const BUCKET_SORT_ROWS: usize = 1 << 12;
-
-/// Rows in key order, rows of equal keys in the order given (stable), on every core.
-/// Byte-ordered keys are first spread into 256 buckets by their first byte (one pass,
-/// order kept), then each bucket is sorted on its own. Why: a merge sort of a replay's
-/// two million 60-byte rows streams the whole list through memory at each of its ~21
-/// levels (the sort, its comparisons and its copies were ~15 % of a 1M-transaction
-/// rebuild), while a bucket is sorted in the core's cache.
-fn sorted_by_key<K: Key + Staging + 'static, V: Value + Staging + 'static>(
-    mut rows: Rows<K, V>,
-) -> Rows<K, V> {
-    let compare = |a: &(K::Buf, _), b: &(K::Buf, _)| K::compare(a.0.as_ref(), b.0.as_ref());
-    if !K::BYTE_ORDERED || rows.len() < BUCKET_SORT_ROWS {
-        rows.par_sort_by(compare);
-        return rows;
-    }
-    // An empty key sorts before every other: bucket 0, first in it once sorted.
-    let bucket = |key: &K::Buf| key.as_ref().first().map_or(0, |&b| usize::from(b));
-    let mut counts = [0usize; 256];
-    for (key, _) in &rows {
-        counts[bucket(key)] += 1;
-    }
-    let total = rows.len();
-    let mut buckets: Vec<Rows<K, V>> = counts.iter().map(|&n| Vec::with_capacity(n)).collect();
-    for row in rows {
-        buckets[bucket(&row.0)].push(row);
-    }
-    buckets.par_iter_mut().for_each(|b| b.sort_by(compare));
-    let mut sorted = Vec::with_capacity(total);
-    for b in buckets {
-        sorted.extend(b);
-    }
-    sorted
 }
 
 /// A row's value as stored in redb, copied out.
@@ -768,33 +705,6 @@ mod tests {
             prop_assert_eq!(&run(&initial, &ops, Mode::Blind { limit }), &direct);
             prop_assert_eq!(&run(&initial, &ops, Mode::Blind { limit: usize::MAX }), &direct);
         }
-    }
-
-    /// Past [`BUCKET_SORT_ROWS`], rows are bucketed by their first byte: the order must
-    /// still be the keys' (an empty key first, a short key before its extensions) and
-    /// rows of one key must keep the order made, or `settled` would keep a stale change.
-    #[test]
-    fn a_bucketed_sort_orders_keys_and_keeps_equal_keys_in_order() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let rows: Rows<&'static [u8], u64> = (0..3 * BUCKET_SORT_ROWS as u64)
-            .map(|i| {
-                let r = next();
-                let len = (r % 4) as usize;
-                let key: SmallVec<[u8; 52]> = r.to_be_bytes()[4..4 + len].into();
-                (key, Some(i.to_le_bytes()))
-            })
-            .collect();
-        let mut expected = rows.clone();
-        expected.sort_by(|a, b| a.0.cmp(&b.0));
-        assert!(rows.len() >= BUCKET_SORT_ROWS);
-        assert!(rows.iter().any(|r| r.0.is_empty()));
-        assert_eq!(sorted_by_key::<&'static [u8], u64>(rows), expected);
     }
 
     /// A table of `T` staged blind, with a base of `initial`.
