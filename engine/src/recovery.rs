@@ -626,17 +626,16 @@ pub fn repair_file(path: &Path) -> Result<Option<PathBuf>, EngineError> {
     })?;
     let fresh = path.with_extension("redb.rebuilding");
     let _ = std::fs::remove_file(&fresh);
-    // Closing the damaged file writes to it, and redb may panic there too.
+    // A panic of redb's reading the damaged file refuses it like any damage.
     let copied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let rebuilt = rebuild_from_log_of(&src, &fresh);
-        drop(src);
-        rebuilt
+        rebuild_from_log_of(&src, &fresh)
     }))
     .unwrap_or_else(|_| {
         Err(EngineError::Damaged(
             "redb cannot read the event log: restore a backup".into(),
         ))
     });
+    close_without_writing(src);
     if let Err(e) = copied {
         let _ = std::fs::remove_file(&fresh);
         return Err(e);
@@ -652,6 +651,20 @@ pub fn repair_file(path: &Path) -> Result<Option<PathBuf>, EngineError> {
         })
         .map_err(|e| EngineError::Open(format!("cannot put the rebuilt ledger in place: {e}")))?;
     Ok(Some(kept))
+}
+
+/// Closes a handle on a damaged file without writing to it. A plain close commits the
+/// handle's allocator state into the file, where redb may panic on the damage, and panic
+/// again in a destructor while that first panic unwinds, which aborts the process
+/// (`bitplace-node rebuild` died so on some flipped bits in release builds). redb writes
+/// nothing for a handle dropped while its thread unwinds (the next open recovers the
+/// file), so the handle is dropped inside an unwind begun for that purpose and caught at
+/// once; `resume_unwind` runs no panic hook, so nothing is printed.
+fn close_without_writing(db: Database) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _dropped_while_unwinding = db;
+        std::panic::resume_unwind(Box::new("closing a damaged file"));
+    }));
 }
 
 /// Copies the log of `src` into a new file at `fresh`, checks its hash chain there and

@@ -295,6 +295,53 @@ fn positions(bytes: &[u8], budget: usize) -> Vec<usize> {
     out
 }
 
+/// Where the file `kept` differs from `damaged`, but for the header's god byte (byte 9),
+/// whose recovery-required bit any writable open sets.
+fn written_into(damaged: &[u8], kept: &Path) -> Vec<usize> {
+    let after = std::fs::read(kept).unwrap();
+    (0..damaged.len().max(after.len()))
+        .filter(|&i| i != 9 && damaged.get(i) != after.get(i))
+        .collect()
+}
+
+/// Regression: `bitplace-node rebuild` aborted release builds on some flipped bits.
+/// Closing its handle on the damaged file committed allocator state into it, redb
+/// panicked on the damage there and again in a destructor while unwinding, and a panic
+/// in a destructor aborts the process (no `catch_unwind` helps). The repair now closes
+/// the damaged file without writing to it; debug builds, which did not abort, saw the
+/// kilobytes it wrote.
+#[test]
+fn regression_a_repair_leaves_the_damaged_file_it_keeps_as_it_was() {
+    let l = small_ledger();
+    let original = std::fs::read(&l.path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let case = dir.path().join("ledger.redb");
+    let mut repaired = 0;
+    // Past the header page, one flip in 64 bytes, until 20 files were repaired.
+    for at in (4096..original.len()).step_by(61) {
+        if repaired == 20 {
+            break;
+        }
+        let mut bytes = original.clone();
+        bytes[at] ^= 1 << (at % 8);
+        for p in std::fs::read_dir(dir.path()).unwrap() {
+            std::fs::remove_file(p.unwrap().path()).unwrap();
+        }
+        std::fs::write(&case, &bytes).unwrap();
+        if let Ok(Some(kept)) = engine::repair_file(&case) {
+            repaired += 1;
+            assert_eq!(
+                written_into(&bytes, &kept),
+                Vec::<usize>::new(),
+                "byte {at}"
+            );
+            let e = open(&l, &case).unwrap();
+            assert_eq!(view(&e, &l.addrs).unwrap(), l.last, "byte {at}");
+        }
+    }
+    assert_eq!(repaired, 20, "too few flips needed a repair");
+}
+
 #[derive(Default, Debug)]
 struct Outcomes {
     refused_at_open: usize,
@@ -348,7 +395,14 @@ fn every_page_of_a_small_ledger_with_a_flipped_bit_is_refused_repaired_or_served
             Err(first) => {
                 o.refused_at_open += 1;
                 // What `bitplace-node rebuild` does; a damaged log stays refused.
-                if engine::repair_file(&case).is_ok() {
+                let repaired = engine::repair_file(&case);
+                if let Ok(Some(kept)) = &repaired {
+                    let written = written_into(&bytes, kept);
+                    if !written.is_empty() {
+                        o.wrong.push(format!("byte {at}: repair wrote {written:?}"));
+                    }
+                }
+                if repaired.is_ok() {
                     if let Ok(e) = open(&l, &case) {
                         o.repaired_by_rebuild_file += 1;
                         match view(&e, &l.addrs) {
