@@ -60,6 +60,14 @@ impl AddressSet {
         }
     }
 
+    /// The set of `order`, addresses already once each.
+    fn of_unique(order: Vec<Address>) -> Self {
+        AddressSet {
+            seen: order.iter().copied().collect(),
+            order,
+        }
+    }
+
     pub(crate) fn into_vec(self) -> Vec<Address> {
         self.order
     }
@@ -72,25 +80,19 @@ const SCAN_MAX: usize = 16;
 /// addresses, a hash set past [`SCAN_MAX`] (a payout to 10,000 addresses cost 10,000
 /// scans of a growing list; in a rebuild of fan-out blocks that was 3 % of the time).
 pub(crate) fn unique_addresses(all: impl IntoIterator<Item = Address>) -> Vec<Address> {
+    let mut all = all.into_iter();
     let mut list = Vec::new();
-    let mut seen: Option<foldhash::HashSet<Address>> = None;
-    for a in all {
-        match seen.as_mut() {
-            Some(seen) => {
-                if seen.insert(a) {
-                    list.push(a);
-                }
-            }
-            None if list.contains(&a) => {}
-            None => {
-                list.push(a);
-                if list.len() > SCAN_MAX {
-                    seen = Some(list.iter().copied().collect());
-                }
-            }
+    while list.len() <= SCAN_MAX {
+        let Some(a) = all.next() else {
+            return list;
+        };
+        if !list.contains(&a) {
+            list.push(a);
         }
     }
-    list
+    let mut set = AddressSet::of_unique(list);
+    all.for_each(|a| set.insert(a));
+    set.into_vec()
 }
 
 #[cfg(test)]

@@ -516,14 +516,12 @@ impl Tables<'_> {
             decode_mempool_value(&raw).ok_or_else(|| StoreError::corrupt("mempool row"))?;
         let tx = Transaction::decode(bytes)
             .map_err(|e| StoreError::corrupt(format!("mempool tx: {e}")))?;
+        let mut spenders = Vec::with_capacity(tx.spends().len());
         for input in tx.spends() {
             self.mempool_spends.delete(input.prevout.key().as_slice())?;
+            spenders.push(Address::from_public_key(&input.public_key));
         }
-        let spenders = tx
-            .spends()
-            .iter()
-            .map(|i| Address::from_public_key(&i.public_key));
-        let addresses = tx_addresses(spenders.collect(), &tx);
+        let addresses = tx_addresses(spenders, &tx);
         for a in &addresses {
             self.mempool_addr
                 .delete(address_txid_key(a, txid).as_slice())?;
