@@ -1,8 +1,8 @@
 //! Power loss, not just SIGKILL (issue 17, item 3). SIGKILL leaves the OS page cache
 //! intact, so the crash tests never see a lost unsynced write; here the ledger lives on
 //! [`FaultDisk`], a redb backend that keeps what was synced apart from what was only
-//! written, fails the N-th write or sync (EIO), fills up (ENOSPC), and on power loss keeps
-//! the synced image plus a torn part of the rest. The anchors: Bitcoin Core's
+//! written, fails the N-th write, sync, read or length change (EIO), fills up (ENOSPC),
+//! and on power loss keeps the synced image plus a torn part of the rest. The anchors: Bitcoin Core's
 //! `feature_dbcrash.py` (crash at every point of a workload with reorgs, then check the
 //! restarted node against one that never crashed) and redb's own crash tests (a backend
 //! failing writes and syncs at every point).
@@ -14,7 +14,9 @@
 //! after the acknowledged operations, or after those and the failed one (never part of
 //! it), with projections equal to a rebuild from the log. A second loop keeps the engine
 //! running after the failure: it must recover once the fault is gone without ever having
-//! acknowledged what a later power loss takes away. Each loop makes at most
+//! acknowledged what a later power loss takes away. A third fails each read of opening
+//! the ledger (this small ledger is read once, at open, and served from redb's cache
+//! after that): the open is refused as an I/O error, never taken for damage. Each loop makes at most
 //! `BITPLACE_FAULT_RUNS` runs (default 3000: every point; more buys more reorderings of
 //! the unsynced writes per point) in at most 25 s (10 minutes with the variable set).
 
@@ -87,9 +89,11 @@ struct Workload {
     views: Vec<View>,
     /// The clock of every replay (after every block's time).
     now: u64,
-    /// Writes and syncs the operations cost in that replay.
+    /// Writes, syncs, reads and length changes the operations cost in that replay.
     writes: u64,
     syncs: u64,
+    reads: u64,
+    resizes: u64,
 }
 
 fn open(disk: &FaultDisk, now: u64) -> Result<Engine, EngineError> {
@@ -186,6 +190,8 @@ fn workload() -> &'static Workload {
             now,
             writes: after.writes - before.writes,
             syncs: after.syncs - before.syncs,
+            reads: after.reads - before.reads,
+            resizes: after.resizes - before.resizes,
         }
     })
 }
@@ -193,13 +199,16 @@ fn workload() -> &'static Workload {
 type FaultKind = fn(u64) -> Fault;
 
 /// Every injection point of the workload: each write failing alone (EIO) and the disk
-/// filling up from it (ENOSPC), each sync failing with its writes kept pending or lost.
+/// filling up from it (ENOSPC), each sync failing with its writes kept pending or lost,
+/// each read and each length change failing alone (EIO).
 fn faults(w: &Workload) -> Vec<Fault> {
-    let kinds: [(FaultKind, u64); 4] = [
+    let kinds: [(FaultKind, u64); 6] = [
         (Fault::Write, w.writes),
         (Fault::DiskFull, w.writes),
         (Fault::Sync, w.syncs),
         (Fault::SyncLosing, w.syncs),
+        (Fault::Read, w.reads),
+        (Fault::SetLen, w.resizes),
     ];
     kinds
         .iter()
@@ -339,12 +348,15 @@ fn power_loss_at_every_write_and_sync_keeps_what_was_acknowledged_and_half_appli
         }
     }
     eprintln!(
-        "power loss: {} operations ({} writes, {} syncs), {} injection points, {} runs, \
+        "power loss: {} operations ({} writes, {} syncs, {} reads, {} length changes), {} \
+         injection points, {} runs, \
          {} injected failures, {} acknowledged operations all kept, {} runs with a failed \
          operation (applied whole {} / absent {}), {:.1} s",
         w.ops.len(),
         w.writes,
         w.syncs,
+        w.reads,
+        w.resizes,
         points.len(),
         st.runs,
         st.injected,
@@ -488,4 +500,60 @@ fn a_full_disk_refuses_the_write_changes_nothing_and_recovers_when_space_returns
     );
     assert!(e.verify().unwrap().ok());
     eprintln!("full disk: refused at operation {i} of {} with \"{msg}\", again while full, all accepted once freed", w.ops.len());
+}
+
+/// A sector that cannot be read this once, at each read of opening the ledger (after the
+/// open, redb's cache serves this small ledger: the workload reads nothing). The open
+/// either serves the ledger as it was or fails with a storage error; it must never
+/// take a read error for damage and roll back or rebuild anything acknowledged: the
+/// next open, the fault gone, and a power loss right after the failed open both show
+/// the whole workload.
+#[test]
+fn a_read_error_while_opening_loses_nothing_acknowledged() {
+    let w = workload();
+    let disk = FaultDisk::with_image(w.base.clone());
+    let e = open(&disk, w.now).unwrap();
+    for op in &w.ops {
+        op.submit(&e).unwrap();
+    }
+    drop(e);
+    let image = disk.after_power_loss(Tear::Nothing);
+    let last = &w.views[w.ops.len()];
+    let clean = FaultDisk::with_image(image.clone());
+    drop(open(&clean, w.now).unwrap());
+    let reads = clean.counts().reads;
+    let (mut served, mut refused) = (0, 0);
+    for n in 1..=reads {
+        let what = format!("read {n} of {reads} failing at open");
+        let disk = FaultDisk::with_image(image.clone());
+        disk.arm(Fault::Read(n));
+        match open(&disk, w.now) {
+            Ok(e) => {
+                assert_eq!(&view(&e), last, "{what}: served");
+                served += 1;
+            }
+            // Not `Damaged`: that sends the user to a rebuild or a backup.
+            Err(err) => {
+                let said_io = err.to_string().contains("Input/output error");
+                assert!(
+                    said_io && (is_storage_failure(&err) || matches!(err, EngineError::Open(_))),
+                    "{what}: {err:?}"
+                );
+                refused += 1;
+            }
+        }
+        for (image, when) in [
+            (disk.live_image(), "reopened"),
+            (disk.after_power_loss(Tear::Nothing), "after power loss"),
+        ] {
+            let e = reopen_after_power_loss(image, w.now, &what);
+            assert_eq!(&view(&e), last, "{what}: {when}");
+            assert!(e.verify().unwrap().ok(), "{what}: {when}");
+        }
+    }
+    eprintln!("read errors at open: {reads} reads, {refused} refused the open, {served} served");
+    assert!(
+        reads >= 5 && refused > 0,
+        "{reads} reads, {refused} refused"
+    );
 }

@@ -1,7 +1,8 @@
 //! A redb [`StorageBackend`] in memory that fails like a disk (issue 17 item 3: power
 //! loss, not just SIGKILL). SIGKILL leaves the OS page cache intact, so a crash test on a
 //! real file never loses an unsynced write; this disk keeps what was synced apart from
-//! what was only written, fails the N-th write or sync on request, fills up, and on
+//! what was only written, fails the N-th write, sync, read or length change on request,
+//! fills up, and on
 //! "power loss" keeps the synced image plus whatever part of the unsynced writes a
 //! [`Tear`] lets through.
 //!
@@ -39,6 +40,11 @@ pub enum Fault {
     /// dropped for good while reads still see them: Linux marks dirty pages clean after
     /// a writeback error ("fsyncgate"), so a later successful sync does not write them.
     SyncLosing(u64),
+    /// The n-th read fails with EIO and fills nothing (a sector the drive could not read
+    /// this time); later reads succeed.
+    Read(u64),
+    /// The n-th length change fails with EIO and changes nothing; later ones succeed.
+    SetLen(u64),
 }
 
 /// Which of the writes made since the last sync reach the platter when the power goes.
@@ -58,7 +64,10 @@ pub enum Tear {
 pub struct DiskCounts {
     pub writes: u64,
     pub syncs: u64,
-    /// Writes and syncs that failed on purpose.
+    pub reads: u64,
+    /// Length changes.
+    pub resizes: u64,
+    /// Writes, syncs, reads and length changes that failed on purpose.
     pub injected: u64,
     /// Writes (and length changes) not yet synced.
     pub pending: usize,
@@ -86,6 +95,16 @@ struct Disk {
     fail_write: Option<u64>,
     full_from: Option<u64>,
     fail_sync: Option<(u64, bool)>,
+    fail_read: Option<u64>,
+    fail_resize: Option<u64>,
+}
+
+impl Disk {
+    /// Counts one more operation of a kind and answers whether it is the one armed.
+    fn fails(count: &mut u64, armed: Option<u64>) -> bool {
+        *count += 1;
+        armed == Some(*count)
+    }
 }
 
 /// The disk; see the module documentation.
@@ -118,11 +137,14 @@ impl FaultDisk {
     pub fn arm(&self, fault: Fault) {
         let mut d = self.disk();
         let (w, s) = (d.counts.writes, d.counts.syncs);
+        let (r, z) = (d.counts.reads, d.counts.resizes);
         match fault {
             Fault::Write(n) => d.fail_write = Some(w + n),
             Fault::DiskFull(n) => d.full_from = Some(w + n),
             Fault::Sync(n) => d.fail_sync = Some((s + n, false)),
             Fault::SyncLosing(n) => d.fail_sync = Some((s + n, true)),
+            Fault::Read(n) => d.fail_read = Some(r + n),
+            Fault::SetLen(n) => d.fail_resize = Some(z + n),
         }
     }
 
@@ -135,6 +157,7 @@ impl FaultDisk {
     pub fn disarm(&self) {
         let mut d = self.disk();
         (d.fail_write, d.full_from, d.fail_sync) = (None, None, None);
+        (d.fail_read, d.fail_resize) = (None, None);
     }
 
     pub fn counts(&self) -> DiskCounts {
@@ -237,7 +260,12 @@ impl StorageBackend for FaultDisk {
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
-        let d = self.disk();
+        let mut guard = self.disk();
+        let d = &mut *guard;
+        if Disk::fails(&mut d.counts.reads, d.fail_read) {
+            d.counts.injected += 1;
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
         let start = offset as usize;
         let src = d
             .live
@@ -248,7 +276,12 @@ impl StorageBackend for FaultDisk {
     }
 
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        let mut d = self.disk();
+        let mut guard = self.disk();
+        let d = &mut *guard;
+        if Disk::fails(&mut d.counts.resizes, d.fail_resize) {
+            d.counts.injected += 1;
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
         d.live.resize(len as usize, 0);
         d.pending.push(Pending::SetLen(len));
         Ok(())
@@ -343,6 +376,27 @@ mod tests {
         d.free_space();
         d.write(BLOCK - 2, b"yyyy").unwrap();
         assert_eq!(d.live_image().len(), b + 2);
+        assert_eq!(d.counts().injected, 2);
+    }
+
+    #[test]
+    fn the_nth_read_or_length_change_fails_once_and_changes_nothing() {
+        let d = FaultDisk::with_image(b"abcd".to_vec());
+        let mut out = [0u8; 2];
+        d.arm(Fault::Read(2));
+        d.read(0, &mut out).unwrap();
+        let e = d.read(2, &mut out).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(EIO));
+        assert_eq!(out, *b"ab", "a failed read fills nothing");
+        d.read(2, &mut out).unwrap();
+        assert_eq!(out, *b"cd");
+        d.arm(Fault::SetLen(1));
+        assert_eq!(d.set_len(8).unwrap_err().raw_os_error(), Some(EIO));
+        assert_eq!(d.live_image(), b"abcd");
+        assert_eq!(d.counts().pending, 0);
+        d.set_len(2).unwrap();
+        assert_eq!(d.live_image(), b"ab");
+        assert_eq!((d.counts().reads, d.counts().resizes), (3, 2));
         assert_eq!(d.counts().injected, 2);
     }
 
