@@ -538,6 +538,13 @@ async fn sigterm_stops_cleanly_then_rebuild_and_verify_agree() {
         String::from_utf8_lossy(&out.stdout).trim(),
         st["utxo_set_hash"]
     );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("rebuilt the projections from the log in")
+            && said.contains("folding the log")
+            && said.contains("committing"),
+        "{said}"
+    );
     let out = node_cmd()
         .args(["verify", "--data-dir"])
         .arg(dir.path())

@@ -123,21 +123,29 @@ fn rebuild(n: usize, runs: usize, ledger: Option<std::path::PathBuf>) -> Result<
         }
     };
     let build_secs = build.elapsed().as_secs_f64();
-    let mut rates = Vec::new();
+    let (mut rates, mut parts) = (Vec::new(), Vec::new());
     let status = bench.engine.status()?;
     for _ in 0..runs {
         let start = Instant::now();
-        let hash = bench.engine.rebuild()?;
+        let r = bench.engine.rebuild()?;
         rates.push(log_txs as f64 / start.elapsed().as_secs_f64());
         anyhow::ensure!(
-            hex_of(&hash.0) == status.utxo_set_hash,
+            hex_of(&r.utxo_set_hash.0) == status.utxo_set_hash,
             "rebuild changed the UTXO set hash"
         );
+        parts.push(r);
     }
+    // Each part's median over the runs, in seconds.
+    let part = |of: fn(&engine::Rebuilt) -> Duration| {
+        (median(parts.iter().map(|r| of(r).as_secs_f64()).collect()) * 1000.0).round() / 1000.0
+    };
     println!(
         "{}",
         json!({"bench": "rebuild", "log_txs": log_txs, "log_records": status.log_length,
-               "tx_per_s": median(rates).round(), "build_secs": build_secs.round()})
+               "tx_per_s": median(rates).round(), "build_secs": build_secs.round(),
+               "dropping_s": part(|r| r.dropping), "folding_s": part(|r| r.folding),
+               "writing_back_s": part(|r| r.writing_back),
+               "committing_s": part(|r| r.committing)})
     );
     Ok(())
 }

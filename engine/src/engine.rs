@@ -275,7 +275,7 @@ enum Command {
     Block(CheckedBlock, Reply<BlockAccepted>),
     Prepared(PreparedBlock, Reply<BlockAccepted>, Follows),
     Reset(Reply<()>),
-    Rebuild(Reply<Hash256>),
+    Rebuild(Reply<crate::recovery::Rebuilt>),
     Compact(Reply<Option<crate::recovery::Compaction>>),
 }
 
@@ -756,8 +756,9 @@ impl Engine {
         self.command(Command::Reset)
     }
 
-    /// Drops every projection and replays the log; returns the UTXO set hash.
-    pub fn rebuild(&self) -> Result<Hash256, EngineError> {
+    /// Drops every projection and replays the log; returns the UTXO set hash and where
+    /// the time went.
+    pub fn rebuild(&self) -> Result<crate::recovery::Rebuilt, EngineError> {
         self.command(Command::Rebuild)
     }
 

@@ -47,7 +47,7 @@ pub use engine::{
     BlockAccepted, BlockReceipt, Engine, EngineConfig, Follows, PreparedBlock, TxAccepted,
 };
 pub use error::EngineError;
-pub use recovery::{compact_file, repair_file, Compaction, VerifyReport};
+pub use recovery::{compact_file, repair_file, Compaction, Rebuilt, VerifyReport};
 pub use store::StoreError;
 pub use timings::BlockTimings;
 pub use validation::{Reject, RejectClass};

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Checks the log's hash chain against its head, that it belongs to `params`' network,
 /// and that the projections are exactly at the head (folding any missing records).
@@ -199,23 +200,65 @@ pub(crate) fn verify_chain(
     Ok(())
 }
 
+/// What a rebuild ends with: the UTXO set hash, and where its time went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rebuilt {
+    pub utxo_set_hash: Hash256,
+    /// Freeing the old projections' pages.
+    pub dropping: Duration,
+    /// Reading, decoding and folding the log (with any interim write-back a bounded
+    /// staging forces on a long log).
+    pub folding: Duration,
+    /// Writing the staged rows into the projection tables.
+    pub writing_back: Duration,
+    /// redb's durable commit.
+    pub committing: Duration,
+}
+
 /// Drops every projection and folds the whole log again, checking the hash chain as it
 /// goes (signatures are not re-verified: the log holds validated facts).
-pub(crate) fn rebuild(db: &Database) -> StoreResult<Hash256> {
+pub(crate) fn rebuild(db: &Database) -> StoreResult<Rebuilt> {
+    let mut lap = Lap::start();
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     txn.set_two_phase_commit(true);
     drop_projections(&txn)?;
-    let utxo_hash = {
+    let dropping = lap.next();
+    let (utxo_set_hash, folding, writing_back) = {
         let mut t = Tables::open(&txn)?;
         t.without_notifications();
         let until = t.head().next_seq;
         replay(&mut t, until)?;
+        let folding = lap.next();
         t.flush_meta()?;
-        Hash256(t.meta().utxo_hash.to_big_endian())
+        let hash = Hash256(t.meta().utxo_hash.to_big_endian());
+        (hash, folding, lap.next())
     };
     txn.commit()?;
-    Ok(utxo_hash)
+    let rebuilt = Rebuilt {
+        utxo_set_hash,
+        dropping,
+        folding,
+        writing_back,
+        committing: lap.next(),
+    };
+    tracing::info!(?rebuilt, "projections rebuilt from the log");
+    Ok(rebuilt)
+}
+
+/// Times consecutive parts of one piece of work.
+struct Lap(Instant);
+
+impl Lap {
+    fn start() -> Lap {
+        Lap(Instant::now())
+    }
+
+    /// Time since the start or the previous call.
+    fn next(&mut self) -> Duration {
+        let now = Instant::now();
+        now.duration_since(std::mem::replace(&mut self.0, now))
+    }
 }
 
 /// Decoded blocks a replay keeps for the connects that follow their acceptance.
@@ -528,7 +571,7 @@ pub fn compact_file(path: &Path) -> Result<Compaction, EngineError> {
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let before = size(path);
     let mut db = open_file(path, false)?;
-    compact_until_done(&mut db, std::time::Duration::ZERO)
+    compact_until_done(&mut db, Duration::ZERO)
         .map_err(|e| EngineError::Open(format!("cannot compact {}: {e}", path.display())))?;
     drop(db);
     Ok(Compaction {
@@ -539,19 +582,14 @@ pub fn compact_file(path: &Path) -> Result<Compaction, EngineError> {
 
 /// Runs redb's `compact` until nothing moves (each call moves what it can, redb's own
 /// advice), waiting up to `wait` for read snapshots still open to end.
-pub(crate) fn compact_until_done(
-    db: &mut Database,
-    wait: std::time::Duration,
-) -> Result<(), EngineError> {
-    let deadline = std::time::Instant::now() + wait;
+pub(crate) fn compact_until_done(db: &mut Database, wait: Duration) -> Result<(), EngineError> {
+    let deadline = Instant::now() + wait;
     loop {
         match db.compact() {
             Ok(true) => {}
             Ok(false) => return Ok(()),
-            Err(redb::CompactionError::TransactionInProgress)
-                if std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(5));
+            Err(redb::CompactionError::TransactionInProgress) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
             }
             Err(redb::CompactionError::TransactionInProgress) => {
                 return Err(EngineError::Unavailable(

@@ -156,7 +156,10 @@ fn state_survives_reopen_and_rebuild_gives_the_same_hash() {
     let again = reopened.status().unwrap();
     assert_eq!(again.utxo_set_hash, status.utxo_set_hash);
     assert_eq!(again.mempool_size, 1);
-    assert_eq!(reopened.rebuild().unwrap().to_string().len(), 64);
+    assert_eq!(
+        reopened.rebuild().unwrap().utxo_set_hash.to_string().len(),
+        64
+    );
     assert_eq!(
         reopened.status().unwrap().utxo_set_hash,
         status.utxo_set_hash

@@ -76,7 +76,7 @@ proptest! {
         let report = f.engine.verify_with_checkpoint(k).unwrap();
         prop_assert!(report.ok(), "rebuild resumed at {k} differs in {:?}", report.mismatched);
         let rebuilt = f.engine.rebuild().unwrap();
-        prop_assert_eq!(hex::encode(rebuilt.0), status.utxo_set_hash.clone());
+        prop_assert_eq!(hex::encode(rebuilt.utxo_set_hash.0), status.utxo_set_hash.clone());
         prop_assert_eq!(f.engine.status().unwrap().utxo_set_hash, status.utxo_set_hash);
     }
 }
