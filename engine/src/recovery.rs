@@ -8,8 +8,8 @@ use crate::hash::Hash256;
 use crate::params::ChainParams;
 use crate::store::indexes::IndexJob;
 use crate::store::{
-    drop_projections, integrity, logtable, Bytes, Head, StoreError, StoreResult, Tables,
-    FORMAT_KEY, LOG, LOG_CHUNKS, LOG_HEAD, PROJECTION_FORMAT, PROJ_META,
+    free_set_aside, integrity, logtable, set_projections_aside, Bytes, Head, StoreError,
+    StoreResult, Tables, FORMAT_KEY, LOG, LOG_CHUNKS, LOG_HEAD, PROJECTION_FORMAT, PROJ_META,
 };
 use redb::{Database, Durability, Key, ReadableDatabase, ReadableTable, TableDefinition, Value};
 use sha2::{Digest, Sha256};
@@ -204,7 +204,7 @@ pub(crate) fn verify_chain(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rebuilt {
     pub utxo_set_hash: Hash256,
-    /// Freeing the old projections' pages.
+    /// Freeing the old projections' pages, on a thread of its own beside the fold.
     pub dropping: Duration,
     /// Reading, decoding and folding the log (with any interim write-back a bounded
     /// staging forces on a long log).
@@ -222,18 +222,25 @@ pub(crate) fn rebuild(db: &Database) -> StoreResult<Rebuilt> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     txn.set_two_phase_commit(true);
-    drop_projections(&txn)?;
-    let dropping = lap.next();
-    let (utxo_set_hash, folding, writing_back) = {
+    set_projections_aside(&txn)?;
+    let (utxo_set_hash, dropping, folding, writing_back) = std::thread::scope(|scope| {
         let mut t = Tables::open(&txn)?;
+        let freeing = scope.spawn(|| {
+            let mut lap = Lap::start();
+            free_set_aside(&txn).map(|()| lap.next())
+        });
         t.without_notifications();
         let until = t.head().next_seq;
-        replay(&mut t, until)?;
+        let folded = replay(&mut t, until);
+        let dropping = freeing
+            .join()
+            .map_err(|_| StoreError::corrupt("freeing the old projections panicked"))?;
+        folded?;
         let folding = lap.next();
         t.flush_meta()?;
         let hash = Hash256(t.meta().utxo_hash.to_big_endian());
-        (hash, folding, lap.next())
-    };
+        StoreResult::Ok((hash, dropping?, folding, lap.next()))
+    })?;
     txn.commit()?;
     let rebuilt = Rebuilt {
         utxo_set_hash,

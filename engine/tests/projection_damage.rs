@@ -429,9 +429,23 @@ fn every_page_of_a_small_ledger_with_a_flipped_bit_is_refused_repaired_or_served
 #[test]
 fn a_rebuilt_ledger_compacts_smaller_and_serves_the_same() {
     let l = small_ledger();
+    let tables = |path: &Path| {
+        let db = Database::open(path).unwrap();
+        let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let mut names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| redb::TableHandle::name(&t).to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = tables(&l.path);
     let e = open(&l, &l.path).unwrap();
     e.rebuild().unwrap();
     drop(e);
+    // The old projections were renamed aside and freed beside the fold: none is left.
+    assert_eq!(tables(&l.path), before);
     let c = engine::compact_file(&l.path).unwrap();
     assert!(
         c.after < c.before,

@@ -552,21 +552,54 @@ pub(crate) fn read_record(
         .map_err(|e| StoreError::corrupt(format!("log record {seq} does not decode: {e}")))
 }
 
-/// Every projection table, for rebuilds.
-pub fn drop_projections(txn: &WriteTransaction) -> StoreResult<()> {
-    txn.delete_table(PROJ_META)?;
-    txn.delete_table(BLOCK_INDEX)?;
-    txn.delete_table(MAIN_CHAIN)?;
-    txn.delete_table(UTXO)?;
-    txn.delete_table(ADDR_UTXO)?;
-    txn.delete_table(BALANCE)?;
-    txn.delete_table(TX_INDEX)?;
-    txn.delete_table(ADDR_HISTORY)?;
-    txn.delete_table(UNDO)?;
-    txn.delete_table(MEMPOOL)?;
-    txn.delete_table(MEMPOOL_SPENDS)?;
-    txn.delete_table(MEMPOOL_RATE)?;
-    txn.delete_table(MEMPOOL_ADDR)?;
-    txn.delete_table(SIDE_BLOCKS)?;
+/// The name a rebuild gives a projection table it set aside, until its pages are freed.
+const SET_ASIDE: &str = "set aside by a rebuild: ";
+
+/// Renames every projection table out of the way, so that a rebuild folds into fresh
+/// empty tables of the same names while another thread frees the old ones' pages
+/// ([`free_set_aside`]). Why: deleting a table walks every page of its tree; for the
+/// 1M-transaction rebuild that was 0.35-0.45 s on one core with the other idle, before
+/// the fold could start. A rename moves a root, no page. All of it is one write
+/// transaction: a crash before its commit leaves the old projections as they were.
+pub fn set_projections_aside(txn: &WriteTransaction) -> StoreResult<()> {
+    set_aside(txn, PROJ_META)?;
+    set_aside(txn, BLOCK_INDEX)?;
+    set_aside(txn, MAIN_CHAIN)?;
+    set_aside(txn, UTXO)?;
+    set_aside(txn, ADDR_UTXO)?;
+    set_aside(txn, BALANCE)?;
+    set_aside(txn, TX_INDEX)?;
+    set_aside(txn, ADDR_HISTORY)?;
+    set_aside(txn, UNDO)?;
+    set_aside(txn, MEMPOOL)?;
+    set_aside(txn, MEMPOOL_SPENDS)?;
+    set_aside(txn, MEMPOOL_RATE)?;
+    set_aside(txn, MEMPOOL_ADDR)?;
+    set_aside(txn, SIDE_BLOCKS)?;
+    Ok(())
+}
+
+fn set_aside<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &WriteTransaction,
+    table: TableDefinition<K, V>,
+) -> StoreResult<()> {
+    let aside = format!("{SET_ASIDE}{}", redb::TableHandle::name(&table));
+    match txn.rename_table(table, TableDefinition::<K, V>::new(&aside)) {
+        Ok(()) | Err(redb::TableError::TableDoesNotExist(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes the tables [`set_projections_aside`] renamed, freeing their pages. It holds
+/// the transaction's table catalog while it runs: the tables the fold writes must be
+/// open before.
+pub fn free_set_aside(txn: &WriteTransaction) -> StoreResult<()> {
+    let aside: Vec<_> = txn
+        .list_tables()?
+        .filter(|t| redb::TableHandle::name(t).starts_with(SET_ASIDE))
+        .collect();
+    for table in aside {
+        txn.delete_table(table)?;
+    }
     Ok(())
 }
