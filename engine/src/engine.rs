@@ -104,6 +104,9 @@ pub struct EngineConfig {
     /// (a compaction moves pages and commits several times; a few free megabytes are
     /// reused by the next writes anyway).
     pub compact_min_free_bytes: u64,
+    /// Bytes of redb's page cache (redb's default, 1 GiB). A small one makes the
+    /// engine read its file mid-write, which the fault-injection tests need.
+    pub db_cache_bytes: usize,
 }
 
 impl EngineConfig {
@@ -115,8 +118,22 @@ impl EngineConfig {
             sigcache_capacity: crate::sigcache::DEFAULT_CAPACITY,
             max_side_chain_bytes: DEFAULT_MAX_SIDE_CHAIN_BYTES,
             compact_min_free_bytes: 16 << 20,
+            db_cache_bytes: 1 << 30,
         }
     }
+
+    /// A redb builder with this configuration's cache.
+    fn db_builder(&self) -> redb::Builder {
+        db_builder(self.db_cache_bytes)
+    }
+}
+
+/// A redb builder with a cache of `cache_bytes` (a `Builder` is not `Send`: a reopen
+/// makes its own).
+fn db_builder(cache_bytes: usize) -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(cache_bytes);
+    builder
 }
 
 /// What happened to a submitted transaction.
@@ -492,18 +509,20 @@ impl Engine {
                     path.display()
                 )))
             }
-            Ok(_) => crate::recovery::open_file(path, true)?,
-            Err(_) => Database::builder().create(path).map_err(cannot)?,
+            Ok(_) => crate::recovery::open_file_with(&config.db_builder(), path, true)?,
+            Err(_) => config.db_builder().create(path).map_err(cannot)?,
         };
         let path = path.to_path_buf();
         let file = Some(path.clone());
-        let reopen: Reopen = Box::new(move || Database::builder().open(&path));
+        let cache = config.db_cache_bytes;
+        let reopen: Reopen = Box::new(move || db_builder(cache).open(&path));
         Self::with_database(db, Some(reopen), file, config)
     }
 
     /// Opens a ledger in memory (tests, benchmarks, `verify`).
     pub fn in_memory(config: EngineConfig) -> Result<Engine, EngineError> {
-        let db = Database::builder()
+        let db = config
+            .db_builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| EngineError::Open(e.to_string()))?;
         Self::with_database(db, None, None, config)
@@ -516,11 +535,13 @@ impl Engine {
         backend: B,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
-        let db = Database::builder()
+        let db = config
+            .db_builder()
             .create_with_backend(backend.clone())
             .map_err(|e| EngineError::Open(e.to_string()))?;
+        let cache = config.db_cache_bytes;
         let reopen: Reopen =
-            Box::new(move || Database::builder().create_with_backend(backend.clone()));
+            Box::new(move || db_builder(cache).create_with_backend(backend.clone()));
         Self::with_database(db, Some(reopen), None, config)
     }
 

@@ -628,8 +628,17 @@ pub(crate) fn worth_compacting(file_bytes: u64, allocated: u64, min_free: u64) -
 /// panics on some damaged files (a root pointing at the header page, for one) instead of
 /// returning an error; such a panic is caught here and refused like any damage.
 pub(crate) fn open_file(path: &Path, check: bool) -> Result<Database, EngineError> {
-    let opened = std::panic::catch_unwind(|| {
-        let mut db = Database::builder().open(path).map_err(|e| match e {
+    open_file_with(&Database::builder(), path, check)
+}
+
+/// [`open_file`] through `builder` (its cache size).
+pub(crate) fn open_file_with(
+    builder: &redb::Builder,
+    path: &Path,
+    check: bool,
+) -> Result<Database, EngineError> {
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut db = builder.open(path).map_err(|e| match e {
             redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => {
                 EngineError::Damaged(format!("{}: {why}", path.display()))
             }
@@ -639,7 +648,7 @@ pub(crate) fn open_file(path: &Path, check: bool) -> Result<Database, EngineErro
             check_file(&mut db, path)?;
         }
         Ok(db)
-    });
+    }));
     opened.unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<String>()
