@@ -122,6 +122,10 @@ struct RunArgs {
     /// makes its branch the best chain.
     #[arg(long, default_value_t = engine::engine::DEFAULT_MAX_SIDE_CHAIN_BYTES / 1_000_000)]
     max_side_chain_mb: u64,
+    /// MiB of the ledger file's page cache (redb's, in this process; pages past it are
+    /// read again from the file, through the OS page cache). Lower it on a small host.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    db_cache_mb: u64,
     /// Token for admin routes (peer registration) outside dev mode [default: none: admin
     /// routes refused; dev mode needs none].
     #[arg(long, env = "BITPLACE_ADMIN_TOKEN", hide_env_values = true)]
@@ -409,6 +413,7 @@ fn run(a: RunArgs) -> Result<()> {
     }
     let mut config = EngineConfig::new(params);
     config.max_side_chain_bytes = a.max_side_chain_mb.saturating_mul(1_000_000);
+    config.db_cache_bytes = usize::try_from(a.db_cache_mb << 20).context("--db-cache-mb")?;
     let engine = open_engine(&a.data_dir, config, a.reinit)?;
     let custody = if dev {
         Some(Custody::open(&a.data_dir)?)

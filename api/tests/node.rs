@@ -283,6 +283,29 @@ async fn create_mine_send_mine_with_push_and_replay() {
     assert_eq!(heights, vec![2, 3], "the missed blocks are replayed");
 }
 
+/// A 1 MiB page cache (`--db-cache-mb 1`) makes the node read its file for what does not
+/// fit; it serves the same as with the default. A cache of 0 is refused by name.
+#[tokio::test]
+async fn a_node_with_a_small_page_cache_serves_what_it_mined_after_a_restart() {
+    let out = node_cmd().args(["--db-cache-mb", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--db-cache-mb"));
+    let dir = tempfile::tempdir().unwrap();
+    let small = ["--db-cache-mb".to_string(), "1".to_string()];
+    let node = Node::start_with(dir.path(), true, &small).await;
+    let a = TestKey::new(3).address().to_string();
+    for _ in 0..3 {
+        node.mine_via_template(&a).await;
+    }
+    let (_, before) = node.get("/v1/status").await;
+    let (code, balance) = node.get(&format!("/v1/addresses/{a}")).await;
+    assert_eq!(code, 200, "{balance}");
+    let node = node.restart_after_kill().await;
+    assert_eq!(node.get("/v1/status").await.1, before);
+    assert_eq!(node.get(&format!("/v1/addresses/{a}")).await.1, balance);
+    assert_eq!(before["height"], 3);
+}
+
 #[tokio::test]
 async fn sigkill_and_restart_serves_the_same_status() {
     let dir = tempfile::tempdir().unwrap();
