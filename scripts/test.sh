@@ -10,6 +10,9 @@ python3 shaders/gen_sha256d.py | cmp - shaders/sha256d.wgsl ||
   { echo "shaders/sha256d.wgsl is stale: run python3 shaders/gen_sha256d.py > shaders/sha256d.wgsl" >&2; exit 1; }
 cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"
+# Without debug assertions redb fails later and differently on damage: the damage and
+# power-loss suites run in a release build too (a repair aborted only there, session 23).
+cargo test --release -p bitplace-engine --test projection_damage --test power_loss
 node --test api/web/test/
 # The HTTP contract against live dev and non-dev nodes (schemathesis, bounded in time).
 scripts/schemathesis.sh "${CARGO_TARGET_DIR:-target}/debug"
