@@ -432,6 +432,9 @@ fn recovery_run(w: &Workload, fault: Fault, st: &mut Stats) -> bool {
             }
         }
     }
+    // A fault the run never reached (the fold's threads share the small cache, so the
+    // number of reads varies from run to run) must not fail the checks that follow.
+    disk.disarm();
     assert_eq!(view(&e), w.views[i], "{what}: the live ledger");
     cuts.push((disk.after_power_loss(Tear::Nothing), i));
     drop(e);
