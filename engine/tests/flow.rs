@@ -77,6 +77,56 @@ fn double_spend_in_mempool_is_refused_and_changes_nothing() {
     assert_eq!(f.state(), before);
 }
 
+/// A block spending a coin that a mempool transaction spends evicts that transaction
+/// and its descendants, and leaves the rest of the mempool alone (the writer skips the
+/// lookups only when the block emptied the mempool).
+#[test]
+fn a_block_double_spending_a_mempool_coin_evicts_the_spender_and_its_descendants() {
+    let f = Fixture::new();
+    let (alice, bob) = (key(1), key(2));
+    let blocks: Vec<_> = (0..3).map(|_| f.mine(alice.address())).collect();
+    let other = Fixture::new();
+    for b in &blocks {
+        other.engine.submit_block(b.clone()).unwrap();
+    }
+    let (cb1, cb2) = (
+        outpoint(blocks[0].txs[0].txid(), 0),
+        outpoint(blocks[1].txs[0].txid(), 0),
+    );
+    let pay = alice.spend(&[cb1], &[(bob.address(), 9)]);
+    let child = bob.spend(&[outpoint(pay.txid(), 0)], &[(key(3).address(), 8)]);
+    let unrelated = alice.spend(&[cb2], &[(key(4).address(), 9)]);
+    for tx in [&pay, &child, &unrelated] {
+        f.engine.submit_tx(tx.clone()).unwrap();
+    }
+    let double = alice.spend(&[cb1], &[(key(5).address(), 9)]);
+    other.engine.submit_tx(double.clone()).unwrap();
+    let now = f.now.load(std::sync::atomic::Ordering::SeqCst);
+    other.now.store(now, std::sync::atomic::Ordering::SeqCst);
+    let b4 = other.mine(bob.address());
+    assert_eq!(b4.txs.len(), 2);
+
+    assert!(matches!(
+        f.engine.submit_block(b4).unwrap(),
+        BlockAccepted::Connected { .. }
+    ));
+    let left: Vec<_> = f
+        .engine
+        .mempool(10)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.txid)
+        .collect();
+    assert_eq!(left, vec![unrelated.txid()]);
+    assert!(f.engine.transaction(&pay.txid()).unwrap().is_none());
+    assert!(f.engine.transaction(&child.txid()).unwrap().is_none());
+    assert!(f.engine.verify().unwrap().ok());
+    // The next block takes the rest: an empty mempool, nothing else evicted.
+    f.mine(alice.address());
+    assert!(f.engine.mempool(10).unwrap().is_empty());
+    assert!(f.engine.verify().unwrap().ok());
+}
+
 #[test]
 fn reorg_to_more_work_returns_transactions_to_the_mempool() {
     let f = Fixture::new();
