@@ -1416,14 +1416,7 @@ impl Writer {
         t.hand_spent(*hash, spent);
         t.append(Event::TipConnected(*hash))?;
         let mut conflicts = Vec::new();
-        // A block that took the whole mempool leaves nothing to conflict with: its inputs
-        // need no lookup (10,000 of them for a block of relayed transactions).
-        let others = if t.meta().mempool_count == 0 {
-            &[][..]
-        } else {
-            &block.txs[1..]
-        };
-        for tx in others {
+        for tx in &block.txs[1..] {
             for input in tx.spends() {
                 if let Some(by) = t.mempool_spender(&input.prevout)? {
                     conflicts.push(by);

@@ -101,8 +101,7 @@ fn a_block_double_spending_a_mempool_coin_evicts_the_spender_and_its_descendants
     }
     let double = alice.spend(&[cb1], &[(key(5).address(), 9)]);
     other.engine.submit_tx(double.clone()).unwrap();
-    let now = f.now.load(std::sync::atomic::Ordering::SeqCst);
-    other.now.store(now, std::sync::atomic::Ordering::SeqCst);
+    other.clock_from(&f);
     let b4 = other.mine(bob.address());
     assert_eq!(b4.txs.len(), 2);
 
@@ -110,14 +109,7 @@ fn a_block_double_spending_a_mempool_coin_evicts_the_spender_and_its_descendants
         f.engine.submit_block(b4).unwrap(),
         BlockAccepted::Connected { .. }
     ));
-    let left: Vec<_> = f
-        .engine
-        .mempool(10)
-        .unwrap()
-        .into_iter()
-        .map(|m| m.txid)
-        .collect();
-    assert_eq!(left, vec![unrelated.txid()]);
+    assert_eq!(f.mempool_txids(), vec![unrelated.txid()]);
     assert!(f.engine.transaction(&pay.txid()).unwrap().is_none());
     assert!(f.engine.transaction(&child.txid()).unwrap().is_none());
     assert!(f.engine.verify().unwrap().ok());
@@ -142,10 +134,7 @@ fn reorg_to_more_work_returns_transactions_to_the_mempool() {
     let other = Fixture::new();
     other.engine.submit_block(b1.clone()).unwrap();
     other.engine.submit_block(fork_point.clone()).unwrap();
-    other.now.store(
-        f.now.load(std::sync::atomic::Ordering::SeqCst),
-        std::sync::atomic::Ordering::SeqCst,
-    );
+    other.clock_from(&f);
     let c3 = other.mine(bob.address());
     let c4 = other.mine(bob.address());
 
@@ -153,10 +142,7 @@ fn reorg_to_more_work_returns_transactions_to_the_mempool() {
         f.engine.submit_block(c3).unwrap(),
         BlockAccepted::SideChain { .. }
     ));
-    f.now.store(
-        other.now.load(std::sync::atomic::Ordering::SeqCst),
-        std::sync::atomic::Ordering::SeqCst,
-    );
+    f.clock_from(&other);
     let r = f.engine.submit_block(c4.clone()).unwrap();
     assert!(
         matches!(
@@ -170,13 +156,7 @@ fn reorg_to_more_work_returns_transactions_to_the_mempool() {
         "{r:?}"
     );
     assert_eq!(f.engine.status().unwrap().best_hash, c4.hash());
-    let pool: Vec<_> = f
-        .engine
-        .mempool(10)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.txid)
-        .collect();
+    let pool = f.mempool_txids();
     assert_eq!(
         pool,
         vec![pay.txid()],

@@ -98,16 +98,10 @@ fn the_log_says_each_new_tip_each_reorganisation_and_each_transaction() {
     let other = Fixture::new();
     other.engine.submit_block(b1).unwrap();
     other.engine.submit_block(fork_point.clone()).unwrap();
-    other.now.store(
-        f.now.load(std::sync::atomic::Ordering::SeqCst),
-        std::sync::atomic::Ordering::SeqCst,
-    );
+    other.clock_from(&f);
     let c3 = other.mine(bob.address());
     let c4 = other.mine(bob.address());
-    f.now.store(
-        other.now.load(std::sync::atomic::Ordering::SeqCst),
-        std::sync::atomic::Ordering::SeqCst,
-    );
+    f.clock_from(&other);
     let before = log.with_message("chain reorganisation").len();
     assert!(matches!(
         f.engine.submit_block(c3.clone()).unwrap(),

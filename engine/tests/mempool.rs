@@ -49,13 +49,7 @@ fn a_full_mempool_evicts_the_lowest_fee_rate_or_refuses() {
     assert_eq!(f.state(), before);
     // Paying more: the cheapest leaves.
     f.engine.submit_tx(pay(&coins[4].0, coins[4].1, 4)).unwrap();
-    let pool: Vec<Hash256> = f
-        .engine
-        .mempool(10)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.txid)
-        .collect();
+    let pool = f.mempool_txids();
     assert_eq!(pool.len(), 3);
     assert!(
         !pool.contains(&low.txid()),
@@ -108,13 +102,7 @@ fn mine_part_of_the_mempool(mined: usize, left: usize) {
         f.engine.submit_tx(tx.clone()).unwrap();
     }
     f.engine.submit_block(block).unwrap();
-    let mut pool: Vec<Hash256> = f
-        .engine
-        .mempool(100)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.txid)
-        .collect();
+    let mut pool = f.mempool_txids();
     let mut expected: Vec<Hash256> = pays[mined..].iter().map(|t| t.txid()).collect();
     pool.sort();
     expected.sort();

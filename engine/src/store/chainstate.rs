@@ -164,8 +164,12 @@ impl Tables<'_> {
         }
     }
 
-    /// The mempool transaction spending `op`, if any.
+    /// The mempool transaction spending `op`, if any. An empty mempool answers without a
+    /// lookup: a block that took the whole mempool asks this for each of its inputs.
     pub fn mempool_spender(&self, op: &OutPoint) -> StoreResult<Option<Hash256>> {
+        if self.meta.mempool_count == 0 {
+            return Ok(None);
+        }
         Ok(self
             .mempool_spends
             .get(op.key().as_slice())?

@@ -61,6 +61,18 @@ impl Fixture {
         self.now.fetch_add(60, Ordering::SeqCst);
     }
 
+    /// Sets this fixture's clock to `other`'s (two nodes of one test agreeing on the time).
+    pub fn clock_from(&self, other: &Fixture) {
+        self.now
+            .store(other.now.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// The txids in the mempool, best fee rate first (up to 1,000).
+    pub fn mempool_txids(&self) -> Vec<engine::hash::Hash256> {
+        let pool = self.engine.mempool(1000).unwrap();
+        pool.into_iter().map(|m| m.txid).collect()
+    }
+
     /// Mines a block paying `to` with everything in the mempool, without submitting it.
     pub fn build_block(&self, to: Address) -> Block {
         self.tick();
@@ -117,8 +129,7 @@ impl Fixture {
             time += 1;
             self.engine.submit_block(b).unwrap();
         }
-        self.now
-            .store(time as u64 + 1, std::sync::atomic::Ordering::SeqCst);
+        self.now.store(time as u64 + 1, Ordering::SeqCst);
         if base_height + len > tip.height {
             assert_eq!(
                 self.engine.status().unwrap().best_hash,
