@@ -487,6 +487,14 @@ impl Tables<'_> {
         if removed.is_empty() {
             return Ok(());
         }
+        if removed.len() as u64 == mempool {
+            // The block took the whole mempool: every index row goes, none need asking.
+            self.mempool_spends.clear()?;
+            self.mempool_rate.clear()?;
+            self.mempool_addr.clear()?;
+            self.meta.mempool_count = 0;
+            return Ok(());
+        }
         // Each index row names its transaction: the spends row in its value, the rate and
         // address rows in their key's last 32 bytes (see `codec`).
         let gone = |txid: Option<&[u8]>| txid.is_some_and(|t| removed.contains(t));
