@@ -2,9 +2,9 @@
 //!
 //! Encoding: the 80-byte header, CompactSize count, then each transaction's full encoding.
 
-use crate::encoding::{put_compact_size, Decode, DecodeError, Encode, Reader};
+use crate::encoding::{compact_size_len, put_compact_size, Decode, DecodeError, Encode, Reader};
 use crate::hash::Hash256;
-use crate::header::BlockHeader;
+use crate::header::{BlockHeader, HEADER_SIZE};
 use crate::merkle::merkle_root;
 use crate::tx::Transaction;
 use serde::{Deserialize, Serialize};
@@ -32,8 +32,10 @@ impl Block {
         merkle_root(&self.txids())
     }
 
+    /// Size of the encoding in bytes, counted without encoding (see [`Transaction::size`]).
     pub fn size(&self) -> usize {
-        self.encode().len()
+        let txs: usize = self.txs.iter().map(Transaction::size).sum();
+        HEADER_SIZE + compact_size_len(self.txs.len() as u64) + txs
     }
 }
 
@@ -60,5 +62,41 @@ impl Decode for Block {
             txs.push(Transaction::decode_from(r)?);
         }
         Ok(Block { header, txs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::Address;
+    use crate::pow::CompactTarget;
+    use crate::tx::TxOut;
+
+    /// The counted size is the encoded one, past the one-byte transaction count too.
+    #[test]
+    fn size_is_the_encoded_length() {
+        for count in [1usize, 252, 253, 300] {
+            let txs = (0..count)
+                .map(|i| {
+                    let out = TxOut {
+                        amount: i as u64,
+                        address: Address([i as u8; 20]),
+                    };
+                    Transaction::coinbase(i as u64, vec![1; i % 7], vec![out])
+                })
+                .collect();
+            let block = Block {
+                header: BlockHeader {
+                    version: 1,
+                    prev_hash: Hash256([1; 32]),
+                    merkle_root: Hash256([2; 32]),
+                    time: 3,
+                    bits: CompactTarget(0x207f_ffff),
+                    nonce: 4,
+                },
+                txs,
+            };
+            assert_eq!(block.size(), block.encode().len(), "{count} transactions");
+        }
     }
 }

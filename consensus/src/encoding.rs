@@ -153,6 +153,16 @@ fn minimum_for_width(v: u64) -> u64 {
     }
 }
 
+/// How many bytes [`put_compact_size`] writes for `n`.
+pub fn compact_size_len(n: u64) -> usize {
+    match n {
+        0..=0xfc => 1,
+        0xfd..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
 pub fn put_compact_size(out: &mut Vec<u8>, n: u64) {
     match n {
         0..=0xfc => out.push(n as u8),
@@ -189,6 +199,7 @@ mod tests {
             let mut r = Reader::new(&out);
             prop_assert_eq!(r.compact_size().unwrap(), n);
             prop_assert!(r.finish().is_ok());
+            prop_assert_eq!(compact_size_len(n), out.len());
         }
     }
 

@@ -14,7 +14,9 @@
 //! outpoint and key) and every output.
 
 use crate::address::Address;
-use crate::encoding::{put_compact_size, put_var_bytes, Decode, DecodeError, Encode, Reader};
+use crate::encoding::{
+    compact_size_len, put_compact_size, put_var_bytes, Decode, DecodeError, Encode, Reader,
+};
 use crate::hash::Hash256;
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,13 @@ pub const TX_VERSION: u32 = 1;
 pub const MAX_EXTRA_NONCE: usize = 100;
 /// Most inputs or outputs one transaction may have (far above any block need).
 pub const MAX_TX_ITEMS: u64 = 10_000;
+
+/// An input's bytes in the body: prev txid, vout, public key.
+const INPUT_BODY_LEN: usize = 32 + 4 + 32;
+/// An output's bytes: amount, address.
+const OUTPUT_LEN: usize = 8 + 20;
+/// A signature's bytes, after the body, one per input.
+const SIGNATURE_LEN: usize = 64;
 
 const KIND_COINBASE: u8 = 0;
 const KIND_TRANSFER: u8 = 1;
@@ -115,7 +124,7 @@ impl Transaction {
 
     /// The signed body: everything except signatures.
     pub fn body_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + 68 * self.spends().len() + 28 * self.outputs.len());
+        let mut out = Vec::with_capacity(self.body_size());
         self.encode_body(&mut out);
         out
     }
@@ -131,9 +140,26 @@ impl Transaction {
             .try_fold(0u64, |acc, o| acc.checked_add(o.amount))
     }
 
-    /// Size of the full encoding in bytes.
+    /// Size of the full encoding in bytes, counted rather than encoded: a block's size is
+    /// asked for several times on its way in (the size limit, the block index, sync's
+    /// group limit), and encoding a 10,000-transaction block each time cost more than
+    /// its merkle tree.
     pub fn size(&self) -> usize {
-        self.encode().len()
+        self.body_size() + SIGNATURE_LEN * self.spends().len()
+    }
+
+    /// Size of the body (what the txid hashes) in bytes; see the module docs.
+    fn body_size(&self) -> usize {
+        let inputs = match &self.inputs {
+            TxInputs::Coinbase { extra_nonce, .. } => {
+                8 + compact_size_len(extra_nonce.len() as u64) + extra_nonce.len()
+            }
+            TxInputs::Transfer(ins) => {
+                compact_size_len(ins.len() as u64) + INPUT_BODY_LEN * ins.len()
+            }
+        };
+        let outputs = compact_size_len(self.outputs.len() as u64) + OUTPUT_LEN * self.outputs.len();
+        4 + 1 + inputs + outputs
     }
 
     fn encode_body(&self, out: &mut Vec<u8>) {
@@ -317,6 +343,34 @@ mod tests {
         assert_eq!(Transaction::decode(&tx.encode()).unwrap(), tx);
         let cb = Transaction::coinbase(7, vec![1, 2, 3], tx.outputs.clone());
         assert_eq!(Transaction::decode(&cb.encode()).unwrap(), cb);
+    }
+
+    proptest::proptest! {
+        /// The counted sizes are the encoded ones, across every CompactSize width.
+        #[test]
+        fn size_is_the_encoded_length(
+            inputs in proptest::collection::vec((proptest::prelude::any::<[u8; 32]>(), proptest::prelude::any::<u32>()), 0..300),
+            outputs in proptest::collection::vec((proptest::prelude::any::<u64>(), proptest::prelude::any::<[u8; 20]>()), 0..300),
+            extra in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..=MAX_EXTRA_NONCE),
+            coinbase: bool,
+        ) {
+            let outputs: Vec<TxOut> = outputs
+                .into_iter()
+                .map(|(amount, a)| TxOut { amount, address: Address(a) })
+                .collect();
+            let tx = if coinbase {
+                Transaction::coinbase(7, extra, outputs)
+            } else {
+                let ins = inputs.into_iter().map(|(txid, vout)| TxIn {
+                    prevout: OutPoint { txid: Hash256(txid), vout },
+                    public_key: txid,
+                    signature: [vout as u8; 64],
+                });
+                Transaction { version: TX_VERSION, inputs: TxInputs::Transfer(ins.collect()), outputs }
+            };
+            proptest::prop_assert_eq!(tx.size(), tx.encode().len());
+            proptest::prop_assert_eq!(tx.body_size(), tx.body_bytes().len());
+        }
     }
 
     #[test]
