@@ -304,6 +304,8 @@ pub mod hex_vec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
 
     fn sample_transfer() -> (Transaction, SigningKey) {
         let key = SigningKey::from_bytes(&[3u8; 32]);
@@ -345,31 +347,40 @@ mod tests {
         assert_eq!(Transaction::decode(&cb.encode()).unwrap(), cb);
     }
 
-    proptest::proptest! {
+    fn transfer(inputs: Vec<([u8; 32], u32)>, outputs: Vec<TxOut>) -> Transaction {
+        let ins = inputs.into_iter().map(|(txid, vout)| TxIn {
+            prevout: OutPoint {
+                txid: Hash256(txid),
+                vout,
+            },
+            public_key: txid,
+            signature: [vout as u8; 64],
+        });
+        Transaction {
+            version: TX_VERSION,
+            inputs: TxInputs::Transfer(ins.collect()),
+            outputs,
+        }
+    }
+
+    proptest! {
         /// The counted sizes are the encoded ones, across every CompactSize width.
         #[test]
         fn size_is_the_encoded_length(
-            inputs in proptest::collection::vec((proptest::prelude::any::<[u8; 32]>(), proptest::prelude::any::<u32>()), 0..300),
-            outputs in proptest::collection::vec((proptest::prelude::any::<u64>(), proptest::prelude::any::<[u8; 20]>()), 0..300),
-            extra in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..=MAX_EXTRA_NONCE),
+            inputs in vec(any::<([u8; 32], u32)>(), 0..300),
+            outputs in vec(any::<(u64, [u8; 20])>(), 0..300),
+            extra in vec(any::<u8>(), 0..=MAX_EXTRA_NONCE),
             coinbase: bool,
         ) {
-            let outputs: Vec<TxOut> = outputs
-                .into_iter()
-                .map(|(amount, a)| TxOut { amount, address: Address(a) })
-                .collect();
+            let output = |(amount, a): (u64, [u8; 20])| TxOut { amount, address: Address(a) };
+            let outputs = outputs.into_iter().map(output).collect();
             let tx = if coinbase {
                 Transaction::coinbase(7, extra, outputs)
             } else {
-                let ins = inputs.into_iter().map(|(txid, vout)| TxIn {
-                    prevout: OutPoint { txid: Hash256(txid), vout },
-                    public_key: txid,
-                    signature: [vout as u8; 64],
-                });
-                Transaction { version: TX_VERSION, inputs: TxInputs::Transfer(ins.collect()), outputs }
+                transfer(inputs, outputs)
             };
-            proptest::prop_assert_eq!(tx.size(), tx.encode().len());
-            proptest::prop_assert_eq!(tx.body_size(), tx.body_bytes().len());
+            prop_assert_eq!(tx.size(), tx.encode().len());
+            prop_assert_eq!(tx.body_size(), tx.body_bytes().len());
         }
     }
 
