@@ -5,6 +5,7 @@
 
 mod common;
 use common::*;
+use engine::encoding::Encode;
 use engine::testkit::ledger_file::{
     BlockMeta, TxPosition, BALANCE, BLOCK_INDEX, FORMAT_KEY, MAIN_CHAIN, PROJECTION_FORMAT,
     PROJ_META, TX_INDEX,
@@ -242,34 +243,51 @@ fn a_block_index_row_with_another_header_is_not_served_as_a_header() {
     assert_eq!(headers[2].hash(), target);
 }
 
+/// Each way a block index row can stop describing its block (size, transaction count,
+/// header) is refused by every read through the index: the block, its bytes (what a peer
+/// fetches, cut from the log without decoding) and its summary in a listing.
 #[test]
 fn a_block_index_row_describing_another_block_is_not_served() {
-    let l = small_ledger();
-    let target = {
+    type Damage = fn(&mut BlockMeta);
+    let damages: [(&str, Damage); 3] = [
+        ("size", |m| m.size = u32::MAX),
+        ("tx count", |m| m.tx_count += 1),
+        ("nonce", |m| m.nonce ^= 1),
+    ];
+    for (what, damage) in damages {
+        let l = small_ledger();
+        let target = {
+            let e = open(&l, &l.path).unwrap();
+            e.block_hash_at(3).unwrap().unwrap()
+        };
+        rewrite(&l.path, |txn| {
+            let mut index = txn.open_table(BLOCK_INDEX).unwrap();
+            let row = index.get(target.0.as_slice()).unwrap().unwrap();
+            let mut m = BlockMeta::decode(row.value()).unwrap();
+            drop(row);
+            damage(&mut m);
+            index
+                .insert(target.0.as_slice(), m.encode().as_slice())
+                .unwrap();
+        });
+        // Not on the path the open-time checks walk (they check links and work, not
+        // sizes): the read itself refuses.
         let e = open(&l, &l.path).unwrap();
-        e.block_hash_at(3).unwrap().unwrap()
-    };
-    rewrite(&l.path, |txn| {
-        let mut index = txn.open_table(BLOCK_INDEX).unwrap();
-        let mut m =
-            BlockMeta::decode(index.get(target.0.as_slice()).unwrap().unwrap().value()).unwrap();
-        m.size = u32::MAX;
-        index
-            .insert(target.0.as_slice(), m.encode().as_slice())
-            .unwrap();
-    });
-    // Not on the path the open-time checks walk (they check links and work, not sizes):
-    // the read itself refuses.
-    let e = open(&l, &l.path).unwrap();
-    match e.block(&target) {
-        Err(EngineError::Store(engine::StoreError::Damaged(why))) => {
-            assert!(why.contains(&target.to_string()), "{why}")
-        }
-        other => panic!("a damaged block index row was served: {other:?}"),
+        let refused = |r: Result<(), EngineError>, read: &str| match r {
+            Err(EngineError::Store(engine::StoreError::Damaged(why))) => {
+                assert!(why.contains(&target.to_string()), "{why}")
+            }
+            other => panic!("{read} was served with a damaged {what}: {other:?}"),
+        };
+        refused(e.block(&target).map(drop), "the block");
+        refused(e.block_bytes(&target).map(drop), "the block's bytes");
+        refused(e.blocks(3, 1).map(drop), "the block's summary");
+        // A rebuild from the log repairs it.
+        e.rebuild().unwrap();
+        assert_eq!(view(&e, &l.addrs).unwrap(), l.last);
+        let bytes = e.block_bytes(&target).unwrap().unwrap();
+        assert_eq!(bytes, e.block(&target).unwrap().unwrap().1.encode());
     }
-    // A rebuild from the log repairs it.
-    e.rebuild().unwrap();
-    assert_eq!(view(&e, &l.addrs).unwrap(), l.last);
 }
 
 /// Positions to flip: up to `per_page` non-zero bytes of every 4 KiB page, spread evenly.

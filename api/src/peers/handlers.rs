@@ -236,16 +236,15 @@ async fn p2p_get_block(
     let hash: Hash256 = hash
         .parse()
         .map_err(|e| AppError::bad_request("bad_hash", format!("{e}")))?;
-    let Some((_, block)) = s.inner.engine.block(&hash).map_err(AppError::from)? else {
+    let Some(bytes) = s.inner.engine.block_bytes(&hash).map_err(AppError::from)? else {
         return Err(AppError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no block {hash}"),
         ));
     };
-    // The bytes once, not a hex copy twice their size inside a JSON document.
-    let bytes = block.encode();
-    drop(block);
+    // The bytes as the log holds them, not a hex copy twice their size inside a JSON
+    // document.
     if wants_octets(&headers) {
         let kind = [(header::CONTENT_TYPE, OCTET_STREAM)];
         return Ok((kind, bytes).into_response());

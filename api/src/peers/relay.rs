@@ -30,10 +30,8 @@ impl PeerService {
             }
             let (hash, path, hex) = match &note.kind {
                 NotificationKind::BlockConnected { hash, .. } => {
-                    match self.inner.engine.block(hash) {
-                        Ok(Some((_, block))) => {
-                            (*hash, "/v1/p2p/blocks", hex::encode(block.encode()))
-                        }
+                    match self.inner.engine.block_bytes(hash) {
+                        Ok(Some(bytes)) => (*hash, "/v1/p2p/blocks", hex::encode(bytes)),
                         _ => continue,
                     }
                 }

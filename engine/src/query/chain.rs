@@ -117,6 +117,15 @@ impl Engine {
         Ok(Some((s.info(&m, tip.height)?, s.block(&m)?)))
     }
 
+    /// A block's consensus encoding (what a peer fetches), read without decoding it.
+    pub fn block_bytes(&self, hash: &Hash256) -> Result<Option<Vec<u8>>, EngineError> {
+        let s = self.snapshot()?;
+        match s.block_meta(hash)? {
+            None => Ok(None),
+            Some(m) => s.block_bytes(&m).map(Some),
+        }
+    }
+
     /// Best-chain blocks from height `from` upward (at most `limit`).
     pub fn blocks(&self, from: u64, limit: usize) -> Result<Vec<BlockInfo>, EngineError> {
         let s = self.snapshot()?;

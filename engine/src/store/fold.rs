@@ -487,8 +487,11 @@ impl Tables<'_> {
         if removed.is_empty() {
             return Ok(());
         }
-        if removed.len() as u64 == mempool {
-            // The block took the whole mempool: every index row goes, none need asking.
+        if removed.len() as u64 == mempool
+            && redb::ReadableTableMetadata::is_empty(self.mempool.flushed()?)?
+        {
+            // The block took the whole mempool (the table says so, not only the count):
+            // every index row goes, none need asking.
             self.mempool_spends.clear()?;
             self.mempool_rate.clear()?;
             self.mempool_addr.clear()?;

@@ -23,8 +23,10 @@ use super::{read, read_head, read_proj_meta, read_record, StoreError, StoreResul
 use super::{Fixed, OUTPOINT_LEN, UTXO_LEN};
 use super::{BALANCE, BLOCK_INDEX, LOG, LOG_HEAD, MAIN_CHAIN, PROJ_META, SIDE_BLOCKS, UTXO};
 use crate::block::Block;
+use crate::encoding::Reader;
 use crate::events::Event;
 use crate::hash::Hash256;
+use crate::header::{BlockHeader, HEADER_SIZE};
 use primitive_types::U256;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::collections::HashMap;
@@ -36,6 +38,25 @@ pub fn check_block_meta(meta: &BlockMeta, block: &Block) -> StoreResult<()> {
         && *h == meta.header()
         && block.txs.len() == meta.tx_count as usize
         && block.size() == meta.size as usize;
+    described_by(meta, same)
+}
+
+/// [`check_block_meta`] over a block's encoding, without decoding its transactions: the
+/// same hash, whole header, transaction count and size, for the reads that want the
+/// bytes or the summary rather than the transactions.
+pub fn check_block_bytes(meta: &BlockMeta, bytes: &[u8]) -> StoreResult<()> {
+    let header = bytes.get(..HEADER_SIZE).and_then(|h| h.try_into().ok());
+    let header = header.map(BlockHeader::from_bytes);
+    let count = bytes
+        .get(HEADER_SIZE..)
+        .and_then(|rest| Reader::new(rest).compact_size().ok());
+    let same = header.is_some_and(|h| h.hash() == meta.hash && h == meta.header())
+        && count == Some(u64::from(meta.tx_count))
+        && bytes.len() == meta.size as usize;
+    described_by(meta, same)
+}
+
+fn described_by(meta: &BlockMeta, same: bool) -> StoreResult<()> {
     if same {
         Ok(())
     } else {
