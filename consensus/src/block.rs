@@ -69,7 +69,7 @@ impl Decode for Block {
 mod tests {
     use super::*;
     use crate::address::Address;
-    use crate::pow::CompactTarget;
+    use crate::params::ChainParams;
     use crate::tx::TxOut;
 
     /// The counted size is the encoded one, past the one-byte transaction count too.
@@ -85,17 +85,8 @@ mod tests {
                     Transaction::coinbase(i as u64, vec![1; i % 7], vec![out])
                 })
                 .collect();
-            let block = Block {
-                header: BlockHeader {
-                    version: 1,
-                    prev_hash: Hash256([1; 32]),
-                    merkle_root: Hash256([2; 32]),
-                    time: 3,
-                    bits: CompactTarget(0x207f_ffff),
-                    nonce: 4,
-                },
-                txs,
-            };
+            let header = ChainParams::dev().genesis().header;
+            let block = Block { header, txs };
             assert_eq!(block.size(), block.encode().len(), "{count} transactions");
         }
     }

@@ -661,17 +661,8 @@ mod tests {
         let txs: Vec<Transaction> = (0..PARALLEL_TXIDS as u64 * 3)
             .map(|h| Transaction::coinbase(h, vec![], vec![]))
             .collect();
-        let block = Block {
-            header: BlockHeader {
-                version: 1,
-                prev_hash: Hash256([0; 32]),
-                merkle_root: Hash256([0; 32]),
-                time: 0,
-                bits: CompactTarget::EASIEST,
-                nonce: 0,
-            },
-            txs,
-        };
+        let header = ChainParams::dev().genesis().header;
+        let block = Block { header, txs };
         assert_eq!(txids_of(&block), ids_of(&block.txs));
     }
 

@@ -114,7 +114,9 @@ impl Engine {
             return Ok(None);
         };
         let tip = s.tip()?;
-        Ok(Some((s.info(&m, tip.height)?, s.block(&m)?)))
+        // `block` checks the row against the decoded block: the summary needs no second read.
+        let block = s.block(&m)?;
+        Ok(Some((s.summary(&m, tip.height)?, block)))
     }
 
     /// A block's consensus encoding (what a peer fetches), read without decoding it.

@@ -88,24 +88,37 @@ impl Snapshot {
         }
     }
 
-    /// The block's consensus encoding, cut from its log record without decoding it,
-    /// after the same check against its index row as [`Snapshot::block`].
-    fn block_bytes(&self, m: &BlockMeta) -> Result<Vec<u8>, EngineError> {
+    /// The block's log record, once the block in it is checked against its index row
+    /// without decoding it (as [`Snapshot::block`] checks the decoded block), and where
+    /// in the record the block's encoding starts.
+    fn checked_block_record(&self, m: &BlockMeta) -> Result<(Vec<u8>, usize), EngineError> {
         let chunks = self.log_chunks()?;
-        let mut bytes = logtable::get(&self.table(LOG)?, chunks.as_ref(), m.seq)?
+        let bytes = logtable::get(&self.table(LOG)?, chunks.as_ref(), m.seq)?
             .ok_or_else(|| StoreError::corrupt(format!("log record {} is missing", m.seq)))?;
         let block = Record::block_bytes_of(&bytes)
             .ok_or_else(|| StoreError::corrupt(format!("record {} is not a block", m.seq)))?;
         crate::store::integrity::check_block_bytes(m, block)?;
-        let prefix = bytes.len() - block.len();
-        bytes.drain(..prefix);
+        let start = bytes.len() - block.len();
+        Ok((bytes, start))
+    }
+
+    /// The block's consensus encoding, cut from its checked log record.
+    fn block_bytes(&self, m: &BlockMeta) -> Result<Vec<u8>, EngineError> {
+        let (mut bytes, start) = self.checked_block_record(m)?;
+        bytes.drain(..start);
         Ok(bytes)
     }
 
     /// A block's summary, from its index row once that row is checked against the log
     /// (no transaction is decoded: a page listing blocks of 10,000 used to decode each).
     fn info(&self, m: &BlockMeta, tip_height: u64) -> Result<BlockInfo, EngineError> {
-        self.block_bytes(m)?;
+        self.checked_block_record(m)?;
+        self.summary(m, tip_height)
+    }
+
+    /// A block's summary from its index row alone, for a caller that checked the row
+    /// against the log already.
+    fn summary(&self, m: &BlockMeta, tip_height: u64) -> Result<BlockInfo, EngineError> {
         let main = self.on_main(m)?;
         Ok(BlockInfo {
             hash: m.hash,
