@@ -28,6 +28,10 @@ pub struct SyncArgs {
     /// The node binary (default: bitplace-node next to this executable).
     #[arg(long)]
     pub node_bin: Option<PathBuf>,
+    /// Fresh blocks of `--block-txs` the connect reference is measured on (its median is
+    /// `connect_tx_per_s`; one block's rate moved ±15 % between runs on a 2-core VM).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+    pub connect_runs: u64,
     /// Give up when B has not caught up after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
@@ -69,7 +73,10 @@ pub fn sync(a: SyncArgs) -> Result<()> {
     let blocks = build_chain(a.txs, a.block_txs as usize)?;
     let raw_block_bytes: usize = blocks.iter().map(|b| b.encode().len()).sum();
     let chain_txs: usize = blocks.iter().map(|b| b.txs.len()).sum();
-    let connect = connect_rate(a.block_txs as usize)?;
+    let connect_rates = (0..a.connect_runs)
+        .map(|_| connect_rate(a.block_txs as usize))
+        .collect::<Result<Vec<f64>>>()?;
+    let connect = crate::median(connect_rates.clone());
     let rt = runtime(2)?;
     let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
     let node_a = spawn_node(&bin, dirs.0.path(), None)?;
@@ -98,6 +105,7 @@ pub fn sync(a: SyncArgs) -> Result<()> {
         json!({"bench": "sync", "txs": a.txs, "chain_txs": chain_txs, "blocks": blocks.len(),
                "block_txs": a.block_txs, "seconds": (secs * 100.0).round() / 100.0,
                "tx_per_s": rate.round(), "connect_tx_per_s": connect.round(),
+               "connect_runs_tx_per_s": connect_rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
                "ratio_to_connect": (rate / connect * 100.0).round() / 100.0,
                "ledger_bytes": ledger_bytes, "raw_block_bytes": raw_block_bytes,
                "ledger_to_raw": (ledger_bytes as f64 / raw_block_bytes as f64 * 100.0).round() / 100.0,

@@ -115,7 +115,7 @@ impl<K: Key + Staging + 'static, V: Value + Staging + 'static> Runs<K, V> {
     /// The rows in key order, rows of equal keys in the order added (a stable sort of
     /// each run, the runs on every core).
     pub fn sorted(self) -> SortedRuns<K, V> {
-        let compare = |a: &(K::Buf, _), b: &(K::Buf, _)| K::compare(a.0.as_ref(), b.0.as_ref());
+        let compare = |a: &(K::Buf, _), b: &(K::Buf, _)| key_order::<K>(&a.0, &b.0);
         let mut runs = self.runs;
         match runs.as_mut_slice() {
             [one] => one.par_sort_by(compare),
@@ -134,6 +134,40 @@ impl<K: Key + Staging + 'static, V: Value + Staging + 'static> Runs<K, V> {
             .for_each(|run| keep_last_of_each_key::<K, V>(run));
         runs
     }
+}
+
+/// Two keys in redb's order for `K`.
+fn key_order<K: Key + Staging>(a: &K::Buf, b: &K::Buf) -> Ordering {
+    if K::BYTE_ORDERED {
+        bytes_order(a.as_ref(), b.as_ref())
+    } else {
+        K::compare(a.as_ref(), b.as_ref())
+    }
+}
+
+/// Lexicographic order of byte strings, eight bytes at a time. Why: a write-back's sort
+/// compares tens of millions of pairs of 28- to 56-byte keys, and the slice comparison
+/// calls libc's `memcmp` for each pair, which was half of the sorts' time in the 1M-tx
+/// rebuild's profile; inlined at a fixed key width this unrolls to a few loads.
+#[inline]
+fn bytes_order(a: &[u8], b: &[u8]) -> Ordering {
+    let common = a.len().min(b.len());
+    let (mut x, mut y) = (&a[..common], &b[..common]);
+    while let (Some((p, rest_x)), Some((q, rest_y))) =
+        (x.split_first_chunk(), y.split_first_chunk())
+    {
+        let (p, q) = (u64::from_be_bytes(*p), u64::from_be_bytes(*q));
+        if p != q {
+            return p.cmp(&q);
+        }
+        (x, y) = (rest_x, rest_y);
+    }
+    for (p, q) in x.iter().zip(y) {
+        if p != q {
+            return p.cmp(q);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// In rows sorted by key (equal keys in the order made), keeps each key's last row.
@@ -222,6 +256,21 @@ mod tests {
             expected.sort_by(|a, b| a.0.cmp(&b.0));
             let sorted: Rows<Bytes, u64> = runs_of(&rows).sorted().into_iter().flatten().collect();
             assert_eq!(sorted, expected, "{n} rows");
+        }
+    }
+
+    proptest::proptest! {
+        /// The unrolled comparison is the slices' own, at every length and common prefix.
+        #[test]
+        fn bytes_order_is_the_slice_order(
+            prefix in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            a in proptest::collection::vec(0u8..3, 0..20),
+            b in proptest::collection::vec(0u8..3, 0..20),
+        ) {
+            let (a, b) = ([&prefix[..], &a].concat(), [&prefix[..], &b].concat());
+            proptest::prop_assert_eq!(bytes_order(&a, &b), a.cmp(&b));
+            proptest::prop_assert_eq!(bytes_order(&b, &a), b.cmp(&a));
+            proptest::prop_assert_eq!(bytes_order(&a, &a), std::cmp::Ordering::Equal);
         }
     }
 
