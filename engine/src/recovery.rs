@@ -8,8 +8,9 @@ use crate::hash::Hash256;
 use crate::params::ChainParams;
 use crate::store::indexes::IndexJob;
 use crate::store::{
-    free_set_aside, integrity, logtable, set_projections_aside, Bytes, Head, StoreError,
-    StoreResult, Tables, FORMAT_KEY, LOG, LOG_CHUNKS, LOG_HEAD, PROJECTION_FORMAT, PROJ_META,
+    free_set_aside, integrity, logtable, set_projections_aside, Bytes, Head, ProjectionRows,
+    StoreError, StoreResult, Tables, FORMAT_KEY, LOG, LOG_CHUNKS, LOG_HEAD, PROJECTION_FORMAT,
+    PROJ_META,
 };
 use redb::{Database, Durability, Key, ReadableDatabase, ReadableTable, TableDefinition, Value};
 use sha2::{Digest, Sha256};
@@ -222,9 +223,12 @@ pub(crate) fn rebuild(db: &Database) -> StoreResult<Rebuilt> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     txn.set_two_phase_commit(true);
+    let rows = ProjectionRows::of(&txn)?;
     set_projections_aside(&txn)?;
     let (utxo_set_hash, dropping, folding, writing_back) = std::thread::scope(|scope| {
         let mut t = Tables::open(&txn)?;
+        t.stage_projections()?;
+        t.reserve_staged(&rows)?;
         let freeing = scope.spawn(|| {
             let mut lap = Lap::start();
             free_set_aside(&txn).map(|()| lap.next())

@@ -203,6 +203,23 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
         Ok(())
     }
 
+    /// Makes room for about `rows` staged changes at once (within the write-back limit),
+    /// so the staging map or list does not grow through every doubling. Why: a map of
+    /// a million rows that doubles its way there allocates and rehashes twice its final
+    /// size, every page of it fresh for the kernel to zero, on the fold thread (the UTXO
+    /// map of the 1M-tx rebuild: 73k page faults, a quarter of the rebuild's).
+    pub fn reserve(&mut self, rows: usize) {
+        let Some(pending) = self.pending.as_mut() else {
+            return;
+        };
+        if self.blind {
+            self.log
+                .reserve(rows.min(self.limit.saturating_mul(BLIND_LIMIT_FACTOR)));
+        } else {
+            pending.reserve(rows.min(self.limit));
+        }
+    }
+
     /// Folds the blind list into the map, for an operation that answers an old value.
     fn settle_log(&mut self) {
         if let Some(pending) = self.pending.as_mut() {

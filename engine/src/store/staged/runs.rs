@@ -84,6 +84,16 @@ impl<K: Key + Staging + 'static, V: Value + Staging + 'static> Runs<K, V> {
         self.len += 1;
     }
 
+    /// Makes room for `rows` more rows spread evenly over the runs (a run that gets more
+    /// than its share grows as usual; memory reserved and never written costs no page).
+    pub fn reserve(&mut self, rows: usize) {
+        if self.runs.is_empty() {
+            self.runs.resize_with(runs_for::<K>(), Vec::new);
+        }
+        let share = rows.div_ceil(self.runs.len());
+        self.runs.iter_mut().for_each(|run| run.reserve(share));
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
