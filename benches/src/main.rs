@@ -125,6 +125,7 @@ fn rebuild(n: usize, runs: usize, ledger: Option<std::path::PathBuf>) -> Result<
     let build_secs = build.elapsed().as_secs_f64();
     let (mut rates, mut parts) = (Vec::new(), Vec::new());
     let status = bench.engine.status()?;
+    let rss_before = peak_rss::reset();
     for _ in 0..runs {
         let start = Instant::now();
         let r = bench.engine.rebuild()?;
@@ -145,9 +146,36 @@ fn rebuild(n: usize, runs: usize, ledger: Option<std::path::PathBuf>) -> Result<
                "tx_per_s": median(rates).round(), "build_secs": build_secs.round(),
                "dropping_s": part(|r| r.dropping), "folding_s": part(|r| r.folding),
                "writing_back_s": part(|r| r.writing_back),
-               "committing_s": part(|r| r.committing)})
+               "committing_s": part(|r| r.committing),
+               "rss_before_mib": rss_before.map(peak_rss::mib),
+               "peak_rss_mib": peak_rss::high_water().map(peak_rss::mib)})
     );
     Ok(())
+}
+
+/// The process's peak resident memory over a stretch of work (Linux: `VmHWM`, reset
+/// through `/proc/self/clear_refs`); `None` where the kernel does not say.
+mod peak_rss {
+    /// Resets the high-water mark to the memory resident now, and returns that (KiB).
+    pub fn reset() -> Option<u64> {
+        std::fs::write("/proc/self/clear_refs", "5").ok()?;
+        status_kib("VmRSS:")
+    }
+
+    /// The most memory resident since the last [`reset`] (KiB).
+    pub fn high_water() -> Option<u64> {
+        status_kib("VmHWM:")
+    }
+
+    pub fn mib(kib: u64) -> f64 {
+        (kib as f64 / 1024.0 * 10.0).round() / 10.0
+    }
+
+    fn status_kib(field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix(field))?;
+        line.split_whitespace().next()?.parse().ok()
+    }
 }
 
 fn hex_of(b: &[u8]) -> String {
