@@ -571,12 +571,6 @@ pub(crate) fn read_record(
 /// The name a rebuild gives a projection table it set aside, until its pages are freed.
 const SET_ASIDE: &str = "set aside by a rebuild: ";
 
-/// Renames every projection table out of the way, so that a rebuild folds into fresh
-/// empty tables of the same names while another thread frees the old ones' pages
-/// ([`free_set_aside`]). Why: deleting a table walks every page of its tree; for the
-/// 1M-transaction rebuild that was 0.35-0.45 s on one core with the other idle, before
-/// the fold could start. A rename moves a root, no page. All of it is one write
-/// transaction: a crash before its commit leaves the old projections as they were.
 /// Rows in the projections a rebuild replaces: about what it will stage again.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProjectionRows {
@@ -611,6 +605,12 @@ fn rows_in<K: redb::Key + 'static, V: redb::Value + 'static>(
     }
 }
 
+/// Renames every projection table out of the way, so that a rebuild folds into fresh
+/// empty tables of the same names while another thread frees the old ones' pages
+/// ([`free_set_aside`]). Why: deleting a table walks every page of its tree; for the
+/// 1M-transaction rebuild that was 0.35-0.45 s on one core with the other idle, before
+/// the fold could start. A rename moves a root, no page. All of it is one write
+/// transaction: a crash before its commit leaves the old projections as they were.
 pub fn set_projections_aside(txn: &WriteTransaction) -> StoreResult<()> {
     set_aside(txn, PROJ_META)?;
     set_aside(txn, BLOCK_INDEX)?;
