@@ -155,7 +155,7 @@ fn rebuild(n: usize, runs: usize, ledger: Option<std::path::PathBuf>) -> Result<
 
 /// The process's peak resident memory over a stretch of work (Linux: `VmHWM`, reset
 /// through `/proc/self/clear_refs`); `None` where the kernel does not say.
-mod peak_rss {
+pub(crate) mod peak_rss {
     /// Resets the high-water mark to the memory resident now, and returns that (KiB).
     pub fn reset() -> Option<u64> {
         std::fs::write("/proc/self/clear_refs", "5").ok()?;
@@ -173,6 +173,11 @@ mod peak_rss {
 
     fn status_kib(field: &str) -> Option<u64> {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        status_field_kib(&status, field)
+    }
+
+    /// A `/proc/<pid>/status` field given in kB (`VmRSS:`, `VmHWM:`, ...), from its text.
+    pub fn status_field_kib(status: &str, field: &str) -> Option<u64> {
         let line = status.lines().find_map(|l| l.strip_prefix(field))?;
         line.split_whitespace().next()?.parse().ok()
     }

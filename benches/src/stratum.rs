@@ -86,12 +86,7 @@ fn proc_usage(pid: u32) -> Result<(f64, u64)> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss_kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let rss_kb = crate::peak_rss::status_field_kib(&status, "VmRSS:").unwrap_or(0);
     // USER_HZ is 100 on Linux.
     Ok((ticks / 100.0, rss_kb * 1024))
 }
