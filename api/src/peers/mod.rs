@@ -212,10 +212,23 @@ impl PeerService {
     /// Syncs from the initial peers, keeps retrying unreachable ones with backoff,
     /// re-syncs healthy ones now and then, and relays new blocks and transactions to
     /// every peer, until `shutdown` resolves.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        // Subscribe before anything else runs, so no block committed after `run` was
-        // first polled escapes the relay.
+    ///
+    /// The engine is subscribed to here, when `run` is called, not when the returned
+    /// future is first polled: a spawned future may wait for a worker, and a block
+    /// committed in that gap would escape the relay and the orphan pool's retries.
+    pub fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let notes = self.inner.engine.subscribe();
+        self.run_subscribed(notes, shutdown)
+    }
+
+    async fn run_subscribed(
+        self,
+        notes: tokio::sync::broadcast::Receiver<Arc<engine::notify::Notification>>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
         let mut relay = tokio::spawn(self.clone().relay_loop(notes));
         let mut syncs = JoinSet::new();
         let mut tick = tokio::time::interval(Duration::from_millis(500));

@@ -281,22 +281,63 @@ async fn orphan_node(
 async fn orphan_is_admitted_when_its_parent_arrives_in_a_block() {
     let k = TestKey::new(5);
     let (now, b, sb, funded) = orphan_node(&k, 1).await;
-    let parent = k.spend(&[outpoint(funded[0].txs[0].txid(), 0)], &[(k.address(), 9)]);
-    let child = k.spend(&[outpoint(parent.txid(), 0)], &[(k.address(), 8)]);
-    assert_eq!(push_tx(&sb, &child).await.0, StatusCode::ACCEPTED);
-    assert_eq!(sb.orphan_count(), 1);
+    let (parent, child) = orphan_pushed(&k, &sb, &funded[0]).await;
+    mine_with(&b, &now, &k, parent).await;
+    assert_orphan_admitted(&b, &sb, &child).await;
+}
 
-    // The parent never passes through B's mempool: it arrives mined.
+/// The bug (a flaky CI failure of the test above): `run` subscribed to the engine only
+/// when its spawned future was first polled, so a block committed before a worker
+/// picked it up was never heard and its orphans never retried. The subscription is now
+/// taken when `run` is called; here the future is polled only after the block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_block_committed_before_run_is_polled_still_frees_its_orphans() {
+    let k = TestKey::new(6);
+    let now = clock();
+    let b = fast_engine(&now);
+    let funded = mine(&b, &now, k.address()).await;
+    for _ in 0..2 {
+        mine(&b, &now, k.address()).await;
+    }
+    let sb = PeerService::new(b.clone(), dev_config());
+    let run = sb.clone().run(std::future::pending());
+    let (parent, child) = orphan_pushed(&k, &sb, &funded).await;
+    mine_with(&b, &now, &k, parent).await;
+    tokio::spawn(run);
+    assert_orphan_admitted(&b, &sb, &child).await;
+}
+
+/// Pushes to `sb` a child of a not yet known spend of `funded`'s coinbase (held as an
+/// orphan); returns the parent and the child.
+async fn orphan_pushed(
+    k: &TestKey,
+    sb: &PeerService,
+    funded: &Block,
+) -> (Transaction, Transaction) {
+    let parent = k.spend(&[outpoint(funded.txs[0].txid(), 0)], &[(k.address(), 9)]);
+    let child = k.spend(&[outpoint(parent.txid(), 0)], &[(k.address(), 8)]);
+    assert_eq!(push_tx(sb, &child).await.0, StatusCode::ACCEPTED);
+    assert_eq!(sb.orphan_count(), 1);
+    (parent, child)
+}
+
+/// Mines on `b` a block holding `tx`, which never passes through its mempool.
+async fn mine_with(b: &Engine, now: &AtomicU64, k: &TestKey, tx: Transaction) {
     now.fetch_add(60, SeqCst);
     let mut template = b.block_template(k.address(), vec![]).unwrap();
-    template.txs.push(parent.clone());
+    let txid = tx.txid();
+    template.txs.push(tx);
     let ids: Vec<_> = template.txs.iter().map(|t| t.txid()).collect();
     template.header.merkle_root = engine::merkle::merkle_root(&ids).0;
     let r = b.submit_block_async(template.mine_cpu()).await.unwrap();
     assert!(matches!(r, BlockAccepted::Connected { .. }), "{r:?}");
-    assert!(!in_mempool(&b, parent.txid()), "confirmed, not pending");
+    assert!(!in_mempool(b, txid), "confirmed, not pending");
+}
+
+/// Waits for the orphan `child` to leave `sb`'s pool for `b`'s mempool.
+async fn assert_orphan_admitted(b: &Engine, sb: &PeerService, child: &Transaction) {
     assert!(
-        wait_for(|| in_mempool(&b, child.txid())).await,
+        wait_for(|| in_mempool(b, child.txid())).await,
         "B's mempool: {:?}",
         b.mempool(100).unwrap()
     );
