@@ -228,6 +228,7 @@ pub(crate) fn rebuild(db: &Database) -> StoreResult<Rebuilt> {
     let (utxo_set_hash, dropping, folding, writing_back) = std::thread::scope(|scope| {
         let mut t = Tables::open(&txn)?;
         t.stage_projections()?;
+        t.defer_coin_index()?;
         t.reserve_staged(&rows)?;
         let freeing = scope.spawn(|| {
             let mut lap = Lap::start();
@@ -240,6 +241,7 @@ pub(crate) fn rebuild(db: &Database) -> StoreResult<Rebuilt> {
             .join()
             .map_err(|_| StoreError::corrupt("freeing the old projections panicked"))?;
         folded?;
+        t.derive_coin_index()?;
         let folding = lap.next();
         t.flush_meta()?;
         let hash = Hash256(t.meta().utxo_hash.to_big_endian());

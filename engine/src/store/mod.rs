@@ -271,6 +271,7 @@ impl<'t> Tables<'t> {
                 balance: Staged::new(txn.open_table(BALANCE)?),
                 tx_index: Staged::new(txn.open_table(TX_INDEX)?),
                 addr_history: Staged::new(txn.open_table(ADDR_HISTORY)?),
+                coins_deferred: false,
             }),
             index_jobs: None,
             undo: txn.open_table(UNDO)?,
@@ -336,14 +337,33 @@ impl<'t> Tables<'t> {
         self.utxo.reserve(rows.utxo);
         let indexes = self.indexes_here()?;
         // A coin index row is put when its output is made and deleted when it is spent:
-        // the rows that remain plus about two changes per spending transaction.
-        let coin_changes = rows
-            .addr_utxo
-            .saturating_add(rows.tx_index.saturating_mul(2));
-        indexes.addr_utxo.reserve(coin_changes);
+        // the rows that remain plus about two changes per spending transaction (unless
+        // it is derived at the end, which reserves its own).
+        if !indexes.coins_deferred {
+            let coin_changes = rows
+                .addr_utxo
+                .saturating_add(rows.tx_index.saturating_mul(2));
+            indexes.addr_utxo.reserve(coin_changes);
+        }
         indexes.tx_index.reserve(rows.tx_index);
         indexes.addr_history.reserve(rows.addr_history);
         Ok(())
+    }
+
+    /// Leaves the coin index (`addr_utxo`) out of the fold until
+    /// [`Tables::derive_coin_index`] writes it from the final UTXO set (see
+    /// [`Indexes::defer_coin_index`]). For a rebuild: both tables emptied and staged.
+    pub(crate) fn defer_coin_index(&mut self) -> StoreResult<()> {
+        let Tables { utxo, indexes, .. } = self;
+        indexes_in(indexes)?.defer_coin_index(utxo)
+    }
+
+    /// Writes the coin index deferred by [`Tables::defer_coin_index`], once the fold is
+    /// done and the indexes are back on this thread.
+    pub(crate) fn derive_coin_index(&mut self) -> StoreResult<()> {
+        let rows = usize::try_from(self.meta.utxo_count).unwrap_or(usize::MAX);
+        let Tables { utxo, indexes, .. } = self;
+        indexes_in(indexes)?.derive_coin_index(utxo, rows)
     }
 
     fn flush_staged(&mut self) -> StoreResult<()> {

@@ -360,6 +360,38 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
         Ok(())
     }
 
+    /// Calls `f` with every row of the table (key bytes, value bytes), in no particular
+    /// order. While everything the table holds is staged (redb's table empty and never
+    /// written back into: a rebuild's), the rows come straight from the staging map and
+    /// stay staged; otherwise the staged rows are written back first and redb's table
+    /// is walked.
+    pub fn for_each_row(
+        &mut self,
+        mut f: impl FnMut(&[u8], &[u8]) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        if let Some(pending) = self.pending.as_ref().filter(|_| self.base_empty) {
+            if self.log.is_empty() {
+                return pending
+                    .iter()
+                    .filter_map(|(key, value)| Some((key, value.as_ref()?)))
+                    .try_for_each(|(key, value)| f(key.as_ref(), value.as_ref()));
+            }
+        }
+        for row in self.flushed()?.iter()? {
+            let (key, value) = row?;
+            f(
+                K::as_bytes(&key.value()).as_ref(),
+                V::as_bytes(&value.value()).as_ref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Staged over an empty redb table, with nothing staged yet.
+    pub fn is_staged_and_empty(&self) -> bool {
+        self.pending.is_some() && self.base_empty && self.staged_rows() == 0
+    }
+
     /// Whether changes are staged in memory (a replay) rather than written through.
     pub fn is_staged(&self) -> bool {
         self.pending.is_some()
@@ -654,6 +686,7 @@ mod tests {
         let db = in_memory();
         let txn = db.begin_write().unwrap();
         let mut answers = Vec::new();
+        let visited;
         {
             let mut t = Staged::new(table_of(&txn, initial.iter().copied()));
             mode.stage(&mut t);
@@ -672,10 +705,11 @@ mod tests {
                 };
                 answers.push(answer);
             }
+            visited = visit_rows(&mut t);
             t.flush().unwrap();
         }
         let table = txn.open_table(T).unwrap();
-        let rows = table
+        let rows: Vec<_> = table
             .iter()
             .unwrap()
             .map(|r| {
@@ -683,7 +717,41 @@ mod tests {
                 (k.value().to_vec(), v.value())
             })
             .collect();
+        assert_eq!(visited, rows, "for_each_row visits the table's rows");
         (answers, rows)
+    }
+
+    /// Every row [`Staged::for_each_row`] visits, in key order.
+    fn visit_rows(t: &mut Staged<'_, &'static [u8], u64>) -> Vec<(Vec<u8>, u64)> {
+        let mut rows = Vec::new();
+        t.for_each_row(|k, v| {
+            rows.push((k.to_vec(), u64::from_le_bytes(v.try_into().unwrap())));
+            Ok(())
+        })
+        .unwrap();
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn rows_staged_over_an_empty_table_are_visited_without_a_write_back() {
+        let db = in_memory();
+        let txn = db.begin_write().unwrap();
+        let mut t = Staged::new(table_of(&txn, []));
+        t.stage().unwrap();
+        t.insert([2u8].as_slice(), 20).unwrap();
+        t.insert([1u8].as_slice(), 10).unwrap();
+        t.insert([3u8].as_slice(), 30).unwrap();
+        t.remove([3u8].as_slice()).unwrap();
+        assert!(!t.is_staged_and_empty());
+        assert_eq!(visit_rows(&mut t), [(vec![1], 10), (vec![2], 20)]);
+        assert!(t.table.is_empty().unwrap(), "nothing was written back");
+        assert_eq!(t.staged_rows(), 2, "the rows stay staged");
+        // Once rows went to redb, the table is walked (after the rest follow them).
+        t.flush().unwrap();
+        t.insert([4u8].as_slice(), 40).unwrap();
+        assert_eq!(visit_rows(&mut t).len(), 3);
+        assert_eq!(t.table.len().unwrap(), 3);
     }
 
     proptest! {
