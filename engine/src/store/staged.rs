@@ -19,16 +19,17 @@
 //! whenever more than [`MAX_STAGED_ROWS`] are pending, which bounds a replay's memory
 //! whatever the log's length.
 
+mod pending;
 mod runs;
 
 use super::StoreResult;
+use pending::Pending;
 use primitive_types::U256;
 use rayon::iter::{IntoParallelRefIterator, ParallelIterator};
 use redb::{AccessGuard, Key, ReadableTable, ReadableTableMetadata, Table, Value};
 use runs::{Runs, SortedRuns};
 use smallvec::SmallVec;
 use std::borrow::Borrow;
-use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::ops::Bound;
@@ -113,10 +114,6 @@ impl Staging for () {
 
 /// A staged value of table value type `V`.
 pub type ValueBuf<V> = <V as Staging>::Buf;
-
-/// Changes not yet written to redb: `Some` a row's new value, `None` a deletion. foldhash,
-/// not SipHash: hashing the keys was a tenth of a replay's time with the default hasher.
-type Pending<K, V> = foldhash::HashMap<<K as Staging>::Buf, Option<ValueBuf<V>>>;
 
 /// Staged rows drained for a write-back.
 type Rows<K, V> = Vec<(<K as Staging>::Buf, Option<ValueBuf<V>>)>;
@@ -264,16 +261,10 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
         self.settle_log();
         let (table, pending, base_empty) = self.staged_parts();
         let new = Some(V::buf(V::as_bytes(value).as_ref()));
-        let old = match pending.entry(K::buf(K::as_bytes(key).as_ref())) {
-            Entry::Occupied(mut row) => row.insert(new),
-            Entry::Vacant(row) => {
-                row.insert(new);
-                if base_empty {
-                    None
-                } else {
-                    stored_bytes(table, key)?
-                }
-            }
+        let old = match pending.insert(K::buf(K::as_bytes(key).as_ref()), new) {
+            Some(old) => old,
+            None if base_empty => None,
+            None => stored_bytes(table, key)?,
         };
         self.spill_if_full()?;
         Ok(taken(old))

@@ -8,12 +8,11 @@
 //! rebuild, BENCHMARKS.md, session 20); a blind list is therefore kept in its runs from
 //! its first change, and the sorted runs go to redb one after the other.
 
-use super::{Rows, Staging, ValueBuf};
+use super::{Pending, Rows, Staging, ValueBuf};
 use rayon::iter::{IntoParallelRefMutIterator, ParallelIterator};
 use rayon::slice::ParallelSliceMut;
 use redb::{Key, Value};
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 /// Runs of a byte-ordered key: one per first byte.
 const RUNS: usize = 256;
@@ -62,9 +61,9 @@ impl<K: Key + Staging + 'static, V: Value + Staging + 'static> Default for Runs<
 impl<K: Key + Staging + 'static, V: Value + Staging + 'static> Runs<K, V> {
     /// The rows of `map`, moved out, each run allocated to its size first (the keys are
     /// counted) so that no run grows by copying.
-    pub fn drained_from<S>(map: &mut HashMap<K::Buf, Option<ValueBuf<V>>, S>) -> Self {
+    pub fn drained_from(map: &mut Pending<K, V>) -> Self {
         let mut counts = vec![0usize; runs_for::<K>()];
-        for key in map.keys() {
+        for (key, _) in map.iter() {
             counts[run_of::<K>(key.as_ref())] += 1;
         }
         let mut runs = Runs {
