@@ -17,15 +17,15 @@ use super::staged::{Staged, WriteBack};
 use super::{Fixed, StoreError, StoreResult};
 use super::{HISTORY_KEY_LEN, HISTORY_VALUE_LEN, TXID_LEN, TX_POSITION_LEN};
 use super::{OUTPOINT_LEN, UTXO_LEN};
-
-/// The UTXO set's table as the fold stages it.
-pub(super) type UtxoTable<'t> = Staged<'t, Fixed<OUTPOINT_LEN>, Fixed<UTXO_LEN>>;
 use crate::address::Address;
 use crate::block::Block;
 use crate::hash::Hash256;
 use crate::notify::AddressSet;
 use crate::tx::OutPoint;
 use std::sync::Arc;
+
+/// The UTXO set's table as the fold stages it.
+pub(super) type UtxoTable<'t> = Staged<'t, Fixed<OUTPOINT_LEN>, Fixed<UTXO_LEN>>;
 
 /// A block's change to the indexes, in log order.
 pub(crate) enum IndexJob {
@@ -112,8 +112,8 @@ impl Indexes<'_> {
     }
 
     /// Writes the deferred coin index from `utxo`, the final UTXO set: one row per
-    /// unspent output, keyed by its address (`rows` of them, about). Nothing when it was not
-    /// deferred.
+    /// unspent output, keyed by its address (about `rows` of them). Nothing when it was
+    /// not deferred.
     pub(super) fn derive_coin_index(
         &mut self,
         utxo: &mut UtxoTable<'_>,

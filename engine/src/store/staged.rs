@@ -116,7 +116,7 @@ impl Staging for () {
 pub type ValueBuf<V> = <V as Staging>::Buf;
 
 /// Staged rows drained for a write-back.
-type Rows<K, V> = Vec<(<K as Staging>::Buf, Option<ValueBuf<V>>)>;
+type Rows<K, V> = Vec<pending::Row<K, V>>;
 
 /// A redb table with an optional in-memory staging layer (see the module docs).
 pub struct Staged<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> {
