@@ -262,6 +262,16 @@ async fn orphan_node(
     k: &TestKey,
     funded: usize,
 ) -> (Arc<AtomicU64>, Engine, PeerService, Vec<Block>) {
+    let node = orphan_node_not_running(k, funded).await;
+    tokio::spawn(node.2.clone().run(std::future::pending()));
+    node
+}
+
+/// [`orphan_node`] with B's peer service not running yet.
+async fn orphan_node_not_running(
+    k: &TestKey,
+    funded: usize,
+) -> (Arc<AtomicU64>, Engine, PeerService, Vec<Block>) {
     let now = clock();
     let b = fast_engine(&now);
     let mut blocks = Vec::new();
@@ -272,7 +282,6 @@ async fn orphan_node(
         mine(&b, &now, k.address()).await;
     }
     let sb = PeerService::new(b.clone(), dev_config());
-    tokio::spawn(sb.clone().run(std::future::pending()));
     (now, b, sb, blocks)
 }
 
@@ -293,15 +302,9 @@ async fn orphan_is_admitted_when_its_parent_arrives_in_a_block() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_a_block_committed_before_run_is_polled_still_frees_its_orphans() {
     let k = TestKey::new(6);
-    let now = clock();
-    let b = fast_engine(&now);
-    let funded = mine(&b, &now, k.address()).await;
-    for _ in 0..2 {
-        mine(&b, &now, k.address()).await;
-    }
-    let sb = PeerService::new(b.clone(), dev_config());
+    let (now, b, sb, funded) = orphan_node_not_running(&k, 1).await;
     let run = sb.clone().run(std::future::pending());
-    let (parent, child) = orphan_pushed(&k, &sb, &funded).await;
+    let (parent, child) = orphan_pushed(&k, &sb, &funded[0]).await;
     mine_with(&b, &now, &k, parent).await;
     tokio::spawn(run);
     assert_orphan_admitted(&b, &sb, &child).await;
