@@ -56,3 +56,45 @@ fn the_connect_bench_from_the_mempool_hits_the_signature_cache() {
     positive(&v, "ref_batch_verify_per_s_all_cores");
     positive(&v, "ratio_to_batch_bound");
 }
+
+/// Two real nodes on loopback: B, started empty with `--peer A`, catches up with A (the
+/// bench fails unless B's tip and UTXO-set hash become A's), and the run reports the
+/// fields issue 15 names, each next to its in-process reference.
+#[test]
+fn the_sync_bench_catches_a_second_node_up_and_reports_against_connect() {
+    let sibling = std::path::Path::new(env!("CARGO_BIN_EXE_bitplace-bench"));
+    let node = testnode::node_bin(sibling);
+    let node = node.to_str().expect("a UTF-8 path");
+    let v = bench(&[
+        "sync",
+        "--txs",
+        "1200",
+        "--block-txs",
+        "400",
+        "--connect-runs",
+        "1",
+        "--timeout-secs",
+        "120",
+        "--node-bin",
+        node,
+    ]);
+    assert_eq!(v["txs"], 1200, "{v}");
+    assert!(
+        v["chain_txs"].as_u64().unwrap() > 1200,
+        "funding blocks too: {v}"
+    );
+    for field in [
+        "tx_per_s",
+        "connect_tx_per_s",
+        "ratio_to_connect",
+        "chain_connect_tx_per_s",
+    ] {
+        positive(&v, field);
+    }
+    let (ledger, raw) = (
+        positive(&v, "ledger_bytes"),
+        positive(&v, "raw_block_bytes"),
+    );
+    assert!(ledger > raw, "the ledger holds the blocks and more: {v}");
+    assert!(v["breakdown"].is_object(), "{v}");
+}
