@@ -19,51 +19,50 @@ use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Where the `bitplace-node` binary is.
-///
-/// `BITPLACE_NODE_BIN` wins. Otherwise it is looked for next to the test executable:
-/// tests run from `<target>/<profile>/deps/<test>-<hash>`, and `cargo build --workspace
-/// --bins` (scripts/test.sh) as well as `cargo test --workspace` (which builds the api
-/// crate's binary for its own integration tests) put it at `<target>/<profile>/bitplace-node`.
-/// A dev-dependency on bitplace-api would not help: Cargo only sets
-/// `CARGO_BIN_EXE_<name>` for the binaries of the package under test. When the binary is
-/// missing (say `cargo test -p bitplace-reliability` on a fresh target dir), we build it
-/// once with the same cargo and target dir, and fail with a clear message if that fails.
+/// Where the `bitplace-node` binary is: [`testnode::node_bin_in`] (`BITPLACE_NODE_BIN`,
+/// else the one next to the test executable, refused when older than its sources), once
+/// it is built. Tests run from `<target>/<profile>/deps/<test>-<hash>`, and `cargo build
+/// --workspace --bins` (scripts/test.sh) puts the node at `<target>/<profile>/bitplace-node`.
+/// When it is missing or stale (say `cargo test -p bitplace-reliability` on a fresh
+/// target dir), it is built once with the same cargo and target dir, and the suite fails
+/// with a clear message if that fails.
 pub fn node_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Ok(p) = std::env::var("BITPLACE_NODE_BIN") {
-            return PathBuf::from(p);
-        }
         let exe = std::env::current_exe().expect("current_exe");
         let profile_dir = exe
             .parent()
             .and_then(|deps| deps.parent())
-            .expect("test executable lives in <target>/<profile>/deps")
-            .to_path_buf();
-        let bin = profile_dir.join(format!("bitplace-node{}", std::env::consts::EXE_SUFFIX));
-        if !bin.is_file() {
-            let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            eprintln!(
-                "reliability: {} missing; building it (cargo build -p bitplace-api --bin bitplace-node)",
-                bin.display()
-            );
-            let status = Command::new(cargo)
-                .args(["build", "-p", "bitplace-api", "--bin", "bitplace-node"])
-                .env("CARGO_TARGET_DIR", &target_dir)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status();
-            assert!(
-                matches!(status, Ok(s) if s.success()) && bin.is_file(),
-                "the bitplace-node binary is missing at {} and building it failed ({status:?}); \
-                 run `cargo build --workspace --bins` first or set BITPLACE_NODE_BIN",
-                bin.display()
-            );
+            .expect("test executable lives in <target>/<profile>/deps");
+        let bin = testnode::node_path_in(profile_dir);
+        if std::env::var_os("BITPLACE_NODE_BIN").is_none() && !testnode::is_current(&bin) {
+            build_node(profile_dir, &bin);
         }
-        bin
+        testnode::node_bin_in(profile_dir)
     })
     .clone()
+}
+
+/// `cargo build -p bitplace-api --bin bitplace-node` into the target dir above
+/// `profile_dir`.
+fn build_node(profile_dir: &Path, bin: &Path) {
+    let target_dir = profile_dir.parent().expect("target dir");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!(
+        "reliability: {} missing or stale; building it (cargo build -p bitplace-api --bin bitplace-node)",
+        bin.display()
+    );
+    let status = Command::new(cargo)
+        .args(["build", "-p", "bitplace-api", "--bin", "bitplace-node"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status();
+    assert!(
+        matches!(status, Ok(s) if s.success()) && bin.is_file(),
+        "the bitplace-node binary is missing at {} and building it failed ({status:?}); \
+         run `cargo build --workspace --bins` first or set BITPLACE_NODE_BIN",
+        bin.display()
+    );
 }
 
 pub use testnode::fast_chain_args;

@@ -31,12 +31,15 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// calling package, e.g. `env!("CARGO_BIN_EXE_bitplace-miner")`). Panics, saying how to
 /// build it, when it is missing or older than any of its sources.
 pub fn node_bin(sibling: &Path) -> PathBuf {
+    node_bin_in(sibling.parent().unwrap_or(Path::new(".")))
+}
+
+/// [`node_bin`] for the binary in `dir` (a target profile directory).
+pub fn node_bin_in(dir: &Path) -> PathBuf {
     if let Some(p) = std::env::var_os("BITPLACE_NODE_BIN") {
         return PathBuf::from(p);
     }
-    let bin = sibling
-        .with_file_name("bitplace-node")
-        .with_extension(std::env::consts::EXE_EXTENSION);
+    let bin = node_path_in(dir);
     let how = "build it first with `cargo build -p bitplace-api --bin bitplace-node` \
                (same profile and CARGO_TARGET_DIR as this test; scripts/test.sh does it), \
                or point BITPLACE_NODE_BIN at one";
@@ -51,6 +54,19 @@ pub fn node_bin(sibling: &Path) -> PathBuf {
         newer.join(", ")
     );
     bin
+}
+
+/// Where the `bitplace-node` binary of the profile directory `dir` is, or would be.
+pub fn node_path_in(dir: &Path) -> PathBuf {
+    dir.join("bitplace-node")
+        .with_extension(std::env::consts::EXE_EXTENSION)
+}
+
+/// Whether `bin` exists and is newer than every source it was built from.
+pub fn is_current(bin: &Path) -> bool {
+    std::fs::metadata(bin)
+        .and_then(|m| m.modified())
+        .is_ok_and(|built| newer_sources(bin, built).is_empty())
 }
 
 /// Sources newer than the binary, by Cargo's own dependency list (`<binary>.d`, written
