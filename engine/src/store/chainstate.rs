@@ -14,7 +14,15 @@ use crate::store::codec::BlockMeta;
 use crate::tx::{OutPoint, Transaction, TxInputs};
 use crate::validation::Reject;
 use redb::ReadableTable;
-use std::collections::{HashMap, HashSet};
+
+/// The outputs a block's earlier transactions created, and those they spent. Hashed with
+/// foldhash (randomly seeded, like the standard hasher) and sized for the whole block up
+/// front: with SipHash and growing by doubling, hashing every outpoint and rehashing the
+/// growing sets were most of the samples of a 10,000-transaction block's input checks
+/// (BENCHMARKS.md, session 30).
+pub type BlockOutputs = foldhash::HashMap<OutPoint, UtxoEntry>;
+/// See [`BlockOutputs`].
+pub type BlockSpends = foldhash::HashSet<OutPoint>;
 
 /// Against what a transaction's inputs are checked.
 pub enum InputContext<'a> {
@@ -29,8 +37,8 @@ pub enum InputContext<'a> {
     /// block (`created`), minus those spent earlier in it (`spent`).
     Block {
         height: u64,
-        created: &'a HashMap<OutPoint, UtxoEntry>,
-        spent: &'a HashSet<OutPoint>,
+        created: &'a BlockOutputs,
+        spent: &'a BlockSpends,
     },
 }
 
@@ -195,8 +203,10 @@ impl Tables<'_> {
     ) -> Result<Vec<UtxoEntry>, EngineError> {
         let mut spent_entries = Vec::with_capacity(block.txs.len());
         assert_eq!(txids.len(), block.txs.len(), "one txid per transaction");
-        let mut created = HashMap::new();
-        let mut spent = HashSet::new();
+        let outputs = block.txs.iter().map(|tx| tx.outputs.len()).sum();
+        let inputs = block.txs.iter().map(|tx| tx.spends().len()).sum();
+        let mut created = BlockOutputs::with_capacity_and_hasher(outputs, Default::default());
+        let mut spent = BlockSpends::with_capacity_and_hasher(inputs, Default::default());
         let mut fees: u64 = 0;
         for (tx, txid) in block.txs.iter().zip(txids).skip(1) {
             let ctx = InputContext::Block {
