@@ -107,7 +107,14 @@ pub struct EngineConfig {
     /// Bytes of redb's page cache (redb's default, 1 GiB). A small one makes the
     /// engine read its file mid-write, which the fault-injection tests need.
     pub db_cache_bytes: usize,
+    /// UTXO rows the coin cache ([`crate::store::coin_cache`]) holds before the writer
+    /// writes them to redb; 0 writes the UTXO set through in every transaction.
+    pub coin_cache_rows: usize,
 }
+
+/// [`EngineConfig::coin_cache_rows`] by default: ~13 blocks of 10,000 transactions
+/// (~80 bytes a row: ~20 MB), written back in one sorted pass.
+pub const DEFAULT_COIN_CACHE_ROWS: usize = 1 << 18;
 
 impl EngineConfig {
     pub fn new(params: ChainParams) -> EngineConfig {
@@ -119,6 +126,7 @@ impl EngineConfig {
             max_side_chain_bytes: DEFAULT_MAX_SIDE_CHAIN_BYTES,
             compact_min_free_bytes: 16 << 20,
             db_cache_bytes: 1 << 30,
+            coin_cache_rows: DEFAULT_COIN_CACHE_ROWS,
         }
     }
 
@@ -294,6 +302,8 @@ enum Command {
     Reset(Reply<()>),
     Rebuild(Reply<crate::recovery::Rebuilt>),
     Compact(Reply<Option<crate::recovery::Compaction>>),
+    /// Writes the coin cache back, so redb's tables are all current (for `verify`).
+    WriteBack(Reply<()>),
 }
 
 pub(crate) struct Shared {
@@ -308,6 +318,10 @@ pub(crate) struct Shared {
     file: Option<std::path::PathBuf>,
     /// When a read's attempt to reopen last failed.
     read_reopen_failed: Mutex<Option<Instant>>,
+    /// The UTXO changes committed but not yet in redb's `utxo` table. A reader holds its
+    /// read lock while it begins its snapshot and copies the layers; the writer holds
+    /// the write lock across a write-back's commit ([`crate::store::coin_cache`]).
+    pub(crate) coins: RwLock<crate::store::coin_cache::CoinCache>,
     pub config: EngineConfig,
     pub notifier: broadcast::Sender<Arc<Notification>>,
     pub template_cache: Mutex<Option<crate::query::TemplateCache>>,
@@ -402,6 +416,12 @@ impl Shared {
         r
     }
 
+    pub(crate) fn coins_mut(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, crate::store::coin_cache::CoinCache> {
+        self.coins.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn current_db(&self) -> Option<Arc<Database>> {
         self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -420,6 +440,9 @@ impl Shared {
         if self.reopen.is_none() {
             return;
         }
+        // What the cache held is in the log: the reopen finds redb's UTXO set behind
+        // and rebuilds the projections from it.
+        self.coins_mut().clear();
         let old = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(old) = old {
             *self.discarded.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&old);
@@ -564,6 +587,7 @@ impl Engine {
             reopen,
             file,
             read_reopen_failed: Mutex::new(None),
+            coins: RwLock::new(Default::default()),
             config,
             notifier,
             template_cache: Mutex::new(None),
@@ -797,6 +821,7 @@ impl Engine {
 
     /// Checks the log's hash chain and compares every projection with a fresh rebuild.
     pub fn verify(&self) -> Result<crate::recovery::VerifyReport, EngineError> {
+        self.command(Command::WriteBack)?;
         crate::recovery::verify(&*self.shared.db()?, None)
     }
 
@@ -806,6 +831,7 @@ impl Engine {
         &self,
         checkpoint: u64,
     ) -> Result<crate::recovery::VerifyReport, EngineError> {
+        self.command(Command::WriteBack)?;
         crate::recovery::verify(&*self.shared.db()?, Some(checkpoint))
     }
 
@@ -848,6 +874,58 @@ impl Writer {
         let mut next = None;
         while let Some(cmd) = next.take().or_else(|| rx.recv().ok()) {
             next = self.run_command(cmd, &rx);
+            self.write_back_if_full();
+        }
+        // A clean close leaves redb's tables current: the next open need not rebuild.
+        if let Err(e) = self.write_back_coins() {
+            tracing::warn!(error = %e, "the coin cache was not written back at close; the next open rebuilds the projections from the log");
+        }
+    }
+
+    /// Writes the coin cache back once it holds more than its bound of rows. After the
+    /// callers of the last command were answered: the write-back is off their path.
+    fn write_back_if_full(&self) {
+        let rows = self
+            .shared
+            .coins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .rows();
+        if rows > self.shared.config.coin_cache_rows {
+            if let Err(e) = self.write_back_coins() {
+                tracing::warn!(error = %e, "writing the coin cache back failed");
+            }
+        }
+    }
+
+    /// Writes every cached UTXO change to redb in one transaction, then drops the
+    /// layers. The cache's write lock is held across the commit, so no reader begins a
+    /// snapshot that sees the rows in neither place, or the layers over rows they hold.
+    fn write_back_coins(&self) -> Result<(), EngineError> {
+        let mut cache = self.shared.coins_mut();
+        if cache.is_empty() {
+            return Ok(());
+        }
+        let written = self.begin().and_then(|txn| {
+            let rows = crate::store::coin_cache::write_back(&txn, cache.layers())?;
+            txn.commit()?;
+            Ok(rows)
+        });
+        match written {
+            Ok(rows) => {
+                tracing::debug!(
+                    rows,
+                    layers = cache.layers().len(),
+                    "coin cache written back"
+                );
+                cache.clear();
+                Ok(())
+            }
+            Err(e) => {
+                drop(cache);
+                self.shared.discard_db();
+                Err(e)
+            }
         }
     }
 
@@ -957,19 +1035,33 @@ impl Writer {
         timers: Option<&BlockTimers>,
     ) -> Result<(T, Vec<Notification>), EngineError> {
         let txn = self.begin()?;
-        let (result, notes) = {
+        let (result, notes, layer) = {
             let mut tables = Tables::open(&txn)?;
             tables.set_clock((self.shared.config.clock)());
+            if self.shared.config.coin_cache_rows > 0 {
+                let behind = self.shared.coins.read().unwrap_or_else(|e| e.into_inner());
+                tables.cache_coins(behind.behind())?;
+            }
             let result = timed_fold(timers, || work(&mut tables))
                 .and_then(|v| timed(timers, Stage::VerifyWait, gate).map(|_| v));
+            let mut layer = None;
             if result.is_ok() {
                 timed(timers, Stage::Fold, || tables.flush_meta())?;
+                let end = tables.meta().cursor;
+                layer = timed(timers, Stage::Fold, || tables.freeze_coins()).map(|l| (l, end));
             }
-            (result, tables.take_notes())
+            (result, tables.take_notes(), layer)
         };
         match result {
             Ok(v) => {
-                timed(timers, Stage::Commit, || txn.commit())?;
+                // Published before the commit, so a snapshot holding the commit finds it.
+                let published = layer.map(|(l, end)| self.shared.coins_mut().push(l, end));
+                if let Err(e) = timed(timers, Stage::Commit, || txn.commit()) {
+                    if published.is_some() {
+                        self.shared.coins_mut().pop();
+                    }
+                    return Err(e.into());
+                }
                 Ok((v, notes))
             }
             Err(e) => txn.abort().map_err(EngineError::from).and(Err(e)),
@@ -997,18 +1089,25 @@ impl Writer {
                 let r = self.accept_block_verified(&block);
                 let _ = reply.send(self.settle(&block, r));
             }
+            // Each of these reads or rewrites whole tables: the cache goes to redb first.
             Command::Reset(reply) => {
-                let _ = reply.send(self.transact(|t| self.reset(t)));
+                let reset = self
+                    .write_back_coins()
+                    .and_then(|()| self.transact(|t| self.reset(t)));
+                let _ = reply.send(reset);
             }
             Command::Rebuild(reply) => {
-                let rebuilt = self
-                    .shared
-                    .db()
-                    .and_then(|db| crate::recovery::rebuild(&db).map_err(Into::into));
+                let rebuilt = self.write_back_coins().and_then(|()| {
+                    let db = self.shared.db()?;
+                    crate::recovery::rebuild(&db).map_err(Into::into)
+                });
                 let _ = reply.send(rebuilt);
             }
             Command::Compact(reply) => {
-                let _ = reply.send(self.compact());
+                let _ = reply.send(self.write_back_coins().and_then(|()| self.compact()));
+            }
+            Command::WriteBack(reply) => {
+                let _ = reply.send(self.write_back_coins());
             }
         }
         None

@@ -6,6 +6,7 @@ use crate::error::EngineError;
 use crate::events::{Event, Record};
 use crate::hash::Hash256;
 use crate::params::ChainParams;
+use crate::store::coin_cache;
 use crate::store::indexes::IndexJob;
 use crate::store::{
     free_set_aside, integrity, logtable, set_projections_aside, Bytes, Head, ProjectionRows,
@@ -30,14 +31,16 @@ use std::time::{Duration, Instant};
 /// Returns whether the projections were rebuilt (an older format, or damage): the file
 /// then holds the old rows' pages free, for the caller to compact.
 pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<bool, EngineError> {
-    let upgraded = upgrade_projections(db)?;
+    let upgraded = upgrade_projections(db)? | rebuild_if_coins_behind(db)?;
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     txn.set_two_phase_commit(true);
     let changed = {
         let mut t = Tables::open(&txn)?;
         t.without_notifications();
-        let changed = t.head().next_seq == 0 || t.meta().cursor != t.head().next_seq;
+        let changed = t.head().next_seq == 0
+            || t.meta().cursor != t.head().next_seq
+            || t.lacks_coins_cursor();
         if t.head().next_seq == 0 {
             let genesis = Arc::new(params.genesis());
             let hash = genesis.hash();
@@ -60,6 +63,38 @@ pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<bool
         txn.abort()?;
     }
     Ok(check_or_rebuild_projections(db)? || upgraded)
+}
+
+/// Rebuilds the projections from the log when redb's `utxo` table is behind them: the
+/// node stopped with UTXO changes in its coin cache (killed, or its storage failed), and
+/// those are in the log only (`store::coin_cache`). Before anything else folds: a fold
+/// onto a table missing changes would fail, or worse, not.
+fn rebuild_if_coins_behind(db: &Database) -> Result<bool, EngineError> {
+    let (cursor, written) = {
+        let txn = db.begin_read()?;
+        let meta = match txn.open_table(PROJ_META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(StoreError::from(e).into()),
+        };
+        let cursor = crate::store::read_proj_meta(&meta)?.cursor;
+        (cursor, coin_cache::read_coins_cursor(&meta, cursor)?)
+    };
+    if written >= cursor {
+        return Ok(false);
+    }
+    tracing::warn!(
+        utxo_table_at = written,
+        projections_at = cursor,
+        "the UTXO set was cached when the node stopped; rebuilding the projections from the log"
+    );
+    eprintln!(
+        "the UTXO set on disk is at record {written}, the other projections at {cursor} \
+         (the node stopped with its coin cache unwritten); rebuilding every projection \
+         from the log now"
+    );
+    rebuild(db)?;
+    Ok(true)
 }
 
 /// Rebuilds the projections from the log when they were written in another layout than

@@ -104,6 +104,9 @@ pub mod ledger_file {
     /// The `PROJ_META` key naming the projections' layout, and the layout this build writes.
     pub const FORMAT_KEY: &str = crate::store::FORMAT_KEY;
     pub const PROJECTION_FORMAT: u64 = crate::store::PROJECTION_FORMAT;
+    /// The `PROJ_META` key of the record up to which the `utxo` table is folded (the
+    /// coin cache may hold later changes).
+    pub const COINS_CURSOR_KEY: &str = crate::store::coin_cache::COINS_CURSOR_KEY;
 
     pub use crate::store::codec::{BlockMeta, TxPosition};
 }

@@ -31,7 +31,8 @@ impl Engine {
             }
             let op =
                 OutPoint::from_key(&k[20..]).ok_or_else(|| StoreError::corrupt("addr utxo key"))?;
-            let e = read::utxo(&utxo, &op)?
+            let e = s
+                .utxo_in(&utxo, &op)?
                 .ok_or_else(|| StoreError::corrupt("addr utxo without utxo"))?;
             let mature = !e.coinbase || next_height >= e.height + maturity;
             if mature {
@@ -76,7 +77,7 @@ impl Engine {
             for input in tx.spends() {
                 if Address::from_public_key(&input.public_key) == *address {
                     let amount =
-                        read::utxo(&utxo, &input.prevout)?
+                        s.utxo_in(&utxo, &input.prevout)?
                             .map(|e| e.amount)
                             .or(read::mempool_tx(&mempool, &input.prevout.txid)?.and_then(
                                 |(p, _)| {
@@ -153,21 +154,17 @@ impl Engine {
         let t = s.table(UTXO)?;
         let start = after.map(|o| o.key()).unwrap_or([0; OUTPOINT_LEN]);
         let mut out = Vec::new();
-        for row in t.range::<&[u8; OUTPOINT_LEN]>(&start..)? {
-            let (k, v) = row?;
-            let op =
-                OutPoint::from_key(k.value()).ok_or_else(|| StoreError::corrupt("utxo key"))?;
+        coin_cache::walk(&s.coins, &t, &start, |k, v| {
+            let op = OutPoint::from_key(k).ok_or_else(|| StoreError::corrupt("utxo key"))?;
             if Some(op) == after {
-                continue;
+                return Ok(true);
             }
-            let e = UtxoEntry::decode(v.value()).ok_or_else(|| StoreError::corrupt("utxo row"))?;
+            let e = UtxoEntry::decode(v).ok_or_else(|| StoreError::corrupt("utxo row"))?;
             let mature =
                 !e.coinbase || tip.height + 1 >= e.height + self.params().coinbase_maturity;
             out.push(utxo_info(op, &e, Some(e.height), mature));
-            if out.len() >= limit {
-                break;
-            }
-        }
+            Ok(out.len() < limit)
+        })?;
         Ok(out)
     }
 }

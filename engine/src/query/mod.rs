@@ -44,9 +44,26 @@ use std::sync::Arc;
 
 struct Snapshot {
     txn: ReadTransaction,
+    /// The coin cache's layers this snapshot needs: UTXO changes it holds committed but
+    /// not yet in its `utxo` table ([`coin_cache::visible`]), oldest first.
+    coins: Vec<Arc<coin_cache::UtxoLayer>>,
 }
 
 impl Snapshot {
+    /// An unspent output, from the coin cache's layers or the `utxo` table.
+    fn utxo(&self, op: &OutPoint) -> Result<Option<UtxoEntry>, EngineError> {
+        self.utxo_in(&self.table(UTXO)?, op)
+    }
+
+    /// [`Snapshot::utxo`] with the `utxo` table already open (a loop's lookups).
+    fn utxo_in(
+        &self,
+        table: &ReadOnlyTable<Fixed<OUTPOINT_LEN>, Fixed<UTXO_LEN>>,
+        op: &OutPoint,
+    ) -> Result<Option<UtxoEntry>, EngineError> {
+        Ok(coin_cache::utxo(&self.coins, table, &op.key())?)
+    }
+
     fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
         &self,
         def: redb::TableDefinition<K, V>,
@@ -154,10 +171,23 @@ pub(crate) fn u256_to_f64(v: U256) -> f64 {
 }
 
 impl Engine {
+    /// A consistent view: a redb read transaction and the coin cache's layers it needs,
+    /// taken under the cache's read lock (a write-back holds it across its commit).
     fn snapshot(&self) -> Result<Snapshot, EngineError> {
-        Ok(Snapshot {
-            txn: self.shared.db()?.begin_read()?,
-        })
+        let db = self.shared.db()?;
+        let (txn, layers) = {
+            let cache = self.shared.coins.read().unwrap_or_else(|e| e.into_inner());
+            (db.begin_read()?, cache.layers().to_vec())
+        };
+        let coins = if layers.is_empty() {
+            Vec::new()
+        } else {
+            let meta = txn.open_table(PROJ_META)?;
+            let cursor = read_proj_meta(&meta)?.cursor;
+            let written = coin_cache::read_coins_cursor(&meta, cursor)?;
+            coin_cache::visible(&layers, written, cursor)
+        };
+        Ok(Snapshot { txn, coins })
     }
 }
 

@@ -6,7 +6,7 @@ use super::*;
 /// transaction, or paid by a best-chain transaction (spent or not). `None` when none of
 /// these holds it (a funding transaction that left the mempool unconfirmed).
 pub(super) fn output_amount(s: &Snapshot, op: &OutPoint) -> Result<Option<u64>, EngineError> {
-    if let Some(e) = read::utxo(&s.table(UTXO)?, op)? {
+    if let Some(e) = s.utxo(op)? {
         return Ok(Some(e.amount));
     }
     let vout = op.vout as usize;

@@ -9,10 +9,14 @@
 //! Only `LOG` and `LOG_HEAD` are ground truth. Every other table is a projection: it is
 //! written only by [`fold`], in the same write transaction as the record it folds, and
 //! `PROJ_META.cursor` names the last record folded, so projections can never be ahead
-//! of or behind the log.
+//! of or behind the log. One exception, bounded: the UTXO set's changes may stay in the
+//! writer's memory for a few blocks after their commit ([`coin_cache`]);
+//! `PROJ_META.coins_cursor` then says how far redb's `utxo` table is folded, readers
+//! look through the cache, and a ledger found behind at open is rebuilt from the log.
 
 pub mod chainstate;
 pub mod codec;
+pub mod coin_cache;
 pub mod fold;
 pub mod indexes;
 pub mod integrity;
@@ -81,8 +85,10 @@ pub(crate) const SIDE_BLOCKS: TableDefinition<Bytes, u64> = TableDefinition::new
 /// `codec::UNDO_ROW_ENTRIES` spent outputs, keyed by block hash ‖ row; 5 = heights in
 /// 4 bytes in `utxo`, `undo`, `tx_index` and `addr_history` rows; 6 = `utxo`,
 /// `addr_utxo`, `tx_index` and `addr_history` have fixed-width keys and values (redb
-/// stores no lengths for them).
-pub(crate) const PROJECTION_FORMAT: u64 = 6;
+/// stores no lengths for them); 7 = `utxo` may be behind the other projections, up to
+/// `proj_meta`'s `coins_cursor` (the coin cache, [`coin_cache`]): a node that ignored it
+/// would trust a UTXO set missing changes, so older nodes rebuild instead.
+pub(crate) const PROJECTION_FORMAT: u64 = 7;
 
 /// The `PROJ_META` key of [`PROJECTION_FORMAT`].
 pub(crate) const FORMAT_KEY: &str = "format";
@@ -250,6 +256,15 @@ pub struct Tables<'t> {
     collect_notes: bool,
     /// Unix seconds stamped on the records appended (the writer sets its clock's time).
     now: u64,
+    /// `PROJ_META`'s coins cursor as this transaction found it ([`coin_cache`]): the
+    /// record up to which redb's `utxo` table is folded.
+    coins_cursor: u64,
+    /// Whether redb's `utxo` table was behind the other projections when this
+    /// transaction began.
+    coins_behind: bool,
+    /// Whether `PROJ_META` held a coins cursor (ledgers written before the coin cache
+    /// hold none).
+    coins_cursor_stored: bool,
 }
 
 impl<'t> Tables<'t> {
@@ -258,6 +273,8 @@ impl<'t> Tables<'t> {
         let proj_meta = txn.open_table(PROJ_META)?;
         let head = read_head(&log_head)?;
         let meta = read_proj_meta(&proj_meta)?;
+        let coins_cursor = coin_cache::read_coins_cursor(&proj_meta, meta.cursor)?;
+        let coins_cursor_stored = proj_meta.get(coin_cache::COINS_CURSOR_KEY)?.is_some();
         Ok(Tables {
             log: txn.open_table(LOG)?,
             log_chunks: txn.open_table(LOG_CHUNKS)?,
@@ -291,7 +308,45 @@ impl<'t> Tables<'t> {
             now: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            coins_cursor,
+            coins_behind: coins_cursor < meta.cursor,
+            coins_cursor_stored,
         })
+    }
+
+    /// Folds this transaction's UTXO changes over `behind` (the coin cache's layers,
+    /// oldest first) and keeps them for [`Tables::freeze_coins`] instead of writing them
+    /// to redb ([`coin_cache`]). For the live writer, before it folds anything.
+    pub(crate) fn cache_coins(
+        &mut self,
+        behind: Vec<Arc<coin_cache::UtxoLayer>>,
+    ) -> StoreResult<()> {
+        self.utxo.cache_over(behind)
+    }
+
+    /// This transaction's UTXO changes as a layer for the coin cache (None when it made
+    /// none, or the UTXO set is not cached). After [`Tables::flush_meta`].
+    pub(crate) fn freeze_coins(&mut self) -> Option<coin_cache::UtxoLayer> {
+        if !self.utxo.is_cached() {
+            return None;
+        }
+        self.utxo.freeze()
+    }
+
+    /// Whether `PROJ_META` lacks the coins cursor (a ledger from before the coin cache):
+    /// the open writes it, so that a rebuild's projections and these compare equal.
+    pub(crate) fn lacks_coins_cursor(&self) -> bool {
+        !self.coins_cursor_stored
+    }
+
+    /// The coins cursor this transaction leaves: unchanged while redb's `utxo` table is
+    /// behind (changes cached, or found behind and not rebuilt), else the cursor.
+    fn coins_cursor_after(&self) -> u64 {
+        if self.utxo.has_cached_changes() || self.coins_behind {
+            self.coins_cursor
+        } else {
+            self.meta.cursor
+        }
     }
 
     /// Appends `event` to the log and folds it into the projections, atomically with
@@ -368,8 +423,7 @@ impl<'t> Tables<'t> {
 
     fn flush_staged(&mut self) -> StoreResult<()> {
         let [a, b, c, d] = indexes_in(&mut self.indexes)?.staged_tables();
-        staged::write_back_all(&mut [
-            &mut self.utxo,
+        let mut tables: Vec<&mut dyn staged::WriteBack> = vec![
             a,
             b,
             c,
@@ -378,7 +432,12 @@ impl<'t> Tables<'t> {
             &mut self.mempool_spends,
             &mut self.mempool_rate,
             &mut self.mempool_addr,
-        ])?;
+        ];
+        // A cached UTXO set goes to the coin cache as a layer instead.
+        if !self.utxo.is_cached() {
+            tables.insert(0, &mut self.utxo);
+        }
+        staged::write_back_all(&mut tables)?;
         // Staged, the UTXO-set hash is summed over the rows written back, not per change.
         let delta = self.utxo.take_digest_delta();
         self.meta.utxo_hash = self.meta.utxo_hash.overflowing_add(delta).0;
@@ -439,6 +498,11 @@ impl<'t> Tables<'t> {
             .insert(FORMAT_KEY, PROJECTION_FORMAT.to_le_bytes().as_slice())?;
         self.proj_meta
             .insert("cursor", self.meta.cursor.to_le_bytes().as_slice())?;
+        let coins_cursor = self.coins_cursor_after();
+        self.proj_meta.insert(
+            coin_cache::COINS_CURSOR_KEY,
+            coins_cursor.to_le_bytes().as_slice(),
+        )?;
         self.proj_meta.insert("tip", self.meta.tip.0.as_slice())?;
         self.proj_meta
             .insert("utxo_hash", self.meta.utxo_hash.to_big_endian().as_slice())?;

@@ -2,12 +2,10 @@
 //! read snapshot): generic over redb's `ReadableTable`.
 
 use super::codec::*;
-use super::{
-    Bytes, Fixed, StoreError, StoreResult, OUTPOINT_LEN, TXID_LEN, TX_POSITION_LEN, UTXO_LEN,
-};
+use super::{Bytes, Fixed, StoreError, StoreResult, TXID_LEN, TX_POSITION_LEN};
 use crate::encoding::Decode;
 use crate::hash::Hash256;
-use crate::tx::{OutPoint, Transaction};
+use crate::tx::Transaction;
 use redb::ReadableTable;
 
 pub fn block_meta(
@@ -33,18 +31,6 @@ pub fn main_hash_at(
                 .try_into()
                 .map_err(|_| StoreError::corrupt("main chain row"))?,
         ))),
-    }
-}
-
-pub fn utxo(
-    t: &impl ReadableTable<Fixed<OUTPOINT_LEN>, Fixed<UTXO_LEN>>,
-    op: &OutPoint,
-) -> StoreResult<Option<UtxoEntry>> {
-    match t.get(&op.key())? {
-        None => Ok(None),
-        Some(v) => UtxoEntry::decode(v.value())
-            .map(Some)
-            .ok_or_else(|| StoreError::corrupt("utxo row")),
     }
 }
 

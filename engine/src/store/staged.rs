@@ -19,10 +19,12 @@
 //! whenever more than [`MAX_STAGED_ROWS`] are pending, which bounds a replay's memory
 //! whatever the log's length.
 
+pub mod layer;
 mod pending;
 mod runs;
 
 use super::StoreResult;
+use layer::Layer;
 use pending::Pending;
 use primitive_types::U256;
 use rayon::iter::{IntoParallelRefIterator, ParallelIterator};
@@ -33,6 +35,7 @@ use std::borrow::Borrow;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::ops::Bound;
+use std::sync::Arc;
 
 /// Pending rows per table before they are written back mid-replay (~150 MB per table at
 /// most). After a write-back every miss costs a redb lookup again, so this trades memory
@@ -137,6 +140,11 @@ pub struct Staged<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> 
     /// Σ digest(rows written back) − Σ digest(rows they replaced or deleted), mod 2^256,
     /// since the caller last took it.
     digest_delta: U256,
+    /// Cached ([`Staged::cache_over`]): earlier transactions' changes not yet in redb,
+    /// oldest first, looked through after the pending rows and before redb; the pending
+    /// rows end as a layer of their own ([`Staged::freeze`]), never written back here.
+    behind: Vec<Arc<Layer<K, V>>>,
+    cached: bool,
 }
 
 /// A row's digest: key bytes, value bytes.
@@ -154,6 +162,8 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
             limit: MAX_STAGED_ROWS,
             digest: None,
             digest_delta: U256::zero(),
+            behind: Vec::new(),
+            cached: false,
         }
     }
 
@@ -169,7 +179,7 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
 
     /// Whether the digest of changes is left to the write-back (staged with a digest).
     pub fn defers_digest(&self) -> bool {
-        self.pending.is_some() && self.digest.is_some()
+        self.pending.is_some() && self.digest.is_some() && !self.cached
     }
 
     /// The digest sum of the rows written back since the last call (added minus
@@ -185,6 +195,44 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
             self.pending = Some(Pending::<K, V>::default());
         }
         Ok(())
+    }
+
+    /// Stages this transaction's changes over `behind` (earlier transactions' layers, not
+    /// yet written to redb, oldest first) and keeps them for [`Staged::freeze`] instead
+    /// of writing them back: the coin cache (`store::coin_cache`). A digesting table's
+    /// caller still digests every change, so its sum stays current with each commit.
+    pub fn cache_over(&mut self, behind: Vec<Arc<Layer<K, V>>>) -> StoreResult<()> {
+        self.stage()?;
+        self.base_empty &= behind.iter().all(|layer| layer.is_empty());
+        self.behind = behind;
+        self.cached = true;
+        // Never written back mid-transaction: rows in redb newer than a layer behind
+        // would be hidden by it.
+        self.limit = usize::MAX;
+        Ok(())
+    }
+
+    /// Whether this table is cached ([`Staged::cache_over`]).
+    pub fn is_cached(&self) -> bool {
+        self.cached
+    }
+
+    /// Whether this table has changes not in redb: pending here or in a layer behind.
+    pub fn has_cached_changes(&self) -> bool {
+        self.cached && (self.staged_rows() > 0 || !self.behind.is_empty())
+    }
+
+    /// This transaction's changes to a cached table, sorted, as a layer (None when it
+    /// changed nothing); the staging map is left empty.
+    pub fn freeze(&mut self) -> Option<Layer<K, V>> {
+        debug_assert!(self.cached, "only a cached table is frozen");
+        self.settle_log();
+        let pending = self.pending.as_mut()?;
+        if pending.is_empty() {
+            return None;
+        }
+        let rows = Runs::<K, V>::drained_from(pending).sorted();
+        Some(Layer::from_sorted(rows.into_iter().flatten().collect()))
     }
 
     /// Like [`Staged::stage`], for a table that is only written ([`Staged::put`],
@@ -241,6 +289,9 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
             if let Some(row) = pending.get(bytes.as_ref()) {
                 return Ok(row.as_ref().map(|b| Row::Pending(b.as_ref(), PhantomData)));
             }
+            if let Some(row) = layer::newest(&self.behind, bytes.as_ref()) {
+                return Ok(row.as_ref().map(|b| Row::Pending(b.as_ref(), PhantomData)));
+            }
             if self.base_empty {
                 return Ok(None);
             }
@@ -259,12 +310,12 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
             return Ok(self.table.insert(key, value)?.map(Row::Stored));
         }
         self.settle_log();
-        let (table, pending, base_empty) = self.staged_parts();
+        let (table, behind, pending, base_empty) = self.staged_parts();
         let new = Some(V::buf(V::as_bytes(value).as_ref()));
         let old = match pending.insert(K::buf(K::as_bytes(key).as_ref()), new) {
             Some(old) => old,
             None if base_empty => None,
-            None => stored_bytes(table, key)?,
+            None => older_bytes(table, behind, key)?,
         };
         self.spill_if_full()?;
         Ok(taken(old))
@@ -280,7 +331,7 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
             return Ok(self.table.remove(key)?.map(Row::Stored));
         }
         self.settle_log();
-        let (table, pending, base_empty) = self.staged_parts();
+        let (table, behind, pending, base_empty) = self.staged_parts();
         let key_bytes = K::as_bytes(key);
         let key_bytes = key_bytes.as_ref();
         let old = if base_empty {
@@ -288,7 +339,7 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
         } else if let Some(row) = pending.get_mut(key_bytes) {
             row.take() // leaves a tombstone: redb may hold an older value
         } else {
-            let old = stored_bytes(table, key)?;
+            let old = older_bytes(table, behind, key)?;
             if old.is_some() {
                 pending.insert(K::buf(key_bytes), None);
             }
@@ -403,6 +454,11 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
 
     /// Deletes every row.
     pub fn clear(&mut self) -> StoreResult<()> {
+        if !self.behind.is_empty() {
+            return Err(super::StoreError::corrupt(
+                "a cached table is cleared only once its cache is written back",
+            ));
+        }
         self.table.retain(|_, _| false)?;
         if let Some(pending) = &mut self.pending {
             pending.clear();
@@ -420,6 +476,13 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
         let Some(pending) = self.pending.as_mut() else {
             return Ok(());
         };
+        if self.cached {
+            // Its rows go to a layer ([`Staged::freeze`]); written here they would land
+            // in redb under older layers that hide them.
+            return Err(super::StoreError::corrupt(
+                "a cached table is frozen, not written back",
+            ));
+        }
         let rows = if self.log.is_empty() {
             Runs::<K, V>::drained_from(pending).sorted()
         } else {
@@ -502,9 +565,17 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
 
     /// What a staged write works on: the redb table, the pending rows and whether redb
     /// is known empty. Only called with staging on.
-    fn staged_parts(&mut self) -> (&Table<'t, K, V>, &mut Pending<K, V>, bool) {
+    #[allow(clippy::type_complexity)]
+    fn staged_parts(
+        &mut self,
+    ) -> (
+        &Table<'t, K, V>,
+        &[Arc<Layer<K, V>>],
+        &mut Pending<K, V>,
+        bool,
+    ) {
         let pending = self.pending.as_mut().expect("staging is on");
-        (&self.table, pending, self.base_empty)
+        (&self.table, &self.behind, pending, self.base_empty)
     }
 
     /// Rows staged: in the map, or changes in the blind list.
@@ -576,6 +647,18 @@ pub fn write_back_all(tables: &mut [&mut dyn WriteBack]) -> StoreResult<()> {
     })
 }
 
+/// A row's value as the newest layer in `behind` holds it, else as redb stores it.
+fn older_bytes<K: Key + Staging + 'static, V: Value + Staging + 'static>(
+    table: &Table<'_, K, V>,
+    behind: &[Arc<Layer<K, V>>],
+    key: &K::SelfType<'_>,
+) -> StoreResult<Option<ValueBuf<V>>> {
+    match layer::newest(behind, K::as_bytes(key).as_ref()) {
+        Some(row) => Ok(row.clone()),
+        None => stored_bytes(table, key),
+    }
+}
+
 /// A row's value as stored in redb, copied out.
 fn stored_bytes<K: Key + 'static, V: Value + Staging + 'static>(
     table: &Table<'_, K, V>,
@@ -591,7 +674,7 @@ mod tests {
     use super::*;
     use crate::store::StoreError;
     use proptest::prelude::*;
-    use redb::{Database, ReadableTable, TableDefinition};
+    use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
     const T: TableDefinition<&[u8], u64> = TableDefinition::new("t");
 
@@ -743,6 +826,101 @@ mod tests {
         t.insert([4u8].as_slice(), 40).unwrap();
         assert_eq!(visit_rows(&mut t).len(), 3);
         assert_eq!(t.table.len().unwrap(), 3);
+    }
+
+    /// Applies `ops` as a writer with a coin cache would: each chunk of `per_txn` ops in
+    /// its own write transaction, cached over the layers of the chunks before it and
+    /// frozen into a layer at its end; every `write_back_every` transactions the layers
+    /// are written into redb (newest change per key) and dropped. Returns what it
+    /// answered and, after a last write-back, what the table holds.
+    fn run_cached(
+        initial: &[(u8, u64)],
+        ops: &[Op],
+        per_txn: usize,
+        write_back_every: usize,
+    ) -> Outcome {
+        let db = in_memory();
+        {
+            let txn = db.begin_write().unwrap();
+            drop(table_of(&txn, initial.iter().copied()));
+            txn.commit().unwrap();
+        }
+        let mut layers: Vec<Arc<Layer<&'static [u8], u64>>> = Vec::new();
+        let mut answers = Vec::new();
+        for (i, chunk) in ops.chunks(per_txn.max(1)).enumerate() {
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = Staged::new(txn.open_table(T).unwrap());
+                t.cache_over(layers.clone()).unwrap();
+                for op in chunk {
+                    answers.push(match op {
+                        Op::Insert(k, v) => {
+                            t.insert([*k].as_slice(), *v).unwrap().map(|r| r.value())
+                        }
+                        Op::Put(k, v) => t.put([*k].as_slice(), *v).map(|_| None).unwrap(),
+                        Op::Remove(k) => t.remove([*k].as_slice()).unwrap().map(|r| r.value()),
+                        Op::Delete(k) => t.delete([*k].as_slice()).map(|_| None).unwrap(),
+                        Op::Get(k) => t.get([*k].as_slice()).unwrap().map(|r| r.value()),
+                        Op::Clear | Op::RetainBelow(_) => unreachable!("not on a cached table"),
+                    });
+                }
+                assert!(t.flush().is_err(), "a cached table is not written back");
+                layers.extend(t.freeze().map(Arc::new));
+            }
+            txn.commit().unwrap();
+            if (i + 1) % write_back_every.max(1) == 0 {
+                write_back_layers(&db, std::mem::take(&mut layers));
+            }
+        }
+        write_back_layers(&db, layers);
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(T).unwrap();
+        let rows = table
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (k.value().to_vec(), v.value())
+            })
+            .collect();
+        (answers, rows)
+    }
+
+    /// Writes `layers` (oldest first) into table `T`, each key's newest change.
+    fn write_back_layers(db: &Database, layers: Vec<Arc<Layer<&'static [u8], u64>>>) {
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(T).unwrap();
+            let mut merged = std::collections::BTreeMap::new();
+            for layer in &layers {
+                merged.extend(layer.rows().iter().cloned());
+            }
+            for (k, v) in merged {
+                match v {
+                    Some(v) => table.insert(k.as_slice(), u64::from_le_bytes(v)).unwrap(),
+                    None => table.remove(k.as_slice()).unwrap(),
+                };
+            }
+        }
+        txn.commit().unwrap();
+    }
+
+    proptest! {
+        /// A cached table is invisible too: folded over the layers of earlier
+        /// transactions, it answers as writing through does, and its layers written
+        /// back leave the table writing through leaves, however often that happens.
+        #[test]
+        fn cached_matches_write_through(
+            initial in proptest::collection::vec((0u8..24, any::<u64>()), 0..12),
+            ops in proptest::collection::vec(op().prop_filter("a cached table is not cleared",
+                |op| !matches!(op, Op::Clear | Op::RetainBelow(_))), 0..80),
+            per_txn in 1usize..12,
+            write_back_every in 1usize..8,
+        ) {
+            let direct = run(&initial, &ops, Mode::WriteThrough);
+            prop_assert_eq!(&run_cached(&initial, &ops, per_txn, write_back_every), &direct);
+            prop_assert_eq!(&run_cached(&initial, &ops, per_txn, usize::MAX), &direct);
+        }
     }
 
     proptest! {

@@ -1,0 +1,59 @@
+//! A frozen, sorted set of one write transaction's changes to a staged table, kept in
+//! memory after that transaction commits (the coin cache, `store::coin_cache`): the
+//! staged table of a later transaction, and a reader, look through the layers newest
+//! first before they look in redb.
+
+use super::pending::Row;
+use super::{Staging, ValueBuf};
+use std::sync::Arc;
+
+/// Rows sorted by key bytes, each key once: a value, or `None` for a row deleted.
+pub struct Layer<K: Staging, V: Staging> {
+    rows: Vec<Row<K, V>>,
+}
+
+impl<K: Staging, V: Staging> Layer<K, V> {
+    /// A layer of `rows`, which must be in key order with each key once.
+    pub(crate) fn from_sorted(rows: Vec<Row<K, V>>) -> Self {
+        debug_assert!(K::BYTE_ORDERED, "a layer is searched by key bytes");
+        debug_assert!(
+            rows.windows(2).all(|w| w[0].0.as_ref() < w[1].0.as_ref()),
+            "a layer's rows are sorted and unique"
+        );
+        Layer { rows }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The change this layer holds for `key`, if any.
+    pub fn get(&self, key: &[u8]) -> Option<&Option<ValueBuf<V>>> {
+        self.rows
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| &self.rows[i].1)
+    }
+
+    /// The rows whose keys are `start` or greater, in key order.
+    pub fn rows_from(&self, start: &[u8]) -> &[Row<K, V>] {
+        let first = self.rows.partition_point(|(k, _)| k.as_ref() < start);
+        &self.rows[first..]
+    }
+
+    pub fn rows(&self) -> &[Row<K, V>] {
+        &self.rows
+    }
+}
+
+/// The newest change to `key` in `layers` (oldest first), if any layer holds one.
+pub fn newest<'a, K: Staging, V: Staging>(
+    layers: &'a [Arc<Layer<K, V>>],
+    key: &[u8],
+) -> Option<&'a Option<ValueBuf<V>>> {
+    layers.iter().rev().find_map(|layer| layer.get(key))
+}
