@@ -112,9 +112,15 @@ pub struct EngineConfig {
     pub coin_cache_rows: usize,
 }
 
-/// [`EngineConfig::coin_cache_rows`] by default: ~13 blocks of 10,000 transactions
-/// (~80 bytes a row: ~20 MB), written back in one sorted pass.
+/// [`EngineConfig::coin_cache_rows`] by default: ~4 blocks of 10,000 transactions (about
+/// seven rows each over the five cached tables; ~100 bytes a row: ~25 MB), written back
+/// in one sorted pass.
 pub const DEFAULT_COIN_CACHE_ROWS: usize = 1 << 18;
+
+/// Layers (writer transactions with cached changes) the coin cache holds at most before
+/// a write-back, whatever their rows: a lookup that misses searches every layer, and a
+/// dev chain's blocks hold a handful of rows each.
+const MAX_COIN_CACHE_LAYERS: usize = 32;
 
 impl EngineConfig {
     pub fn new(params: ChainParams) -> EngineConfig {
@@ -302,8 +308,9 @@ enum Command {
     Reset(Reply<()>),
     Rebuild(Reply<crate::recovery::Rebuilt>),
     Compact(Reply<Option<crate::recovery::Compaction>>),
-    /// Writes the coin cache back, so redb's tables are all current (for `verify`).
-    WriteBack(Reply<()>),
+    /// Writes the coin cache back, so redb's tables are all current (for `verify`). A
+    /// std channel: its callers block, and some run on an async runtime's thread.
+    WriteBack(std::sync::mpsc::SyncSender<Result<(), EngineError>>),
 }
 
 pub(crate) struct Shared {
@@ -440,9 +447,7 @@ impl Shared {
         if self.reopen.is_none() {
             return;
         }
-        // What the cache held is in the log: the reopen finds redb's UTXO set behind
-        // and rebuilds the projections from it.
-        self.coins_mut().clear();
+        // The coin cache stays: the reopen keeps it if it covers what redb lacks.
         let old = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(old) = old {
             *self.discarded.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&old);
@@ -464,7 +469,13 @@ impl Shared {
             }
             match self.open_again() {
                 Ok(db) => {
-                    crate::recovery::check_and_init(&db, &self.config.params)?;
+                    let cached = self.coins_mut().coverage();
+                    crate::recovery::check_and_init(&db, &self.config.params, Some(cached))?;
+                    let (written, cursor) = crate::store::coin_cache::cursors(&db)?;
+                    if (written, cursor) != cached {
+                        // Rebuilt, or written back after all: redb's tables are current.
+                        self.coins_mut().reset(cursor);
+                    }
                     let db = Arc::new(db);
                     *slot = Some(db.clone());
                     tracing::warn!("ledger reopened after a storage failure");
@@ -574,11 +585,13 @@ impl Engine {
         file: Option<std::path::PathBuf>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
-        if crate::recovery::check_and_init(&db, &config.params)? && file.is_some() {
+        if crate::recovery::check_and_init(&db, &config.params, None)? && file.is_some() {
             // A rebuild at open (an older node's projection format, or damage) rewrote
             // every projection row: give the old rows' pages back before serving.
             crate::recovery::compact_until_done(&mut db, Duration::ZERO)?;
         }
+        let mut coins = crate::store::coin_cache::CoinCache::default();
+        coins.reset(crate::store::coin_cache::cursors(&db)?.1);
         let (notifier, _) = broadcast::channel(65_536);
         let sigcache = SigCache::new(config.sigcache_capacity);
         let shared = Arc::new(Shared {
@@ -587,7 +600,7 @@ impl Engine {
             reopen,
             file,
             read_reopen_failed: Mutex::new(None),
-            coins: RwLock::new(Default::default()),
+            coins: RwLock::new(coins),
             config,
             notifier,
             template_cache: Mutex::new(None),
@@ -821,7 +834,7 @@ impl Engine {
 
     /// Checks the log's hash chain and compares every projection with a fresh rebuild.
     pub fn verify(&self) -> Result<crate::recovery::VerifyReport, EngineError> {
-        self.command(Command::WriteBack)?;
+        self.write_back()?;
         crate::recovery::verify(&*self.shared.db()?, None)
     }
 
@@ -831,7 +844,7 @@ impl Engine {
         &self,
         checkpoint: u64,
     ) -> Result<crate::recovery::VerifyReport, EngineError> {
-        self.command(Command::WriteBack)?;
+        self.write_back()?;
         crate::recovery::verify(&*self.shared.db()?, Some(checkpoint))
     }
 
@@ -845,6 +858,14 @@ impl Engine {
         let template =
             self.block_template_limited(address, Vec::new(), max_txs.unwrap_or(usize::MAX))?;
         self.submit_block(template.mine_cpu())
+    }
+
+    /// Asks the writer to write the coin cache back and waits until it has: redb's
+    /// tables are then all current (for whole-table reads: `verify`, storage figures).
+    pub(crate) fn write_back(&self) -> Result<(), EngineError> {
+        let (reply, done) = std::sync::mpsc::sync_channel(1);
+        self.send(Command::WriteBack(reply))?;
+        done.recv().map_err(|_| EngineError::Closed)?
     }
 
     fn command<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, EngineError> {
@@ -882,16 +903,15 @@ impl Writer {
         }
     }
 
-    /// Writes the coin cache back once it holds more than its bound of rows. After the
-    /// callers of the last command were answered: the write-back is off their path.
+    /// Writes the coin cache back once it holds more than its bound of rows or layers.
+    /// After the callers of the last command were answered: the write-back is off
+    /// their path.
     fn write_back_if_full(&self) {
-        let rows = self
-            .shared
-            .coins
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .rows();
-        if rows > self.shared.config.coin_cache_rows {
+        let (rows, layers) = {
+            let cache = self.shared.coins.read().unwrap_or_else(|e| e.into_inner());
+            (cache.rows(), cache.layers().len())
+        };
+        if rows > self.shared.config.coin_cache_rows || layers > MAX_COIN_CACHE_LAYERS {
             if let Err(e) = self.write_back_coins() {
                 tracing::warn!(error = %e, "writing the coin cache back failed");
             }
@@ -902,23 +922,31 @@ impl Writer {
     /// layers. The cache's write lock is held across the commit, so no reader begins a
     /// snapshot that sees the rows in neither place, or the layers over rows they hold.
     fn write_back_coins(&self) -> Result<(), EngineError> {
-        let mut cache = self.shared.coins_mut();
-        if cache.is_empty() {
+        if self
+            .shared
+            .coins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+        {
             return Ok(());
         }
-        let written = self.begin().and_then(|txn| {
+        // Before the lock: a reopen after a storage failure takes it.
+        let db = self.shared.db_for_write()?;
+        let mut cache = self.shared.coins_mut();
+        let written = Self::begin_on(&db).and_then(|txn| {
             let rows = crate::store::coin_cache::write_back(&txn, cache.layers())?;
             txn.commit()?;
             Ok(rows)
         });
         match written {
-            Ok(rows) => {
+            Ok((rows, cursor)) => {
                 tracing::debug!(
                     rows,
                     layers = cache.layers().len(),
                     "coin cache written back"
                 );
-                cache.clear();
+                cache.reset(cursor);
                 Ok(())
             }
             Err(e) => {
@@ -987,6 +1015,11 @@ impl Writer {
 
     fn begin(&self) -> Result<WriteTransaction, EngineError> {
         let db = self.shared.db_for_write()?;
+        Self::begin_on(&db)
+    }
+
+    /// A durable write transaction on `db`.
+    fn begin_on(db: &Database) -> Result<WriteTransaction, EngineError> {
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         txn.set_two_phase_commit(true);
@@ -1035,36 +1068,53 @@ impl Writer {
         timers: Option<&BlockTimers>,
     ) -> Result<(T, Vec<Notification>), EngineError> {
         let txn = self.begin()?;
-        let (result, notes, layer) = {
+        let (outcome, notes) = {
             let mut tables = Tables::open(&txn)?;
             tables.set_clock((self.shared.config.clock)());
             if self.shared.config.coin_cache_rows > 0 {
-                let behind = self.shared.coins.read().unwrap_or_else(|e| e.into_inner());
-                tables.cache_coins(behind.behind())?;
+                let stack = self
+                    .shared
+                    .coins
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .stack();
+                tables.cache_coins(stack)?;
             }
             let result = timed_fold(timers, || work(&mut tables))
                 .and_then(|v| timed(timers, Stage::VerifyWait, gate).map(|_| v));
-            let mut layer = None;
-            if result.is_ok() {
-                timed(timers, Stage::Fold, || tables.flush_meta())?;
-                let end = tables.meta().cursor;
-                layer = timed(timers, Stage::Fold, || tables.freeze_coins()).map(|l| (l, end));
-            }
-            (result, tables.take_notes(), layer)
+            // Errors here propagate as they are: redb's handle is latched after a failed
+            // write, and an abort's own error would hide the cause.
+            let outcome = match result {
+                Ok(v) => {
+                    timed(timers, Stage::Fold, || tables.flush_meta())?;
+                    let layers = timed(timers, Stage::Fold, || tables.freeze_coins())?;
+                    Ok((v, layers, tables.meta().cursor))
+                }
+                Err(e) => Err(e),
+            };
+            (outcome, tables.take_notes())
         };
-        match result {
-            Ok(v) => {
+        match outcome {
+            Ok((v, layers, end)) => {
                 // Published before the commit, so a snapshot holding the commit finds it.
-                let published = layer.map(|(l, end)| self.shared.coins_mut().push(l, end));
+                let published = layers.map(|l| self.shared.coins_mut().push(l, end));
                 if let Err(e) = timed(timers, Stage::Commit, || txn.commit()) {
                     if published.is_some() {
                         self.shared.coins_mut().pop();
                     }
                     return Err(e.into());
                 }
+                self.shared.coins_mut().committed(end);
                 Ok((v, notes))
             }
-            Err(e) => txn.abort().map_err(EngineError::from).and(Err(e)),
+            // The first error is the cause: after a failed write redb's handle is latched
+            // and the abort fails as well ("previous I/O error").
+            Err(e) => {
+                if let Err(abort) = txn.abort() {
+                    tracing::debug!(%abort, "aborting after {e}");
+                }
+                Err(e)
+            }
         }
     }
 

@@ -30,8 +30,16 @@ use std::time::{Duration, Instant};
 ///
 /// Returns whether the projections were rebuilt (an older format, or damage): the file
 /// then holds the old rows' pages free, for the caller to compact.
-pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<bool, EngineError> {
-    let upgraded = upgrade_projections(db)? | rebuild_if_coins_behind(db)?;
+///
+/// `cached`: what the engine's coin cache covers, when it reopens after a storage failure
+/// ([`coin_cache::CoinCache::coverage`]); redb's cached tables found behind by exactly
+/// that much are left to it instead of rebuilt.
+pub(crate) fn check_and_init(
+    db: &Database,
+    params: &ChainParams,
+    cached: Option<(u64, u64)>,
+) -> Result<bool, EngineError> {
+    let upgraded = upgrade_projections(db)? | rebuild_if_coins_behind(db, cached)?;
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     txn.set_two_phase_commit(true);
@@ -69,18 +77,9 @@ pub(crate) fn check_and_init(db: &Database, params: &ChainParams) -> Result<bool
 /// node stopped with UTXO changes in its coin cache (killed, or its storage failed), and
 /// those are in the log only (`store::coin_cache`). Before anything else folds: a fold
 /// onto a table missing changes would fail, or worse, not.
-fn rebuild_if_coins_behind(db: &Database) -> Result<bool, EngineError> {
-    let (cursor, written) = {
-        let txn = db.begin_read()?;
-        let meta = match txn.open_table(PROJ_META) {
-            Ok(meta) => meta,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
-            Err(e) => return Err(StoreError::from(e).into()),
-        };
-        let cursor = crate::store::read_proj_meta(&meta)?.cursor;
-        (cursor, coin_cache::read_coins_cursor(&meta, cursor)?)
-    };
-    if written >= cursor {
+fn rebuild_if_coins_behind(db: &Database, cached: Option<(u64, u64)>) -> Result<bool, EngineError> {
+    let (written, cursor) = coin_cache::cursors(db)?;
+    if written >= cursor || cached == Some((written, cursor)) {
         return Ok(false);
     }
     tracing::warn!(

@@ -22,6 +22,8 @@ struct Pair {
     cached: Engine,
     through: Engine,
     now: Arc<AtomicU64>,
+    /// Every transaction of every block submitted (those a reorg undid included).
+    txids: std::cell::RefCell<Vec<engine::hash::Hash256>>,
 }
 
 impl Pair {
@@ -35,6 +37,7 @@ impl Pair {
             cached: Engine::in_memory(cached).unwrap(),
             through: Engine::in_memory(through).unwrap(),
             now,
+            txids: Default::default(),
         }
     }
 
@@ -54,6 +57,7 @@ impl Pair {
         let a = self.cached.submit_block(block.clone()).unwrap();
         let b = self.through.submit_block(block.clone()).unwrap();
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        self.txids.borrow_mut().extend(block.txids());
     }
 
     /// Every query that reads the UTXO set answers alike on both.
@@ -71,6 +75,10 @@ impl Pair {
             let after = Some(outpoint(all[1].txid, all[1].vout));
             let from = |e: &Engine| serde_json::to_string(&e.utxos(after, 3).unwrap()).unwrap();
             assert_eq!(from(a), from(b));
+        }
+        for txid in self.txids.borrow().iter() {
+            let tx = |e: &Engine| serde_json::to_string(&e.transaction(txid).unwrap()).unwrap();
+            assert_eq!(tx(a), tx(b), "transaction {txid}");
         }
         for k in 1..6 {
             let addr = key(k).address();

@@ -1,6 +1,7 @@
 //! Reads by address: balance, history and unspent outputs.
 
 use super::*;
+use crate::store::coin_cache::Direction::{Backward, Forward};
 
 impl Engine {
     /// Balances, spendable outputs and history of an address.
@@ -20,37 +21,37 @@ impl Engine {
         let mut utxos = Vec::new();
         let prefix = address.0;
         let first = address_outpoint_key(address, &[0; OUTPOINT_LEN]);
-        for row in s
-            .table(ADDR_UTXO)?
-            .range::<&[u8; ADDR_OUTPOINT_LEN]>(&first..)?
-        {
-            let (k, _) = row?;
-            let k = k.value();
-            if k[..20] != prefix {
-                break;
-            }
-            let op =
-                OutPoint::from_key(&k[20..]).ok_or_else(|| StoreError::corrupt("addr utxo key"))?;
-            let e = s
-                .utxo_in(&utxo, &op)?
-                .ok_or_else(|| StoreError::corrupt("addr utxo without utxo"))?;
-            let mature = !e.coinbase || next_height >= e.height + maturity;
-            if mature {
-                confirmed = confirmed.saturating_add(e.amount);
-            } else {
-                immature = immature.saturating_add(e.amount);
-            }
-            if mature && spends.get(op.key().as_slice())?.is_none() {
-                utxos.push(utxo_info(op, &e, Some(e.height), true));
-            }
-        }
+        let last = address_outpoint_key(address, &[0xff; OUTPOINT_LEN]);
+        let coin_index = s.table(ADDR_UTXO)?;
+        let bounds = (first.as_slice(), Some(last.as_slice()));
+        coin_cache::walk::<_, _, EngineError>(
+            &s.coins.addr_utxo,
+            &coin_index,
+            bounds,
+            Forward,
+            |k, _| {
+                let op = OutPoint::from_key(&k[20..])
+                    .ok_or_else(|| StoreError::corrupt("addr utxo key"))?;
+                let e = s
+                    .utxo_in(&utxo, &op)?
+                    .ok_or_else(|| StoreError::corrupt("addr utxo without utxo"))?;
+                let mature = !e.coinbase || next_height >= e.height + maturity;
+                if mature {
+                    confirmed = confirmed.saturating_add(e.amount);
+                } else {
+                    immature = immature.saturating_add(e.amount);
+                }
+                if mature && spends.get(op.key().as_slice())?.is_none() {
+                    utxos.push(utxo_info(op, &e, Some(e.height), true));
+                }
+                Ok(true)
+            },
+        )?;
         if cfg!(debug_assertions) {
             // Invariant: the balance projection is the sum of the address's outputs
             // (it is folded per block, the outputs per transaction).
-            let balance = s
-                .table(BALANCE)?
-                .get(prefix.as_slice())?
-                .map_or(0, |v| v.value());
+            let balance = coin_cache::get(&s.coins.balance, &s.table(BALANCE)?, &prefix)?
+                .map_or(0, u64::from_le_bytes);
             assert_eq!(
                 balance,
                 confirmed + immature,
@@ -118,20 +119,29 @@ impl Engine {
             history_key(address, 0, 0),
             history_key(address, u64::from(u32::MAX), u32::MAX),
         );
-        for row in hist.range::<&[u8; HISTORY_KEY_LEN]>(&start..=&end)?.rev() {
-            if history.len() >= history_limit {
-                break;
-            }
-            let (k, v) = row?;
-            let height = history_key_height(k.value());
-            let (txid, delta) = decode_history_value(v.value())
-                .ok_or_else(|| StoreError::corrupt("history row"))?;
-            history.push(HistoryItem {
-                txid,
-                height: Some(height),
-                delta,
-            });
-        }
+        let bounds = (start.as_slice(), Some(end.as_slice()));
+        coin_cache::walk::<_, _, EngineError>(
+            &s.coins.addr_history,
+            &hist,
+            bounds,
+            Backward,
+            |k, v| {
+                if history.len() >= history_limit {
+                    return Ok(false);
+                }
+                let k: &[u8; HISTORY_KEY_LEN] = k
+                    .try_into()
+                    .map_err(|_| StoreError::corrupt("history key"))?;
+                let (txid, delta) =
+                    decode_history_value(v).ok_or_else(|| StoreError::corrupt("history row"))?;
+                history.push(HistoryItem {
+                    txid,
+                    height: Some(history_key_height(k)),
+                    delta,
+                });
+                Ok(true)
+            },
+        )?;
         history.truncate(history_limit);
         Ok(AddressInfo {
             address: *address,
@@ -154,17 +164,23 @@ impl Engine {
         let t = s.table(UTXO)?;
         let start = after.map(|o| o.key()).unwrap_or([0; OUTPOINT_LEN]);
         let mut out = Vec::new();
-        coin_cache::walk(&s.coins, &t, &start, |k, v| {
-            let op = OutPoint::from_key(k).ok_or_else(|| StoreError::corrupt("utxo key"))?;
-            if Some(op) == after {
-                return Ok(true);
-            }
-            let e = UtxoEntry::decode(v).ok_or_else(|| StoreError::corrupt("utxo row"))?;
-            let mature =
-                !e.coinbase || tip.height + 1 >= e.height + self.params().coinbase_maturity;
-            out.push(utxo_info(op, &e, Some(e.height), mature));
-            Ok(out.len() < limit)
-        })?;
+        coin_cache::walk::<_, _, EngineError>(
+            &s.coins.utxo,
+            &t,
+            (&start, None),
+            Forward,
+            |k, v| {
+                let op = OutPoint::from_key(k).ok_or_else(|| StoreError::corrupt("utxo key"))?;
+                if Some(op) == after {
+                    return Ok(true);
+                }
+                let e = UtxoEntry::decode(v).ok_or_else(|| StoreError::corrupt("utxo row"))?;
+                let mature =
+                    !e.coinbase || tip.height + 1 >= e.height + self.params().coinbase_maturity;
+                out.push(utxo_info(op, &e, Some(e.height), mature));
+                Ok(out.len() < limit)
+            },
+        )?;
         Ok(out)
     }
 }

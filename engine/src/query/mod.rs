@@ -44,9 +44,9 @@ use std::sync::Arc;
 
 struct Snapshot {
     txn: ReadTransaction,
-    /// The coin cache's layers this snapshot needs: UTXO changes it holds committed but
-    /// not yet in its `utxo` table ([`coin_cache::visible`]), oldest first.
-    coins: Vec<Arc<coin_cache::UtxoLayer>>,
+    /// The coin cache's layers this snapshot needs: changes to the cached tables it holds
+    /// committed but not yet in redb's tables ([`coin_cache::visible`]), oldest first.
+    coins: coin_cache::Stack,
 }
 
 impl Snapshot {
@@ -61,7 +61,20 @@ impl Snapshot {
         table: &ReadOnlyTable<Fixed<OUTPOINT_LEN>, Fixed<UTXO_LEN>>,
         op: &OutPoint,
     ) -> Result<Option<UtxoEntry>, EngineError> {
-        Ok(coin_cache::utxo(&self.coins, table, &op.key())?)
+        Ok(coin_cache::utxo(&self.coins.utxo, table, &op.key())?)
+    }
+
+    /// Where a best-chain transaction sits (its `tx_index` row, through the coin cache).
+    fn tx_location(&self, txid: &Hash256) -> Result<Option<TxLocation>, EngineError> {
+        let index = self.table(TX_INDEX)?;
+        let Some(at) = coin_cache::get(&self.coins.tx_index, &index, &txid.0)? else {
+            return Ok(None);
+        };
+        Ok(Some(read::tx_location_at(
+            &self.table(MAIN_CHAIN)?,
+            txid,
+            &at,
+        )?))
     }
 
     fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -180,7 +193,7 @@ impl Engine {
             (db.begin_read()?, cache.layers().to_vec())
         };
         let coins = if layers.is_empty() {
-            Vec::new()
+            coin_cache::Stack::default()
         } else {
             let meta = txn.open_table(PROJ_META)?;
             let cursor = read_proj_meta(&meta)?.cursor;

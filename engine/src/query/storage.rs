@@ -79,6 +79,8 @@ impl Engine {
     /// Bytes per table and log bytes per event kind, read on one snapshot. Reads the
     /// whole log: a measurement, not a request path.
     pub fn storage_usage(&self) -> Result<StorageUsage, EngineError> {
+        // Table sizes are redb's: the coin cache's rows go there first.
+        self.write_back()?;
         let s = self.snapshot()?;
         let tables = vec![
             usage(&s, "log", LOG)?,

@@ -13,7 +13,7 @@ pub(super) fn output_amount(s: &Snapshot, op: &OutPoint) -> Result<Option<u64>, 
     if let Some((tx, _)) = read::mempool_tx(&s.table(MEMPOOL)?, &op.txid)? {
         return Ok(tx.outputs.get(vout).map(|o| o.amount));
     }
-    let Some(loc) = read::tx_location(&s.table(TX_INDEX)?, &s.table(MAIN_CHAIN)?, &op.txid)? else {
+    let Some(loc) = s.tx_location(&op.txid)? else {
         return Ok(None);
     };
     let Some(m) = s.block_meta(&loc.block)? else {
@@ -46,7 +46,7 @@ impl Engine {
     /// A transaction from the best chain or the mempool, with its merkle proof.
     pub fn transaction(&self, txid: &Hash256) -> Result<Option<TxInfo>, EngineError> {
         let s = self.snapshot()?;
-        if let Some(loc) = read::tx_location(&s.table(TX_INDEX)?, &s.table(MAIN_CHAIN)?, txid)? {
+        if let Some(loc) = s.tx_location(txid)? {
             return self.confirmed_tx(&s, txid, loc).map(Some);
         }
         let Some((tx, fee)) = read::mempool_tx(&s.table(MEMPOOL)?, txid)? else {

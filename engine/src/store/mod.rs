@@ -31,7 +31,7 @@ use crate::hash::Hash256;
 use crate::notify::{AddressSet, Notification};
 use indexes::{IndexJob, Indexes};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
-use staged::Staged;
+use staged::{Staged, Staging};
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc};
 
@@ -314,39 +314,72 @@ impl<'t> Tables<'t> {
         })
     }
 
-    /// Folds this transaction's UTXO changes over `behind` (the coin cache's layers,
-    /// oldest first) and keeps them for [`Tables::freeze_coins`] instead of writing them
-    /// to redb ([`coin_cache`]). For the live writer, before it folds anything.
-    pub(crate) fn cache_coins(
-        &mut self,
-        behind: Vec<Arc<coin_cache::UtxoLayer>>,
-    ) -> StoreResult<()> {
-        self.utxo.cache_over(behind)
+    /// Folds this transaction's changes to the cached tables (the UTXO set and the
+    /// indexes) over `behind` (the coin cache's layers, oldest first) and keeps them for
+    /// [`Tables::freeze_coins`] instead of writing them to redb ([`coin_cache`]). For the
+    /// live writer, before it folds anything.
+    pub(crate) fn cache_coins(&mut self, behind: coin_cache::Stack) -> StoreResult<()> {
+        self.utxo.cache_over(behind.utxo)?;
+        let indexes = indexes_in(&mut self.indexes)?;
+        indexes.addr_utxo.cache_over(behind.addr_utxo)?;
+        indexes.balance.cache_over(behind.balance)?;
+        indexes.tx_index.cache_over(behind.tx_index)?;
+        indexes.addr_history.cache_over(behind.addr_history)
     }
 
-    /// This transaction's UTXO changes as a layer for the coin cache (None when it made
-    /// none, or the UTXO set is not cached). After [`Tables::flush_meta`].
-    pub(crate) fn freeze_coins(&mut self) -> Option<coin_cache::UtxoLayer> {
+    /// This transaction's changes to the cached tables as layers for the coin cache
+    /// (None when it made none, or they are not cached). After [`Tables::flush_meta`].
+    pub(crate) fn freeze_coins(&mut self) -> StoreResult<Option<coin_cache::Layers>> {
         if !self.utxo.is_cached() {
-            return None;
+            return Ok(None);
         }
-        self.utxo.freeze()
+        fn frozen<K: Staging, V: Staging>(
+            layer: Option<staged::layer::Layer<K, V>>,
+            any: &mut bool,
+        ) -> Arc<staged::layer::Layer<K, V>> {
+            *any |= layer.is_some();
+            Arc::new(layer.unwrap_or_default())
+        }
+        let mut any = false;
+        let utxo = frozen(self.utxo.freeze(), &mut any);
+        let indexes = indexes_in(&mut self.indexes)?;
+        let layers = coin_cache::Layers {
+            utxo,
+            addr_utxo: frozen(indexes.addr_utxo.freeze(), &mut any),
+            balance: frozen(indexes.balance.freeze(), &mut any),
+            tx_index: frozen(indexes.tx_index.freeze(), &mut any),
+            addr_history: frozen(indexes.addr_history.freeze(), &mut any),
+        };
+        Ok(any.then_some(layers))
+    }
+
+    /// Whether a cached table has changes not in redb (pending, or in the layers
+    /// behind it).
+    fn has_cached_changes(&self) -> bool {
+        let indexes = self.indexes.as_ref();
+        self.utxo.has_cached_changes()
+            || indexes.is_some_and(|i| {
+                i.addr_utxo.has_cached_changes()
+                    || i.balance.has_cached_changes()
+                    || i.tx_index.has_cached_changes()
+                    || i.addr_history.has_cached_changes()
+            })
+    }
+
+    /// The coins cursor this transaction leaves: unchanged while redb's cached tables
+    /// are behind (changes cached, or found behind and not rebuilt), else the cursor.
+    fn coins_cursor_after(&self) -> u64 {
+        if self.has_cached_changes() || self.coins_behind {
+            self.coins_cursor
+        } else {
+            self.meta.cursor
+        }
     }
 
     /// Whether `PROJ_META` lacks the coins cursor (a ledger from before the coin cache):
     /// the open writes it, so that a rebuild's projections and these compare equal.
     pub(crate) fn lacks_coins_cursor(&self) -> bool {
         !self.coins_cursor_stored
-    }
-
-    /// The coins cursor this transaction leaves: unchanged while redb's `utxo` table is
-    /// behind (changes cached, or found behind and not rebuilt), else the cursor.
-    fn coins_cursor_after(&self) -> u64 {
-        if self.utxo.has_cached_changes() || self.coins_behind {
-            self.coins_cursor
-        } else {
-            self.meta.cursor
-        }
     }
 
     /// Appends `event` to the log and folds it into the projections, atomically with
@@ -433,10 +466,9 @@ impl<'t> Tables<'t> {
             &mut self.mempool_rate,
             &mut self.mempool_addr,
         ];
-        // A cached UTXO set goes to the coin cache as a layer instead.
-        if !self.utxo.is_cached() {
-            tables.insert(0, &mut self.utxo);
-        }
+        tables.insert(0, &mut self.utxo);
+        // Cached tables go to the coin cache as layers instead.
+        tables.retain(|t| !t.is_cached());
         staged::write_back_all(&mut tables)?;
         // Staged, the UTXO-set hash is summed over the rows written back, not per change.
         let delta = self.utxo.take_digest_delta();

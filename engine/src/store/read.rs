@@ -2,7 +2,7 @@
 //! read snapshot): generic over redb's `ReadableTable`.
 
 use super::codec::*;
-use super::{Bytes, Fixed, StoreError, StoreResult, TXID_LEN, TX_POSITION_LEN};
+use super::{Bytes, StoreError, StoreResult, TX_POSITION_LEN};
 use crate::encoding::Decode;
 use crate::hash::Hash256;
 use crate::tx::Transaction;
@@ -54,26 +54,23 @@ pub fn parse_mempool_row(row: &[u8]) -> StoreResult<(Transaction, u64)> {
     Ok((tx, fee))
 }
 
-/// Where a best-chain transaction sits: its `tx_index` row, and the main chain's block
-/// at that height (a row whose height has no main-chain block is damaged).
-pub fn tx_location(
-    index: &impl ReadableTable<Fixed<TXID_LEN>, Fixed<TX_POSITION_LEN>>,
+/// Where a best-chain transaction sits, from its `tx_index` row's value: the main
+/// chain's block at that height (a row whose height has no main-chain block is damaged).
+pub fn tx_location_at(
     main: &impl ReadableTable<u64, Bytes>,
     txid: &Hash256,
-) -> StoreResult<Option<TxLocation>> {
-    let Some(v) = index.get(&txid.0)? else {
-        return Ok(None);
-    };
-    let at = TxPosition::decode(v.value()).ok_or_else(|| StoreError::corrupt("tx index row"))?;
+    row: &[u8; TX_POSITION_LEN],
+) -> StoreResult<TxLocation> {
+    let at = TxPosition::decode(row).ok_or_else(|| StoreError::corrupt("tx index row"))?;
     let block = main_hash_at(main, at.height)?.ok_or_else(|| {
         StoreError::damaged(format!(
             "tx {txid} is indexed at height {}, which the main chain lacks",
             at.height
         ))
     })?;
-    Ok(Some(TxLocation {
+    Ok(TxLocation {
         block,
         height: at.height,
         position: at.position,
-    }))
+    })
 }

@@ -603,6 +603,8 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
 pub trait WriteBack: Send {
     /// Rows staged and not yet written back.
     fn pending_rows(&self) -> usize;
+    /// Whether the table is cached ([`Staged::cache_over`]): frozen, never written back.
+    fn is_cached(&self) -> bool;
     fn write_back(&mut self) -> StoreResult<()>;
 }
 
@@ -612,6 +614,10 @@ where
 {
     fn pending_rows(&self) -> usize {
         self.staged_rows()
+    }
+
+    fn is_cached(&self) -> bool {
+        self.cached
     }
 
     fn write_back(&mut self) -> StoreResult<()> {
@@ -1025,6 +1031,10 @@ mod tests {
     impl WriteBack for Fake {
         fn pending_rows(&self) -> usize {
             self.rows
+        }
+
+        fn is_cached(&self) -> bool {
+            false
         }
 
         fn write_back(&mut self) -> StoreResult<()> {

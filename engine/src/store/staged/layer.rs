@@ -12,6 +12,12 @@ pub struct Layer<K: Staging, V: Staging> {
     rows: Vec<Row<K, V>>,
 }
 
+impl<K: Staging, V: Staging> Default for Layer<K, V> {
+    fn default() -> Self {
+        Layer { rows: Vec::new() }
+    }
+}
+
 impl<K: Staging, V: Staging> Layer<K, V> {
     /// A layer of `rows`, which must be in key order with each key once.
     pub(crate) fn from_sorted(rows: Vec<Row<K, V>>) -> Self {
@@ -39,10 +45,14 @@ impl<K: Staging, V: Staging> Layer<K, V> {
             .map(|i| &self.rows[i].1)
     }
 
-    /// The rows whose keys are `start` or greater, in key order.
-    pub fn rows_from(&self, start: &[u8]) -> &[Row<K, V>] {
+    /// The rows whose keys lie from `start` to `end` (inclusive; no end: all the rest),
+    /// in key order.
+    pub fn rows_within(&self, start: &[u8], end: Option<&[u8]>) -> &[Row<K, V>] {
         let first = self.rows.partition_point(|(k, _)| k.as_ref() < start);
-        &self.rows[first..]
+        let last = end.map_or(self.rows.len(), |end| {
+            self.rows.partition_point(|(k, _)| k.as_ref() <= end)
+        });
+        &self.rows[first..last.max(first)]
     }
 
     pub fn rows(&self) -> &[Row<K, V>] {
