@@ -5,12 +5,7 @@
 
 mod common;
 use common::*;
-use engine::header::BlockHeader;
-use engine::merkle::merkle_root;
-use engine::mining::BlockTemplate;
-use engine::pow::CompactTarget;
 use engine::testkit::{ledger_file as tables, outpoint};
-use engine::tx::{Transaction, TxOut};
 use engine::{Block, Engine};
 use redb::ReadableDatabase;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,32 +107,7 @@ fn branch(engine: &Engine, depth: u64, len: u64) -> Vec<Block> {
     let mut time = tip.tip_time + 1;
     (1..=len)
         .map(|i| {
-            let height = base_height + i;
-            let cb = Transaction::coinbase(
-                height,
-                b"branch".to_vec(),
-                vec![TxOut {
-                    amount: 10,
-                    address: key(5).address(),
-                }],
-            );
-            let header = BlockHeader {
-                version: 1,
-                prev_hash: prev,
-                merkle_root: merkle_root(&[cb.txid()]).0,
-                time,
-                bits: CompactTarget::EASIEST,
-                nonce: 0,
-            };
-            let template = BlockTemplate {
-                height,
-                header,
-                txs: vec![cb],
-                fees: 0,
-                reward: 10,
-                min_time: 0,
-            };
-            let block: Block = template.mine_cpu();
+            let block = coinbase_only_block(prev, base_height + i, time, b"branch", 10);
             prev = block.hash();
             time += 1;
             block

@@ -788,17 +788,21 @@ mod tests {
             visited = visit_rows(&mut t);
             t.flush().unwrap();
         }
-        let table = txn.open_table(T).unwrap();
-        let rows: Vec<_> = table
+        let rows = rows_of(&txn.open_table(T).unwrap());
+        assert_eq!(visited, rows, "for_each_row visits the table's rows");
+        (answers, rows)
+    }
+
+    /// Every row of table `T`, in key order.
+    fn rows_of(table: &impl ReadableTable<&'static [u8], u64>) -> Vec<(Vec<u8>, u64)> {
+        table
             .iter()
             .unwrap()
             .map(|r| {
                 let (k, v) = r.unwrap();
                 (k.value().to_vec(), v.value())
             })
-            .collect();
-        assert_eq!(visited, rows, "for_each_row visits the table's rows");
-        (answers, rows)
+            .collect()
     }
 
     /// Every row [`Staged::for_each_row`] visits, in key order.
@@ -879,16 +883,7 @@ mod tests {
             }
         }
         write_back_layers(&db, layers);
-        let txn = db.begin_read().unwrap();
-        let table = txn.open_table(T).unwrap();
-        let rows = table
-            .iter()
-            .unwrap()
-            .map(|r| {
-                let (k, v) = r.unwrap();
-                (k.value().to_vec(), v.value())
-            })
-            .collect();
+        let rows = rows_of(&db.begin_read().unwrap().open_table(T).unwrap());
         (answers, rows)
     }
 

@@ -99,32 +99,7 @@ impl Fixture {
         let mut prev = base;
         let mut time = info.time.max(tip.tip_time) + 1;
         for i in 1..=len {
-            let height = base_height + i;
-            let cb = Transaction::coinbase(
-                height,
-                b"fork".to_vec(),
-                vec![TxOut {
-                    amount: 10,
-                    address: key(9).address(),
-                }],
-            );
-            let header = BlockHeader {
-                version: 1,
-                prev_hash: prev,
-                merkle_root: merkle_root(&[cb.txid()]).0,
-                time,
-                bits: CompactTarget::EASIEST,
-                nonce: 0,
-            };
-            let t = BlockTemplate {
-                height,
-                header,
-                txs: vec![cb],
-                fees: 0,
-                reward: 10,
-                min_time: 0,
-            };
-            let b: Block = t.mine_cpu();
+            let b = coinbase_only_block(prev, base_height + i, time, b"fork", 10);
             prev = b.hash();
             time += 1;
             self.engine.submit_block(b).unwrap();
@@ -149,6 +124,42 @@ impl Fixture {
         let s = self.engine.status().unwrap();
         (s.utxo_set_hash, s.log_length)
     }
+}
+
+/// A block on `prev` at `height` holding only a coinbase of `reward` to key 9 (tag `tag`),
+/// mined at the easiest target.
+pub fn coinbase_only_block(
+    prev: engine::hash::Hash256,
+    height: u64,
+    time: u32,
+    tag: &[u8],
+    reward: u64,
+) -> Block {
+    let cb = Transaction::coinbase(
+        height,
+        tag.to_vec(),
+        vec![TxOut {
+            amount: reward,
+            address: key(9).address(),
+        }],
+    );
+    let header = BlockHeader {
+        version: 1,
+        prev_hash: prev,
+        merkle_root: merkle_root(&[cb.txid()]).0,
+        time,
+        bits: CompactTarget::EASIEST,
+        nonce: 0,
+    };
+    let t = BlockTemplate {
+        height,
+        header,
+        txs: vec![cb],
+        fees: 0,
+        reward,
+        min_time: 0,
+    };
+    t.mine_cpu()
 }
 
 pub fn key(n: u64) -> TestKey {
