@@ -107,8 +107,8 @@ pub struct EngineConfig {
     /// Bytes of redb's page cache (redb's default, 1 GiB). A small one makes the
     /// engine read its file mid-write, which the fault-injection tests need.
     pub db_cache_bytes: usize,
-    /// UTXO rows the coin cache ([`crate::store::coin_cache`]) holds before the writer
-    /// writes them to redb; 0 writes the UTXO set through in every transaction.
+    /// Rows the coin cache ([`crate::store::coin_cache`]) holds before the writer writes
+    /// them to redb; 0 writes the UTXO set and the indexes through in every transaction.
     pub coin_cache_rows: usize,
 }
 
@@ -325,9 +325,10 @@ pub(crate) struct Shared {
     file: Option<std::path::PathBuf>,
     /// When a read's attempt to reopen last failed.
     read_reopen_failed: Mutex<Option<Instant>>,
-    /// The UTXO changes committed but not yet in redb's `utxo` table. A reader holds its
-    /// read lock while it begins its snapshot and copies the layers; the writer holds
-    /// the write lock across a write-back's commit ([`crate::store::coin_cache`]).
+    /// Changes to the UTXO set and the indexes committed but not yet in redb's tables. A
+    /// reader holds its read lock while it begins its snapshot and copies the layers;
+    /// the writer holds the write lock across a write-back's commit
+    /// ([`crate::store::coin_cache`]).
     pub(crate) coins: RwLock<crate::store::coin_cache::CoinCache>,
     pub config: EngineConfig,
     pub notifier: broadcast::Sender<Arc<Notification>>,
@@ -918,8 +919,7 @@ impl Writer {
         }
     }
 
-    /// Writes every cached UTXO change to redb in one transaction, then drops the
-    /// layers. The cache's write lock is held across the commit, so no reader begins a
+    /// Writes every cached change to redb in one transaction, then drops the layers. The cache's write lock is held across the commit, so no reader begins a
     /// snapshot that sees the rows in neither place, or the layers over rows they hold.
     fn write_back_coins(&self) -> Result<(), EngineError> {
         if self

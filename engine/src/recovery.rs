@@ -73,24 +73,26 @@ pub(crate) fn check_and_init(
     Ok(check_or_rebuild_projections(db)? || upgraded)
 }
 
-/// Rebuilds the projections from the log when redb's `utxo` table is behind them: the
-/// node stopped with UTXO changes in its coin cache (killed, or its storage failed), and
-/// those are in the log only (`store::coin_cache`). Before anything else folds: a fold
-/// onto a table missing changes would fail, or worse, not.
+/// Rebuilds the projections from the log when redb's cached tables (the UTXO set and the
+/// indexes) are behind them: the node stopped with changes in its coin cache (killed, or
+/// its storage failed and the cache could not be kept), and those are in the log only
+/// (`store::coin_cache`). Before anything else folds: a fold onto a table missing changes
+/// would fail, or worse, not. Not when `cached` (the engine's coin cache) covers exactly
+/// the records the tables lack.
 fn rebuild_if_coins_behind(db: &Database, cached: Option<(u64, u64)>) -> Result<bool, EngineError> {
     let (written, cursor) = coin_cache::cursors(db)?;
     if written >= cursor || cached == Some((written, cursor)) {
         return Ok(false);
     }
     tracing::warn!(
-        utxo_table_at = written,
+        cached_tables_at = written,
         projections_at = cursor,
-        "the UTXO set was cached when the node stopped; rebuilding the projections from the log"
+        "the UTXO set and indexes were cached when the node stopped; rebuilding the projections from the log"
     );
     eprintln!(
-        "the UTXO set on disk is at record {written}, the other projections at {cursor} \
-         (the node stopped with its coin cache unwritten); rebuilding every projection \
-         from the log now"
+        "the UTXO set and indexes on disk are at record {written}, the other projections \
+         at {cursor} (the node stopped with its coin cache unwritten); rebuilding every \
+         projection from the log now"
     );
     rebuild(db)?;
     Ok(true)

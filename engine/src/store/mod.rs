@@ -9,10 +9,11 @@
 //! Only `LOG` and `LOG_HEAD` are ground truth. Every other table is a projection: it is
 //! written only by [`fold`], in the same write transaction as the record it folds, and
 //! `PROJ_META.cursor` names the last record folded, so projections can never be ahead
-//! of or behind the log. One exception, bounded: the UTXO set's changes may stay in the
-//! writer's memory for a few blocks after their commit ([`coin_cache`]);
-//! `PROJ_META.coins_cursor` then says how far redb's `utxo` table is folded, readers
-//! look through the cache, and a ledger found behind at open is rebuilt from the log.
+//! of or behind the log. One exception, bounded: the changes to the UTXO set and the
+//! four indexes may stay in the writer's memory for a few blocks after their commit
+//! ([`coin_cache`]); `PROJ_META.coins_cursor` then says how far redb's copies of those
+//! tables are folded, readers look through the cache, and a ledger found behind at open
+//! is rebuilt from the log.
 
 pub mod chainstate;
 pub mod codec;
@@ -85,9 +86,10 @@ pub(crate) const SIDE_BLOCKS: TableDefinition<Bytes, u64> = TableDefinition::new
 /// `codec::UNDO_ROW_ENTRIES` spent outputs, keyed by block hash ‖ row; 5 = heights in
 /// 4 bytes in `utxo`, `undo`, `tx_index` and `addr_history` rows; 6 = `utxo`,
 /// `addr_utxo`, `tx_index` and `addr_history` have fixed-width keys and values (redb
-/// stores no lengths for them); 7 = `utxo` may be behind the other projections, up to
-/// `proj_meta`'s `coins_cursor` (the coin cache, [`coin_cache`]): a node that ignored it
-/// would trust a UTXO set missing changes, so older nodes rebuild instead.
+/// stores no lengths for them); 7 = `utxo`, `addr_utxo`, `balance`, `tx_index` and
+/// `addr_history` may be behind the other projections, up to `proj_meta`'s
+/// `coins_cursor` (the coin cache, [`coin_cache`]): a node that ignored it would trust
+/// tables missing changes, so older nodes rebuild instead.
 pub(crate) const PROJECTION_FORMAT: u64 = 7;
 
 /// The `PROJ_META` key of [`PROJECTION_FORMAT`].
@@ -257,9 +259,9 @@ pub struct Tables<'t> {
     /// Unix seconds stamped on the records appended (the writer sets its clock's time).
     now: u64,
     /// `PROJ_META`'s coins cursor as this transaction found it ([`coin_cache`]): the
-    /// record up to which redb's `utxo` table is folded.
+    /// record up to which redb's cached tables are folded.
     coins_cursor: u64,
-    /// Whether redb's `utxo` table was behind the other projections when this
+    /// Whether redb's cached tables were behind the other projections when this
     /// transaction began.
     coins_behind: bool,
     /// Whether `PROJ_META` held a coins cursor (ledgers written before the coin cache

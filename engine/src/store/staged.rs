@@ -18,6 +18,11 @@
 //! every path calls before it commits), before any range read ([`Staged::flushed`]), and
 //! whenever more than [`MAX_STAGED_ROWS`] are pending, which bounds a replay's memory
 //! whatever the log's length.
+//!
+//! A third mode, *cached* ([`Staged::cache_over`]), is the live writer's for the coin
+//! cache's tables (`store::coin_cache`): staged over the frozen layers of earlier
+//! transactions (`layer`), looked through between the pending rows and redb, and frozen
+//! into a layer of its own at the end ([`Staged::freeze`]) instead of written back.
 
 pub mod layer;
 mod pending;
@@ -563,8 +568,9 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
         Ok(())
     }
 
-    /// What a staged write works on: the redb table, the pending rows and whether redb
-    /// is known empty. Only called with staging on.
+    /// What a staged write works on: the redb table, the cached layers behind the pending
+    /// rows, the pending rows, and whether redb (and the layers) are known empty. Only
+    /// called with staging on.
     #[allow(clippy::type_complexity)]
     fn staged_parts(
         &mut self,
