@@ -306,6 +306,31 @@ async fn a_node_with_a_small_page_cache_serves_what_it_mined_after_a_restart() {
     assert_eq!(before["height"], 3);
 }
 
+/// The coin cache (`--coin-cache-rows`): a node killed with its last blocks' UTXO and
+/// index changes still in memory rebuilds its projections from the log at the next start
+/// and serves the same; with a cache of 0 every block writes them, so the file a kill
+/// leaves is current and the restart rebuilds nothing.
+#[tokio::test]
+async fn a_node_killed_with_its_coin_cache_rebuilds_at_start_and_one_without_does_not() {
+    for (args, rebuilds) in [(vec![], true), (vec!["--coin-cache-rows", "0"], false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        let node = Node::start_with(dir.path(), true, &args).await;
+        let a = TestKey::new(5).address().to_string();
+        for _ in 0..3 {
+            node.mine_via_template(&a).await;
+        }
+        let (_, before) = node.get("/v1/status").await;
+        let (_, balance) = node.get(&format!("/v1/addresses/{a}")).await;
+        let node = node.restart_after_kill().await;
+        assert_eq!(node.get("/v1/status").await.1, before);
+        assert_eq!(node.get(&format!("/v1/addresses/{a}")).await.1, balance);
+        let log = std::fs::read_to_string(&node.spec.log).unwrap();
+        let rebuilt = log.contains("rebuilding every projection from the log now");
+        assert_eq!(rebuilt, rebuilds, "{args:?}:\n{log}");
+    }
+}
+
 #[tokio::test]
 async fn sigkill_and_restart_serves_the_same_status() {
     let dir = tempfile::tempdir().unwrap();
@@ -546,6 +571,15 @@ async fn sigterm_stops_cleanly_then_rebuild_and_verify_agree() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(code.success(), "{code:?}");
+    // The clean stop wrote the coin cache back: the next open finds the file current.
+    let out = node_cmd()
+        .args(["verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("rebuilding every projection"), "{said}");
 
     let out = node_cmd()
         .args(["rebuild", "--data-dir"])
@@ -643,6 +677,7 @@ fn help_documents_every_chain_flag_with_its_main_and_dev_default() {
         "--web-root",
         "--log-format",
         "--max-side-chain-mb",
+        "--coin-cache-rows",
     ] {
         let at = help.find(flag).unwrap();
         let text: String = help[at..].split("\n  -").next().unwrap().to_string();
