@@ -21,7 +21,7 @@
 //! write-back holds that lock across its commit and the drop of the layers it wrote.
 
 use super::codec::UtxoEntry;
-use super::staged::layer::{self, Layer};
+use super::staged::layer::Layer;
 use super::staged::{Staging, ValueBuf};
 use super::{Bytes, Fixed, StoreError, StoreResult};
 use super::{ADDR_HISTORY, ADDR_UTXO, BALANCE, PROJ_META, TX_INDEX, UTXO};
@@ -247,19 +247,7 @@ fn write_table<K: Key + Staging + 'static, V: Value + Staging + 'static>(
     Ok(written)
 }
 
-/// A row as a reader sees it: the newest layer holding its key, else redb.
-pub(crate) fn get<K: Key + Staging + 'static, V: Value + Staging + 'static>(
-    layers: &[Arc<Layer<K, V>>],
-    table: &impl ReadableTable<K, V>,
-    key: &[u8],
-) -> StoreResult<Option<ValueBuf<V>>> {
-    Ok(match layer::newest(layers, key) {
-        Some(row) => row.clone(),
-        None => table
-            .get(K::from_bytes(key))?
-            .map(|v| V::buf(V::as_bytes(&v.value()).as_ref())),
-    })
-}
+pub(crate) use super::staged::layer::get;
 
 /// An unspent output as a reader sees it.
 pub(crate) fn utxo(

@@ -337,22 +337,19 @@ impl<'t> Tables<'t> {
         }
         fn frozen<K: Staging, V: Staging>(
             layer: Option<staged::layer::Layer<K, V>>,
-            any: &mut bool,
         ) -> Arc<staged::layer::Layer<K, V>> {
-            *any |= layer.is_some();
             Arc::new(layer.unwrap_or_default())
         }
-        let mut any = false;
-        let utxo = frozen(self.utxo.freeze(), &mut any);
+        let utxo = frozen(self.utxo.freeze());
         let indexes = indexes_in(&mut self.indexes)?;
         let layers = coin_cache::Layers {
             utxo,
-            addr_utxo: frozen(indexes.addr_utxo.freeze(), &mut any),
-            balance: frozen(indexes.balance.freeze(), &mut any),
-            tx_index: frozen(indexes.tx_index.freeze(), &mut any),
-            addr_history: frozen(indexes.addr_history.freeze(), &mut any),
+            addr_utxo: frozen(indexes.addr_utxo.freeze()),
+            balance: frozen(indexes.balance.freeze()),
+            tx_index: frozen(indexes.tx_index.freeze()),
+            addr_history: frozen(indexes.addr_history.freeze()),
         };
-        Ok(any.then_some(layers))
+        Ok((layers.rows() > 0).then_some(layers))
     }
 
     /// Whether a cached table has changes not in redb (pending, or in the layers
@@ -459,6 +456,7 @@ impl<'t> Tables<'t> {
     fn flush_staged(&mut self) -> StoreResult<()> {
         let [a, b, c, d] = indexes_in(&mut self.indexes)?.staged_tables();
         let mut tables: Vec<&mut dyn staged::WriteBack> = vec![
+            &mut self.utxo,
             a,
             b,
             c,
@@ -468,7 +466,6 @@ impl<'t> Tables<'t> {
             &mut self.mempool_rate,
             &mut self.mempool_addr,
         ];
-        tables.insert(0, &mut self.utxo);
         // Cached tables go to the coin cache as layers instead.
         tables.retain(|t| !t.is_cached());
         staged::write_back_all(&mut tables)?;

@@ -320,7 +320,7 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
         let old = match pending.insert(K::buf(K::as_bytes(key).as_ref()), new) {
             Some(old) => old,
             None if base_empty => None,
-            None => older_bytes(table, behind, key)?,
+            None => layer::get(behind, table, K::as_bytes(key).as_ref())?,
         };
         self.spill_if_full()?;
         Ok(taken(old))
@@ -344,7 +344,7 @@ impl<'t, K: Key + Staging + 'static, V: Value + Staging + 'static> Staged<'t, K,
         } else if let Some(row) = pending.get_mut(key_bytes) {
             row.take() // leaves a tombstone: redb may hold an older value
         } else {
-            let old = older_bytes(table, behind, key)?;
+            let old = layer::get(behind, table, key_bytes)?;
             if old.is_some() {
                 pending.insert(K::buf(key_bytes), None);
             }
@@ -657,28 +657,6 @@ pub fn write_back_all(tables: &mut [&mut dyn WriteBack]) -> StoreResult<()> {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     })
-}
-
-/// A row's value as the newest layer in `behind` holds it, else as redb stores it.
-fn older_bytes<K: Key + Staging + 'static, V: Value + Staging + 'static>(
-    table: &Table<'_, K, V>,
-    behind: &[Arc<Layer<K, V>>],
-    key: &K::SelfType<'_>,
-) -> StoreResult<Option<ValueBuf<V>>> {
-    match layer::newest(behind, K::as_bytes(key).as_ref()) {
-        Some(row) => Ok(row.clone()),
-        None => stored_bytes(table, key),
-    }
-}
-
-/// A row's value as stored in redb, copied out.
-fn stored_bytes<K: Key + 'static, V: Value + Staging + 'static>(
-    table: &Table<'_, K, V>,
-    key: &K::SelfType<'_>,
-) -> StoreResult<Option<ValueBuf<V>>> {
-    Ok(table
-        .get(key)?
-        .map(|row| V::buf(V::as_bytes(&row.value()).as_ref())))
 }
 
 #[cfg(test)]

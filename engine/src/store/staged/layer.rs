@@ -5,6 +5,8 @@
 
 use super::pending::Row;
 use super::{Staging, ValueBuf};
+use crate::store::StoreResult;
+use redb::{Key, ReadableTable, Value};
 use std::sync::Arc;
 
 /// Rows sorted by key bytes, each key once: a value, or `None` for a row deleted.
@@ -66,4 +68,19 @@ pub fn newest<'a, K: Staging, V: Staging>(
     key: &[u8],
 ) -> Option<&'a Option<ValueBuf<V>>> {
     layers.iter().rev().find_map(|layer| layer.get(key))
+}
+
+/// A row as seen through `layers` (oldest first): the newest layer holding `key`, else
+/// `table`. What a cached table's writer and the readers both look up.
+pub fn get<K: Key + Staging + 'static, V: Value + Staging + 'static>(
+    layers: &[Arc<Layer<K, V>>],
+    table: &impl ReadableTable<K, V>,
+    key: &[u8],
+) -> StoreResult<Option<ValueBuf<V>>> {
+    Ok(match newest(layers, key) {
+        Some(row) => row.clone(),
+        None => table
+            .get(K::from_bytes(key))?
+            .map(|v| V::buf(V::as_bytes(&v.value()).as_ref())),
+    })
 }
